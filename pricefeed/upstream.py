@@ -1,0 +1,423 @@
+"""The exchange connection: Binance market streams over `websocket-client`, in greenlets.
+
+`BinanceFeed` keeps one combined-stream connection alive forever and turns its
+frames into `PriceTick`s. What it guards against, each learnt from users of
+other clients (BINANCE.md):
+
+- silent stalls: a watchdog on the *data*, not the socket — no data message for
+  `silence_timeout` and the connection is replaced even if pings still flow;
+- giving up: it never does; waits follow `ReconnectPolicy` (full jitter, capped,
+  and a hard cap under Binance's 300 attempts per 5 minutes);
+- double pongs: websocket-client answers each ping with exactly one pong
+  echoing its payload; we send nothing else, so we stay far below 5 msgs/s;
+- losing data at the 24 h limit and at `serverShutdown`: make-before-break —
+  the replacement connection is opened and delivering before the old one is
+  closed, and per-symbol trade ids drop the duplicates of the overlap.
+
+Each connection has its own reader greenlet; one supervisor greenlet decides
+when to connect, rotate and give a connection up.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import gevent
+import gevent.event
+import websocket
+
+from .backoff import ReconnectPolicy
+from .binance import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
+                      combined_stream_url, parse_frame)
+from .pairs import PairCatalog
+from .ticks import PriceTick
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_HEADER = "x-pricefeed-simulator"
+# How long both connections run side by side during a rotation once the new one delivers.
+ROTATION_OVERLAP_SECONDS = 1.0
+SUPERVISE_INTERVAL_SECONDS = 0.1
+CLOSE_GRACE_SECONDS = 1.0
+
+
+class UpstreamConnection:
+    """One WebSocket to the exchange and the greenlet that reads it."""
+
+    def __init__(self, ws: websocket.WebSocket, number: int, simulated: bool,
+                 on_data: Callable[["UpstreamConnection", bytes, bool], None],
+                 on_end: Callable[["UpstreamConnection"], None],
+                 clock: Callable[[], float]):
+        self.ws = ws
+        self.number = number
+        self.simulated = simulated
+        self._on_data = on_data
+        self._on_end = on_end
+        self._clock = clock
+        self.opened_at = clock()
+        self.last_data_at = self.opened_at
+        self.first_data_at: float | None = None
+        self.pings = 0
+        self.shutdown_announced = False
+        self.ended = False
+        self.end_reason = ""
+        self.close_code: int | None = None
+        self._reader = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                opcode, frame = self.ws.recv_data_frame(True)
+                if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    now = self._clock()
+                    self.last_data_at = now
+                    if self.first_data_at is None:
+                        self.first_data_at = now
+                    self._on_data(self, frame.data, opcode == websocket.ABNF.OPCODE_BINARY)
+                elif opcode == websocket.ABNF.OPCODE_PING:
+                    self.pings += 1  # websocket-client has already sent the one pong
+                elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.close_code = _close_code(frame.data)
+                    self.end_reason = f"closed by server ({self.close_code})"
+                    return
+        except gevent.GreenletExit:
+            self.end_reason = self.end_reason or "closed by us"
+        except Exception as exc:  # noqa: BLE001 - any socket/protocol error ends this connection only
+            self.end_reason = self.end_reason or f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ended = True
+            try:
+                self.ws.shutdown()
+            finally:
+                self._on_end(self)
+
+    def close(self, reason: str) -> None:
+        """Close politely, then for sure: a server that never answers the close cannot hold us."""
+        if self.ended:
+            return
+        self.end_reason = reason
+        try:
+            self.ws.send_close(websocket.STATUS_NORMAL)
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
+        gevent.spawn_later(CLOSE_GRACE_SECONDS, self._reader.kill, block=False)
+
+    def age(self) -> float:
+        return self._clock() - self.opened_at
+
+
+def _close_code(data: bytes | str) -> int | None:
+    if isinstance(data, str):
+        data = data.encode()
+    return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+
+
+class FeedStats:
+    """Counters the health endpoint and the tests read."""
+
+    def __init__(self) -> None:
+        self.connects = 0            # connections opened
+        self.connect_attempts = 0
+        self.connect_failures = 0
+        self.handshake_refusals = 0  # 429/418/... on the handshake
+        self.rotations = 0           # make-before-break replacements
+        self.silence_timeouts = 0
+        self.messages = 0            # data frames received
+        self.malformed = 0
+        self.duplicates = 0          # dropped during rotation overlap
+        self.unused = 0              # well-formed but not needed (depth, bookTicker, other symbols)
+        self.last_error = ""
+
+
+class BinanceFeed:
+    """Keeps a combined-stream connection to the exchange and emits a PriceTick per trade."""
+
+    def __init__(self, url: str, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], *,
+                 silence_timeout: float = 15.0, connect_timeout: float = 10.0,
+                 rotate_after: float = 23 * 3600.0, policy: ReconnectPolicy,
+                 force_simulated: bool = False, clock: Callable[[], float] = time.monotonic):
+        self.url = combined_stream_url(url, catalog.pairs)
+        self.catalog = catalog
+        self.on_tick = on_tick
+        self.silence_timeout = silence_timeout
+        self.connect_timeout = connect_timeout
+        self.rotate_after = rotate_after
+        self.policy = policy
+        self.force_simulated = force_simulated
+        self._clock = clock
+        self.stats = FeedStats()
+        self.active: UpstreamConnection | None = None
+        self.standby: UpstreamConnection | None = None
+        self._numbers = 0
+        self._wake = gevent.event.Event()
+        self._stopping = False
+        self._greenlet: gevent.Greenlet | None = None
+        self._last_trade_id: dict[tuple[str, str], int] = {}
+        self._last_ticker_time: dict[str, int] = {}
+        self._open24h: dict[str, str] = {}
+        self._priced: set[str] = set()
+        self._connected_since_wall: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._stopping = False
+            self._greenlet = gevent.spawn(self._supervise_forever)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for conn in (self.active, self.standby):
+            if conn is not None:
+                conn.close("feed stopped")
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+        self.active = self.standby = None
+
+    @property
+    def running(self) -> bool:
+        return self._greenlet is not None
+
+    def is_live(self) -> bool:
+        """Connected and data arrived within the silence timeout."""
+        conn = self.active
+        return (conn is not None and not conn.ended
+                and self._clock() - conn.last_data_at < self.silence_timeout)
+
+    @property
+    def simulated(self) -> bool:
+        conn = self.active
+        return self.force_simulated or (conn is not None and conn.simulated)
+
+    # -- supervisor ----------------------------------------------------------------
+
+    def _supervise_forever(self) -> None:
+        while not self._stopping:
+            try:
+                if self.active is None:
+                    self._connect_fresh()
+                    continue
+                self._wake.wait(SUPERVISE_INTERVAL_SECONDS)
+                self._wake.clear()
+                self._supervise_once()
+            except gevent.GreenletExit:
+                raise
+            except Exception:  # noqa: BLE001 - the supervisor must outlive any bug in one pass
+                log.exception("upstream supervisor pass failed; continuing")
+                gevent.sleep(1.0)
+
+    def _connect_fresh(self) -> None:
+        delay = self.policy.delay()
+        if delay > 0:
+            log.info("upstream: next connection attempt in %.2fs", delay)
+            gevent.sleep(delay)
+        conn = self._open()
+        if conn is not None:
+            # A fresh connection after a gap: trade ids may restart (exchange failover);
+            # only an overlap needs the per-symbol dedup memory.
+            self._last_trade_id.clear()
+            self._last_ticker_time.clear()
+            self.active = conn
+            self._connected_since_wall = time.time()
+
+    def _supervise_once(self) -> None:
+        now = self._clock()
+        conn = self.active
+        assert conn is not None
+        if conn.ended:
+            self._lost(conn)
+            return
+        standby = self.standby
+        if standby is not None:
+            if standby.ended:
+                self.standby = None
+            elif standby.first_data_at is not None and now - standby.first_data_at >= ROTATION_OVERLAP_SECONDS:
+                self._promote(standby)
+                return
+        if now - conn.last_data_at >= self.silence_timeout:
+            self.stats.silence_timeouts += 1
+            log.warning("upstream: no data for %.1fs on connection #%d; replacing it",
+                        now - conn.last_data_at, conn.number)
+            conn.close("silence")
+            self._lost(conn)
+            return
+        if self.standby is None and (conn.shutdown_announced or conn.age() >= self.rotate_after):
+            if self.policy.delay() == 0:
+                reason = "serverShutdown" if conn.shutdown_announced else "rotation before 24 h"
+                log.info("upstream: opening a replacement for connection #%d (%s)", conn.number, reason)
+                self.standby = self._open()
+
+    def _lost(self, conn: UpstreamConnection) -> None:
+        """The active connection ended: take the standby if there is one, else reconnect."""
+        reason = conn.end_reason or "ended"
+        self.stats.last_error = reason
+        standby = self.standby
+        if standby is not None and not standby.ended:
+            log.info("upstream: connection #%d ended (%s); standby #%d takes over",
+                     conn.number, reason, standby.number)
+            self.standby = None
+            self.active = standby
+            self.stats.rotations += 1
+            return
+        log.warning("upstream: connection #%d ended: %s", conn.number, reason)
+        self.active = None
+        self._connected_since_wall = None
+        if not conn.shutdown_announced:
+            self.policy.failed()
+
+    def _promote(self, standby: UpstreamConnection) -> None:
+        old = self.active
+        self.active = standby
+        self.standby = None
+        self.stats.rotations += 1
+        if old is not None:
+            log.info("upstream: connection #%d replaces #%d", standby.number, old.number)
+            old.close("replaced")
+
+    def _open(self) -> UpstreamConnection | None:
+        self.policy.attempted()
+        self.stats.connect_attempts += 1
+        try:
+            ws = websocket.create_connection(self.url, timeout=self.connect_timeout,
+                                             enable_multithread=True, suppress_origin=True,
+                                             skip_utf8_validation=True)
+        except websocket.WebSocketBadStatusException as exc:
+            retry_after = _retry_after((exc.resp_headers or {}).get("retry-after"))
+            self.stats.handshake_refusals += 1
+            self._failed(f"handshake refused with HTTP {exc.status_code}", retry_after)
+            return None
+        except Exception as exc:  # noqa: BLE001 - DNS, TCP, TLS, protocol: all mean "try later"
+            self._failed(f"{type(exc).__name__}: {exc}", None)
+            return None
+        ws.settimeout(None)  # reads block in their greenlet; the supervisor watches the data
+        self._numbers += 1
+        headers = ws.getheaders() or {}
+        conn = UpstreamConnection(ws, self._numbers, SIMULATOR_HEADER in headers,
+                                  self._on_data, self._on_end, self._clock)
+        self.stats.connects += 1
+        log.info("upstream: connection #%d open to %s%s", conn.number, self.url.split("?")[0],
+                 " (simulator)" if conn.simulated else "")
+        return conn
+
+    def _failed(self, reason: str, retry_after: float | None) -> None:
+        self.stats.connect_failures += 1
+        self.stats.last_error = reason
+        self.policy.failed(retry_after)
+        log.warning("upstream: connection attempt failed: %s%s", reason,
+                    f" (Retry-After {retry_after:.0f}s)" if retry_after else "")
+
+    def _on_end(self, conn: UpstreamConnection) -> None:
+        self._wake.set()
+
+    # -- frames --------------------------------------------------------------------
+
+    def _on_data(self, conn: UpstreamConnection, data: bytes, binary: bool) -> None:
+        self.stats.messages += 1
+        if conn.first_data_at == conn.last_data_at:
+            # The first data on this connection: it works, so backoff starts afresh.
+            self.policy.succeeded()
+        try:
+            if binary:
+                raise MalformedFrame("binary frame (Binance sends text)")
+            messages = parse_frame(data)
+        except MalformedFrame as exc:
+            self.stats.malformed += 1
+            if self.stats.malformed <= 10 or self.stats.malformed % 100 == 0:
+                log.warning("upstream: malformed frame #%d skipped: %s; frame starts %r",
+                            self.stats.malformed, exc, data[:120])
+            return
+        for message in messages:
+            if isinstance(message, Trade):
+                self._on_trade(conn, message)
+            elif isinstance(message, Ticker):
+                self._on_ticker(conn, message)
+            elif isinstance(message, ServerShutdown):
+                log.info("upstream: serverShutdown on connection #%d", conn.number)
+                conn.shutdown_announced = True
+                self._wake.set()
+            elif isinstance(message, ControlReply):
+                log.info("upstream: control reply %r", message)
+            else:
+                self.stats.unused += 1
+
+    def _on_trade(self, conn: UpstreamConnection, trade: Trade) -> None:
+        pair = self.catalog.by_symbol(trade.symbol)
+        if pair is None:
+            self.stats.unused += 1
+            return
+        key = (trade.kind, trade.symbol)
+        if trade.trade_id <= self._last_trade_id.get(key, -1):
+            self.stats.duplicates += 1
+            return
+        self._last_trade_id[key] = trade.trade_id
+        self._priced.add(trade.symbol)
+        self._emit(PriceTick(pair.name, trade.symbol, trade.price, trade.event_time,
+                             self._source(conn), self._open24h.get(trade.symbol)))
+
+    def _on_ticker(self, conn: UpstreamConnection, ticker: Ticker) -> None:
+        pair = self.catalog.by_symbol(ticker.symbol)
+        if pair is None:
+            self.stats.unused += 1
+            return
+        if ticker.event_time <= self._last_ticker_time.get(ticker.symbol, -1):
+            self.stats.duplicates += 1
+            return
+        self._last_ticker_time[ticker.symbol] = ticker.event_time
+        self._open24h[ticker.symbol] = ticker.open
+        if ticker.symbol not in self._priced:
+            # A quiet pair may see no trade for a while; the ticker's close is a real
+            # last price from the exchange, so show it rather than nothing.
+            self._priced.add(ticker.symbol)
+            self._emit(PriceTick(pair.name, ticker.symbol, ticker.close, ticker.event_time,
+                                 self._source(conn), ticker.open))
+
+    def _source(self, conn: UpstreamConnection) -> str:
+        return "simulator" if (self.force_simulated or conn.simulated) else "binance"
+
+    def _emit(self, tick: PriceTick) -> None:
+        try:
+            self.on_tick(tick)
+        except Exception:  # noqa: BLE001 - a consumer bug must not end the connection
+            log.exception("upstream: tick consumer failed for %s", tick.pair)
+
+    # -- health --------------------------------------------------------------------
+
+    def status(self) -> dict:
+        conn = self.active
+        now = self._clock()
+        return {
+            "url": self.url.split("?")[0],
+            "streams": self.url.split("streams=", 1)[1].count("/") + 1,
+            "connected": conn is not None and not conn.ended,
+            "live": self.is_live(),
+            "simulated": self.simulated,
+            "connection": conn.number if conn else None,
+            "connected_since": self._connected_since_wall,
+            "connection_age_s": round(conn.age(), 3) if conn else None,
+            "last_message_age_s": round(now - conn.last_data_at, 3) if conn else None,
+            "rotating": self.standby is not None,
+            "connects": self.stats.connects,
+            "reconnects": max(0, self.stats.connects - 1 - self.stats.rotations),
+            "rotations": self.stats.rotations,
+            "connect_attempts": self.stats.connect_attempts,
+            "connect_failures": self.stats.connect_failures,
+            "attempts_last_5min": self.policy.attempts_in_window(),
+            "handshake_refusals": self.stats.handshake_refusals,
+            "silence_timeouts": self.stats.silence_timeouts,
+            "messages": self.stats.messages,
+            "malformed": self.stats.malformed,
+            "duplicates_dropped": self.stats.duplicates,
+            "unused": self.stats.unused,
+            "last_error": self.stats.last_error,
+        }
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, int(value.strip()))
+    except ValueError:
+        return None

@@ -1,0 +1,194 @@
+"""HTTP: the streaming API blueprint and the dashboard blueprint.
+
+Every error a client can cause is a 4xx with `{"error": ..., "detail": ...}`;
+nothing a client sends reaches a 500.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from typing import Iterator
+
+import gevent
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from . import sse
+from .hub import ClientMailbox, HubFull
+from .node import Node
+from .pairs import PairError
+
+_EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXTENSION_KEY = "pricefeed"
+AT_CAPACITY_RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """A client error: answered as JSON with this status."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
+
+
+def current_node() -> Node:
+    return current_app.extensions[EXTENSION_KEY].node
+
+
+def create_api_blueprint() -> Blueprint:
+    api = Blueprint("pricefeed_api", __name__)
+
+    @api.before_request
+    def _reject_oversized_query() -> None:
+        limit = current_node().config.max_query_length
+        if len(request.query_string) > limit:
+            raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
+
+    @api.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return _json_error(exc.status, exc.error, exc.detail, exc.headers)
+
+    @api.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return _json_error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
+
+    @api.route("/stream", methods=["GET"])
+    def stream():
+        node = current_node()
+        pairs = _requested_pairs(node)
+        resume_from = _last_event_id()
+        try:
+            mailbox = node.hub.connect(pairs)
+        except HubFull:
+            raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
+                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
+        _bound_writes(node.config.write_timeout)
+        # Registered and snapshotted without yielding in between: no tick falls in the gap.
+        snapshot = _snapshot_body(node, pairs)
+        if resume_from is not None:
+            snapshot["resume"] = node.hub.resume(resume_from, pairs)
+        retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
+        preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
+        response = Response(_stream_events(node, mailbox, preamble), content_type=sse.CONTENT_TYPE,
+                            headers=sse.HEADERS)
+        response.call_on_close(lambda: node.hub.disconnect(mailbox))
+        return response
+
+    @api.route("/prices", methods=["GET"])
+    def prices():
+        node = current_node()
+        response = jsonify(_snapshot_body(node, _requested_pairs(node)))
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @api.route("/health", methods=["GET"])
+    def health():
+        body, status = current_node().health()
+        response = jsonify(body)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def not_found(unknown: str):
+        if unknown in ("stream", "prices", "health"):
+            raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use GET",
+                           {"Allow": "GET, HEAD"})
+        raise ApiError(404, "not_found", f"no such endpoint: {request.path[:200]}")
+
+    return api
+
+
+def create_dashboard_blueprint() -> Blueprint:
+    dashboard = Blueprint("pricefeed_dashboard", __name__,
+                          template_folder=os.path.join(_ROOT, "templates"),
+                          static_folder=os.path.join(_ROOT, "static"),
+                          static_url_path="/pricefeed-static")
+
+    @dashboard.route("/")
+    @dashboard.route("/dashboard")
+    def page():
+        node = current_node()
+        api = "pricefeed_api"
+        return render_template(
+            "dashboard.html",
+            title="pricefeed",
+            pairs=[p.name for p in node.catalog.pairs],
+            stream_url=url_for(f"{api}.stream"),
+            prices_url=url_for(f"{api}.prices"),
+            health_url=url_for(f"{api}.health"),
+            static_url=url_for("pricefeed_dashboard.static", filename="").rstrip("/"),
+            stale_after_ms=int(node.config.stale_after * 1000),
+        )
+
+    return dashboard
+
+
+def _stream_events(node: Node, mailbox: ClientMailbox, preamble: bytes) -> Iterator[bytes]:
+    interval = node.config.min_update_interval
+    try:
+        yield preamble
+        while True:
+            chunk = mailbox.take()
+            if chunk is None:
+                return
+            if chunk:
+                yield chunk
+            if interval:
+                # Conflation keeps only the newest price per pair meanwhile.
+                gevent.sleep(interval)
+    finally:
+        node.hub.disconnect(mailbox)
+
+
+def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:
+    return {
+        "prices": node.hub.snapshot(pairs),
+        "mode": node.mode,
+        "simulated": node.simulated,
+        "stale": [p for p in node.hub.stale_pairs() if p in pairs],
+        "stale_after_ms": int(node.config.stale_after * 1000),
+        "server_time": int(time.time() * 1000),
+        "worker": node.worker_id,
+        "resume": None,
+    }
+
+
+def _requested_pairs(node: Node) -> tuple[str, ...]:
+    raw = request.args.get("pairs")
+    try:
+        pairs = node.catalog.resolve_list(raw, node.config.max_pairs_per_request)
+    except PairError as exc:
+        raise ApiError(400, exc.error, exc.detail) from None
+    return tuple(pair.name for pair in pairs)
+
+
+def _last_event_id() -> tuple[int, int] | None:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:
+        raw = request.args.get("lastEventId")
+    if raw is None or raw == "":
+        return None
+    match = _EVENT_ID.match(raw.strip())
+    if not match:
+        raise ApiError(400, "malformed_last_event_id",
+                       "Last-Event-ID must be an id this server sent, like 1700000000000-42")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _bound_writes(write_timeout: float) -> None:
+    """A client that stops reading blocks only its own greenlet, and only for `write_timeout`."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(write_timeout)
+
+
+def _json_error(status: int, error: str, detail: str, headers: dict | None = None):
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response

@@ -1,0 +1,1 @@
+"""Helpers that start the real processes the tests talk to (simulator, redis-server, gunicorn)."""

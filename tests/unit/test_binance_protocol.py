@@ -1,0 +1,105 @@
+"""The Binance protocol layer against real captured traffic and against broken frames."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from pricefeed.binance import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
+                               Trade, Unused, combined_stream_url, parse_frame, stream_names)
+from pricefeed.pairs import PairCatalog
+from tests.conftest import capture_frames, last_trade_prices, unicornfy_samples
+
+
+@pytest.mark.parametrize("capture, expected", [
+    ("cryptofeed-BINANCE.ws.1.0.txt", {Unused: 546, BookTicker: 412, Trade: 28, Kline: 17}),
+    ("cryptofeed-BINANCE_US.ws.1.0.txt", {Unused: 336, BookTicker: 128, Trade: 11, Kline: 5}),
+])
+def test_every_captured_frame_parses_into_the_documented_message_types(capture, expected):
+    kinds = Counter(type(message) for frame in capture_frames(capture) for message in parse_frame(frame))
+    assert dict(kinds) == expected
+
+
+def test_captured_trade_prices_are_the_exact_strings_the_exchange_sent():
+    frames = capture_frames("cryptofeed-BINANCE.ws.1.0.txt")
+    trades = [m for f in frames for m in parse_frame(f) if isinstance(m, Trade)]
+    raw = [json.loads(f)["data"]["p"] for f in frames if json.loads(f)["data"].get("e") == "aggTrade"]
+    assert [t.price for t in trades] == raw
+    assert all(isinstance(t.price, str) for t in trades)
+    assert {t.symbol: t.price for t in trades} == last_trade_prices("cryptofeed-BINANCE.ws.1.0.txt")
+
+
+def test_unicornfy_samples_cover_every_stream_type_we_parse():
+    # Later samples of a kind replace earlier ones here; the first ticker (row 3) is checked below.
+    samples = unicornfy_samples()
+    parsed = {sample["kind"]: parse_frame(sample["raw"]) for sample in samples}
+    first_ticker = parse_frame(next(s["raw"] for s in samples if s["kind"] == "ticker"))[0]
+    assert first_ticker.open == "9383.48000000" and first_ticker.close == "9318.48000000"
+    trade = parsed["trade"][0]
+    assert trade == Trade("BTCUSDT", "9302.00000000", 1592591955766, 343719861, "trade")
+    agg = parsed["aggTrade"][0]
+    assert agg == Trade("BTCUSDT", "9319.00000000", 1592584651517, 315753210, "aggTrade")
+    assert isinstance(parsed["ticker"][0], Ticker)
+    assert isinstance(parsed["miniTicker"][0], Ticker)
+    array = parsed["!miniTicker@arr"]
+    assert len(array) == 26 and all(isinstance(m, Ticker) for m in array)
+    assert isinstance(parsed["kline"][0], Kline) and parsed["kline"][0].interval == "1m"
+    assert parsed["depth"] == [Unused("depthUpdate")]
+
+
+@pytest.mark.parametrize("frame", [
+    '{"e":"serverShutdown","E":1750000000000}',
+    '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1750000000000}}',
+])
+def test_server_shutdown_is_recognised_raw_and_combined(frame):
+    assert parse_frame(frame) == [ServerShutdown(1750000000000)]
+
+
+def test_control_replies_and_errors():
+    assert parse_frame('{"result":null,"id":1}') == [ControlReply(1, result=None)]
+    assert parse_frame('{"result":["btcusdt@aggTrade"],"id":3}') == [ControlReply(3, result=["btcusdt@aggTrade"])]
+    assert parse_frame('{"code":2,"msg":"Invalid request","id":null}') == [
+        ControlReply(None, error_code=2, error_message="Invalid request")]
+
+
+def test_microsecond_timestamps_are_normalised_to_milliseconds():
+    frame = '{"e":"aggTrade","E":1592584651517123,"s":"BTCUSDT","a":1,"p":"1.0","q":"1","f":1,"l":1,"T":1,"m":true,"M":true}'
+    assert parse_frame(frame)[0].event_time == 1592584651517
+
+
+@pytest.mark.parametrize("frame", [
+    "not json",
+    b"\xff\xfe garbage",
+    "{}",
+    "[1, 2]",
+    '{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":43250.12}',          # a number, not a decimal string
+    '{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1e5"}',             # not plain decimal notation
+    '{"e":"aggTrade","E":1,"a":1,"p":"1.0"}',                            # no symbol
+    '{"e":"aggTrade","E":"soon","s":"BTCUSDT","a":1,"p":"1.0"}',        # time is not an integer
+    '{"e":"kline","E":1,"s":"BTCUSDT","k":"x"}',
+    '{"stream":5,"data":{}}',
+    '"just a string"',
+    "[" * 100000,
+])
+def test_malformed_frames_raise_malformed_frame(frame):
+    with pytest.raises(MalformedFrame):
+        parse_frame(frame)
+
+
+def test_combined_url_names_aggtrade_and_miniticker_for_every_pair():
+    catalog = PairCatalog(["BTC/USD", "ftm/usdt"])
+    url = combined_stream_url("wss://stream.binance.com:9443", catalog.pairs)
+    assert url == ("wss://stream.binance.com:9443/stream?streams="
+                   "btcusdt@aggTrade/btcusdt@miniTicker/ftmusdt@aggTrade/ftmusdt@miniTicker")
+    # A base that already names the path is trimmed, not doubled.
+    assert combined_stream_url("wss://data-stream.binance.vision/stream/", catalog.pairs).startswith(
+        "wss://data-stream.binance.vision/stream?streams=btcusdt@aggTrade")
+    assert combined_stream_url("ws://127.0.0.1:9000/ws", catalog.pairs).startswith(
+        "ws://127.0.0.1:9000/stream?streams=")
+
+
+def test_more_than_1024_streams_is_refused():
+    catalog = PairCatalog([f"A{i}/USD" for i in range(513)])
+    with pytest.raises(ValueError):
+        stream_names(catalog.pairs)
