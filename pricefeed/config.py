@@ -113,6 +113,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_MAX_ATTEMPTS_PER_5MIN", int, 100,
             "Connection attempts allowed per 5 minutes (Binance bans past 300 per IP).",
             minimum=1, maximum=300),
+    Setting("REDIS_PREFIX", lambda t: t.strip() or "pricefeed", "pricefeed",
+            "Prefix of every Redis key and channel (run several deployments on one Redis)."),
+    Setting("LEASE_TTL", float, 2.0, "Seconds the upstream lease lives without renewal.",
+            minimum=0.3, maximum=300),
+    Setting("LEASE_RENEW_INTERVAL", float, 0.5, "Seconds between lease renewals (and standby attempts).",
+            minimum=0.05, maximum=100),
+    Setting("LEASE_RENEW_DEADLINE", float, 1.5,
+            "Seconds without a successful renewal after which the leader demotes itself (< TTL).",
+            minimum=0.1, maximum=299),
+    Setting("BUS_HEARTBEAT_INTERVAL", float, 1.0, "Seconds between the leader's heartbeats on the bus.",
+            minimum=0.05, maximum=30),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
 )
@@ -147,6 +158,11 @@ class Config:
     upstream_backoff_base: float
     upstream_backoff_cap: float
     upstream_max_attempts_per_5min: int
+    redis_prefix: str
+    lease_ttl: float
+    lease_renew_interval: float
+    lease_renew_deadline: float
+    bus_heartbeat_interval: float
     simulated: bool
 
     @classmethod
@@ -169,6 +185,9 @@ class Config:
         config = cls(**values)
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")
+        if not config.lease_renew_interval < config.lease_renew_deadline < config.lease_ttl:
+            raise ConfigError("PRICEFEED_LEASE_RENEW_INTERVAL < PRICEFEED_LEASE_RENEW_DEADLINE < "
+                              "PRICEFEED_LEASE_TTL must hold")
         return config
 
     def public(self) -> dict[str, Any]:

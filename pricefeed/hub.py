@@ -142,7 +142,11 @@ class Hub:
             self._recent.clear()
         if tick.pair not in self._subscribers:
             return False
-        self.seq = tick.seq
+        held = self.book.get(tick.pair)
+        if held is not None and (held.tick.epoch, held.tick.seq) >= (tick.epoch, tick.seq):
+            # Already have this one or newer (e.g. the re-read of the last prices after a reconnect).
+            return False
+        self.seq = max(self.seq, tick.seq)
         frame = sse.event("price", tick.payload(), tick.event_id)
         self.book[tick.pair] = BookEntry(tick, frame, self._clock())
         self._recent.append((tick.seq, tick.pair))

@@ -63,7 +63,7 @@ class UpstreamConnection:
         self.ended = False
         self.end_reason = ""
         self.close_code: int | None = None
-        self._reader = gevent.spawn(self._read)
+        self.reader = gevent.spawn(self._read)
 
     def _read(self) -> None:
         try:
@@ -101,7 +101,7 @@ class UpstreamConnection:
             self.ws.send_close(websocket.STATUS_NORMAL)
         except Exception:  # noqa: BLE001 - the socket may already be gone
             pass
-        gevent.spawn_later(CLOSE_GRACE_SECONDS, self._reader.kill, block=False)
+        gevent.spawn_later(CLOSE_GRACE_SECONDS, self.reader.kill, block=False)
 
     def age(self) -> float:
         return self._clock() - self.opened_at
@@ -118,6 +118,7 @@ class FeedStats:
 
     def __init__(self) -> None:
         self.connects = 0            # connections opened
+        self.reconnects = 0          # connections opened to replace a lost one (not rotations)
         self.connect_attempts = 0
         self.connect_failures = 0
         self.handshake_refusals = 0  # 429/418/... on the handshake
@@ -166,15 +167,22 @@ class BinanceFeed:
             self._stopping = False
             self._greenlet = gevent.spawn(self._supervise_forever)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """Close the connections; with `wait`, return only once they are closed (or `wait` passed).
+
+        A leader handing over waits, so the exchange never sees its connection and
+        the successor's open at the same time.
+        """
         self._stopping = True
-        for conn in (self.active, self.standby):
-            if conn is not None:
-                conn.close("feed stopped")
+        connections = [conn for conn in (self.active, self.standby) if conn is not None]
+        for conn in connections:
+            conn.close("feed stopped")
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
         self.active = self.standby = None
+        if wait and connections:
+            gevent.joinall([conn.reader for conn in connections], timeout=wait)
 
     @property
     def running(self) -> bool:
@@ -215,6 +223,8 @@ class BinanceFeed:
             gevent.sleep(delay)
         conn = self._open()
         if conn is not None:
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
             # A fresh connection after a gap: trade ids may restart (exchange failover);
             # only an overlap needs the per-symbol dedup memory.
             self._last_trade_id.clear()
@@ -399,7 +409,7 @@ class BinanceFeed:
             "last_message_age_s": round(now - conn.last_data_at, 3) if conn else None,
             "rotating": self.standby is not None,
             "connects": self.stats.connects,
-            "reconnects": max(0, self.stats.connects - 1 - self.stats.rotations),
+            "reconnects": self.stats.reconnects,
             "rotations": self.stats.rotations,
             "connect_attempts": self.stats.connect_attempts,
             "connect_failures": self.stats.connect_failures,

@@ -99,3 +99,14 @@ def test_change24h_is_computed_in_decimal():
     t = PriceTick("BTC/USD", "BTCUSDT", "9318.48000000", 1, "binance", "9383.48000000")
     assert t.payload()["change24h"] == "-0.693"
     assert PriceTick.from_json(t.to_json()) == t
+
+
+def test_a_repeated_or_older_tick_of_the_same_epoch_is_not_delivered_twice():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    mailbox = hub.connect(("BTC/USD",))
+    assert hub.publish(tick(price="2.00", seq=5))
+    mailbox.take(timeout=0)
+    assert hub.publish(tick(price="2.00", seq=5)) is False
+    assert hub.publish(tick(price="1.00", seq=4)) is False
+    assert mailbox.take(timeout=0) == b""
+    assert hub.seq == 5

@@ -1,0 +1,238 @@
+"""Faults a test can inject through `POST /_sim/fault`, and the state they leave.
+
+Connection-wide actions (drop, close, malformed, shutdown) are carried out at
+once by the exchange on every open connection; timed faults (silence,
+ignore_pongs, refuse, rest) stay active here until they expire or are cleared.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from .streams import encode_json
+
+FAULTS = ("drop", "silence", "ignore_pongs", "malformed", "refuse", "close", "shutdown",
+          "rest", "clear")
+_FIELDS = {
+    "drop": set(), "shutdown": set(), "clear": set(),
+    "silence": {"duration"}, "ignore_pongs": {"duration"},
+    "malformed": {"count"},
+    "refuse": {"status", "count", "duration", "retry_after"},
+    "close": {"code", "reason"},
+    "rest": {"status", "duration", "retry_after"},
+}
+_NEEDS_DURATION = ("silence", "ignore_pongs", "rest")
+MAX_DURATION = 3600.0
+MAX_MALFORMED = 1000
+
+
+class FaultError(ValueError):
+    """A fault request the simulator cannot honour (unknown fault or bad field)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One validated fault request."""
+
+    name: str
+    duration: float | None = None
+    count: int | None = None
+    status: int | None = None
+    retry_after: int = 1
+    code: int = 1000
+    reason: str = ""
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise FaultError(f"{key} must be a number between {low} and {high}")
+    return value
+
+
+def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = _number(body, key, low, high)
+    if value is not None and value != int(value):
+        raise FaultError(f"{key} must be an integer")
+    return None if value is None else int(value)
+
+
+def _is_valid_close_code(code: int) -> bool:
+    return (1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999)
+
+
+def parse_fault(body: Any) -> Fault:
+    """Validate a `POST /_sim/fault` body."""
+    if not isinstance(body, dict):
+        raise FaultError("body must be a JSON object like {\"fault\": \"drop\"}")
+    name = body.get("fault")
+    if name not in FAULTS:
+        raise FaultError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+    unknown = set(body) - {"fault"} - _FIELDS[name]
+    if unknown:
+        raise FaultError(f"fault {name!r} takes no field(s) {', '.join(sorted(unknown))}")
+    duration = _number(body, "duration", 0.001, MAX_DURATION)
+    if name in _NEEDS_DURATION and duration is None:
+        raise FaultError(f"fault {name!r} needs a duration in seconds")
+    count = _integer(body, "count", 1, MAX_MALFORMED)
+    status = _integer(body, "status", 400, 599)
+    retry_after = _integer(body, "retry_after", 0, 86400)
+    code = _integer(body, "code", 1000, 4999)
+    reason = body.get("reason", "")
+    if name in ("refuse", "rest") and status is None:
+        status = 429
+    if name == "refuse" and count is None and duration is None:
+        count = 1
+    if name == "malformed" and count is None:
+        count = len(_MALFORMED_KINDS)
+    if code is not None and not _is_valid_close_code(code):
+        raise FaultError(f"{code} is not a close code a server may send")
+    if not isinstance(reason, str) or len(reason.encode()) > 123:
+        raise FaultError("reason must be a string of at most 123 bytes")
+    return Fault(name, duration, count, status,
+                 1 if retry_after is None else retry_after,
+                 1000 if code is None else code, reason)
+
+
+def status_line(status: int) -> str:
+    """`429` -> `"429 Too Many Requests"`."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+@dataclass
+class _Refusal:
+    status: int
+    retry_after: int
+    remaining: int | None     # handshakes still to refuse, or None when timed
+    until: float | None
+
+
+@dataclass
+class _RestFailure:
+    status: int
+    retry_after: int
+    until: float
+
+
+class FaultState:
+    """The timed faults currently in force."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._silence_until = 0.0
+        self._ignore_pongs_until = 0.0
+        self._refusal: _Refusal | None = None
+        self._rest_failure: _RestFailure | None = None
+
+    def apply(self, fault: Fault) -> None:
+        """Start a timed fault (other faults have no lasting state)."""
+        now = time.monotonic()
+        until = now + fault.duration if fault.duration is not None else None
+        if fault.name == "silence":
+            self._silence_until = until
+        elif fault.name == "ignore_pongs":
+            self._ignore_pongs_until = until
+        elif fault.name == "refuse":
+            self._refusal = _Refusal(fault.status, fault.retry_after, fault.count, until)
+        elif fault.name == "rest":
+            self._rest_failure = _RestFailure(fault.status, fault.retry_after, until)
+        elif fault.name == "clear":
+            self.clear()
+
+    @property
+    def silenced(self) -> bool:
+        return time.monotonic() < self._silence_until
+
+    @property
+    def ignoring_pongs(self) -> bool:
+        return time.monotonic() < self._ignore_pongs_until
+
+    def take_refusal(self) -> tuple[int, int] | None:
+        """`(status, retry_after)` if this handshake is to be refused; counts it."""
+        refusal = self._refusal
+        if refusal is None:
+            return None
+        if refusal.until is not None and time.monotonic() >= refusal.until:
+            self._refusal = None
+            return None
+        if refusal.remaining is not None:
+            refusal.remaining -= 1
+            if refusal.remaining <= 0:
+                self._refusal = None
+        return refusal.status, refusal.retry_after
+
+    def rest_failure(self) -> tuple[int, int] | None:
+        """`(status, retry_after)` while REST requests are to fail."""
+        failure = self._rest_failure
+        if failure is None or time.monotonic() >= failure.until:
+            self._rest_failure = None
+            return None
+        return failure.status, failure.retry_after
+
+    def describe(self) -> dict[str, Any]:
+        """The active faults, with seconds left, for `GET /_sim/fault`."""
+        now = time.monotonic()
+        active: dict[str, Any] = {}
+        if now < self._silence_until:
+            active["silence"] = {"remaining": round(self._silence_until - now, 3)}
+        if now < self._ignore_pongs_until:
+            active["ignore_pongs"] = {"remaining": round(self._ignore_pongs_until - now, 3)}
+        refusal = self._refusal
+        if refusal is not None and (refusal.until is None or now < refusal.until):
+            active["refuse"] = {"status": refusal.status, "retry_after": refusal.retry_after,
+                                "count": refusal.remaining,
+                                "remaining": None if refusal.until is None
+                                else round(refusal.until - now, 3)}
+        failure = self._rest_failure
+        if failure is not None and now < failure.until:
+            active["rest"] = {"status": failure.status, "retry_after": failure.retry_after,
+                              "remaining": round(failure.until - now, 3)}
+        return active
+
+
+# -- malformed frames --------------------------------------------------------------
+
+_MALFORMED_KINDS = ("invalid_json", "binary_garbage", "number_price", "missing_fields",
+                    "unknown_event", "empty_object")
+
+
+def malformed_frames(count: int, stream: str, combined: bool, event_time: int) -> list[str | bytes]:
+    """`count` bad frames cycling through every kind a client must survive.
+
+    Text frames are `str`, binary frames `bytes`. The bad payloads sit in the
+    client's own stream (wrapped when it reads combined streams) so a client
+    that doesn't validate would take them for real data.
+    """
+    symbol = stream.partition("@")[0].upper() or "BTCUSDT"
+
+    def wrapped(data: dict[str, Any]) -> str:
+        return encode_json({"stream": stream, "data": data} if combined else data)
+
+    frames: list[str | bytes] = []
+    for index in range(count):
+        kind = _MALFORMED_KINDS[index % len(_MALFORMED_KINDS)]
+        if kind == "invalid_json":
+            frames.append('{"stream":"' + stream + '","data":{"e":"aggTrade","p":"1')
+        elif kind == "binary_garbage":
+            frames.append(b"\x00\xff\xfe\x80garbage\x01" + bytes([index % 256]))
+        elif kind == "number_price":
+            frames.append(wrapped({"e": "aggTrade", "E": event_time, "s": symbol, "a": 1,
+                                   "p": 12345.678, "q": 1.5, "f": 1, "l": 1,
+                                   "T": event_time, "m": True, "M": True}))
+        elif kind == "missing_fields":
+            frames.append(wrapped({"e": "aggTrade", "E": event_time, "s": symbol}))
+        elif kind == "unknown_event":
+            frames.append(wrapped({"e": "mysteryEvent", "E": event_time, "s": symbol,
+                                   "p": "99999.00000000"}))
+        else:
+            frames.append("{}")
+    return frames

@@ -1,0 +1,102 @@
+"""The simulator's settings and the command line that sets them."""
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+DEFAULT_PAIRS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    host: str = "127.0.0.1"
+    port: int = 0                       # 0: the kernel picks a free port
+    pairs: tuple[str, ...] = DEFAULT_PAIRS
+    rate: float = 10.0                  # trade ticks per second, all symbols together
+    replay: str | None = None
+    speed: float = 1.0                  # replay time divisor; 0 = as fast as possible
+    loop: bool = False
+    ping_interval: float = 20.0
+    pong_timeout: float = 60.0
+    max_lifetime: float = 86400.0
+    shutdown_grace: float = 5.0
+    rest_weight_limit: int = 6000
+    seed: int | None = None
+    outbox_limit: int = 10_000          # data frames queued per client before dropping the oldest
+    max_streams: int = 1024
+    incoming_per_second: int = 5
+    verbose: bool = False
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0..65535 (0 picks a free port)")
+    return value
+
+
+def _pairs(text: str) -> tuple[str, ...]:
+    pairs = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    bad = [pair for pair in pairs if not _SYMBOL.match(pair)]
+    if not pairs or bad:
+        raise argparse.ArgumentTypeError(f"expected symbols like BTCUSDT,ETHUSDT (bad: {bad or text!r})")
+    return tuple(dict.fromkeys(pairs))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = SimulatorOptions()
+    parser = argparse.ArgumentParser(
+        prog="python -m pricefeed.simulator",
+        description="A local exchange that speaks Binance's Spot market-data protocol.")
+    add = parser.add_argument
+    add("--host", default=defaults.host)
+    add("--port", type=_port, default=defaults.port, help="0 picks a free port")
+    add("--pairs", type=_pairs, default=defaults.pairs, help="e.g. BTCUSDT,ETHUSDT")
+    add("--rate", type=_positive, default=defaults.rate, help="trade ticks per second in total")
+    add("--replay", metavar="FILE", help="replay a capture instead of the random walk")
+    add("--speed", type=_non_negative, default=defaults.speed, help="replay speed-up; 0 = no delays")
+    add("--loop", action="store_true", help="start the replay over when it ends")
+    add("--ping-interval", type=_positive, default=defaults.ping_interval)
+    add("--pong-timeout", type=_positive, default=defaults.pong_timeout)
+    add("--max-lifetime", type=_positive, default=defaults.max_lifetime)
+    add("--shutdown-grace", type=_non_negative, default=defaults.shutdown_grace)
+    add("--rest-weight-limit", type=_positive_int, default=defaults.rest_weight_limit)
+    add("--seed", type=int, default=None, help="seed the random walk for repeatable runs")
+    add("--outbox-limit", type=_positive_int, default=defaults.outbox_limit,
+        help="frames queued per slow client before the oldest are dropped")
+    add("--verbose", action="store_true", help="log every HTTP request to stderr")
+    return parser
+
+
+def parse_options(argv: Sequence[str] | None = None) -> SimulatorOptions:
+    args = build_parser().parse_args(argv)
+    return SimulatorOptions(
+        host=args.host, port=args.port, pairs=args.pairs, rate=args.rate, replay=args.replay,
+        speed=args.speed, loop=args.loop, ping_interval=args.ping_interval,
+        pong_timeout=args.pong_timeout, max_lifetime=args.max_lifetime,
+        shutdown_grace=args.shutdown_grace, rest_weight_limit=args.rest_weight_limit,
+        seed=args.seed, outbox_limit=args.outbox_limit, verbose=args.verbose)

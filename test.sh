@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the tests need (virtualenv, Python packages, redis-server and
+# Chromium via apt-get where missing) and run the whole suite.
+#   ./test.sh                 everything
+#   ./test.sh tests/unit -x   any pytest arguments
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.requirements-test.sha
+want=$(cat requirements.txt requirements-test.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "test.sh: installing Python packages" >&2
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-test.txt
+  echo "$want" > "$stamp"
+fi
+
+# The fixtures live beside the repository in shared/; a checkout elsewhere can point at them.
+export PRICEFEED_FIXTURES=${PRICEFEED_FIXTURES:-$(cd .. && pwd)/shared/fixtures/binance}
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+  echo "test.sh: pytest collected no tests — failing loudly" >&2
+  exit 1
+fi
+exit "$status"

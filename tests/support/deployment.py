@@ -1,0 +1,43 @@
+"""A multi-instance deployment on one Redis, and ways to find and hurt its leader."""
+from __future__ import annotations
+
+import uuid
+
+from .gunicorn import GunicornProcess
+from .waiting import wait_until
+
+PAIRS = "BTC/USD,ETH/USD,SOL/USD"
+SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
+
+
+def instance_env(sim, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_REDIS_URL": redis_url,
+           "PRICEFEED_REDIS_PREFIX": prefix, "PRICEFEED_HEARTBEAT_INTERVAL": "1",
+           "PRICEFEED_MAX_CLIENTS": "500"}
+    env.update(extra)
+    return env
+
+
+def new_prefix() -> str:
+    return "pf-test-" + uuid.uuid4().hex[:8]
+
+
+def leader_pid(instances: list[GunicornProcess], timeout: float = 15) -> int:
+    """The pid of the worker holding the lease, as the deployment's /health reports it."""
+    worker_pids = {pid for instance in instances for pid in instance.worker_pids()}
+
+    def find():
+        for instance in instances:
+            leader = instance.health()["leader"]
+            if leader.get("worker"):
+                pid = int(leader["worker"].rsplit(":", 1)[1])
+                if pid in worker_pids:
+                    return pid
+        return None
+    return wait_until(find, timeout, message="a leader")
+
+
+def all_live(instances: list[GunicornProcess], timeout: float = 20) -> None:
+    for instance in instances:
+        wait_until(lambda: all(instance.health()["mode"] == "live" for _ in range(4)), timeout,
+                   message=f"{instance.url} live on every worker")
