@@ -5,8 +5,6 @@ without Redis — each worker would open its own exchange connection — else 2)
 """
 import os
 
-from pricefeed.gunicorn_hooks import post_worker_init, worker_abort, worker_exit, worker_int  # noqa: F401
-
 bind = os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFEED_REDIS_URL") else "1"))
 worker_class = "gevent"
@@ -29,3 +27,25 @@ loglevel = os.environ.get("PRICEFEED_LOG_LEVEL", "info").lower()
 # gunicorn 27's control socket has one default path per user: two instances on a host
 # would fight over it. pricefeed does not use it.
 control_socket_disable = True
+
+
+# The hooks import pricefeed only inside the worker, after it has monkey-patched:
+# importing it here would load ssl, socket users and redis into the master unpatched.
+def post_worker_init(worker):
+    from pricefeed.gunicorn_hooks import post_worker_init as start
+    start(worker)
+
+
+def worker_int(worker):
+    from pricefeed.gunicorn_hooks import worker_int as stop
+    stop(worker)
+
+
+def worker_abort(worker):
+    from pricefeed.gunicorn_hooks import worker_abort as stop
+    stop(worker)
+
+
+def worker_exit(server, worker):
+    from pricefeed.gunicorn_hooks import worker_exit as stop
+    stop(server, worker)

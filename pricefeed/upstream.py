@@ -157,7 +157,7 @@ class BinanceFeed:
         self._last_trade_id: dict[tuple[str, str], int] = {}
         self._last_ticker_time: dict[str, int] = {}
         self._open24h: dict[str, str] = {}
-        self._priced: set[str] = set()
+        self._last_price: dict[str, tuple[int, str]] = {}   # symbol -> (event time, price) emitted
         self._connected_since_wall: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -362,7 +362,6 @@ class BinanceFeed:
             self.stats.duplicates += 1
             return
         self._last_trade_id[key] = trade.trade_id
-        self._priced.add(trade.symbol)
         self._emit(PriceTick(pair.name, trade.symbol, trade.price, trade.event_time,
                              self._source(conn), self._open24h.get(trade.symbol)))
 
@@ -376,10 +375,11 @@ class BinanceFeed:
             return
         self._last_ticker_time[ticker.symbol] = ticker.event_time
         self._open24h[ticker.symbol] = ticker.open
-        if ticker.symbol not in self._priced:
-            # A quiet pair may see no trade for a while; the ticker's close is a real
-            # last price from the exchange, so show it rather than nothing.
-            self._priced.add(ticker.symbol)
+        last = self._last_price.get(ticker.symbol)
+        if last is None or (ticker.event_time > last[0] and ticker.close != last[1]):
+            # The ticker's close is the exchange's own last price at its event time. It
+            # gives a quiet pair a price at all, and repairs one whose last trade fell
+            # in a reconnect gap (the exchange does not resend missed trades).
             self._emit(PriceTick(pair.name, ticker.symbol, ticker.close, ticker.event_time,
                                  self._source(conn), ticker.open))
 
@@ -387,6 +387,7 @@ class BinanceFeed:
         return "simulator" if (self.force_simulated or conn.simulated) else "binance"
 
     def _emit(self, tick: PriceTick) -> None:
+        self._last_price[tick.symbol] = (tick.ts, tick.price)
         try:
             self.on_tick(tick)
         except Exception:  # noqa: BLE001 - a consumer bug must not end the connection

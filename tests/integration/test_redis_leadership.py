@@ -109,6 +109,12 @@ def test_kill_9_of_the_leader_is_replaced_within_the_bound_and_clients_elsewhere
             gap = event.received_at - killed_at
             assert gap < LEASE_TTL + 3, f"failover took {gap:.2f}s"
             assert not client.closed, "a client of a healthy worker was disconnected"
+            # Recovered: every pair has ticked from the new leader (the exchange does not
+            # resend trades made during the failover).
+            new_epoch = int(event.id.split("-")[0])
+            client.wait_for(lambda c: {e.json()["pair"] for e in c.of("price")
+                                       if int(e.id.split("-")[0]) == new_epoch} == set(PAIRS.split(",")),
+                            10, "every pair from the new leader")
             client.close()
         sim.market(paused=True)
         final = final_prices(sim)
