@@ -295,6 +295,12 @@
         if (row.price && row.price.source === "simulator") simulated = true;
       }
       this.simulatedBanner.hidden = !simulated;
+      const note = document.getElementById("source-note");
+      if (note) {
+        note.textContent = simulated
+          ? "Prices from a simulated exchange, not real market data."
+          : "Prices from Binance, streamed live.";
+      }
       document.body.classList.toggle("is-simulated", simulated);
       document.title = simulated ? "[SIMULATED] " + this.baseTitle : this.baseTitle;
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -107,6 +108,16 @@ def is_agg_trade(data: Any) -> bool:
 
 # -- fixtures -------------------------------------------------------------------------
 
+def fresh(sim: SimulatorProcess, rate: int) -> SimulatorProcess:
+    """`sim` with no faults, a running market, no connections and zeroed stats."""
+    sim.fault(fault="clear")
+    sim.market(paused=False, rate=rate)
+    wait_until(lambda: sim.stats()["connections_open"] == 0, 10,
+               message="earlier tests' connections to close")
+    sim.reset_stats()
+    return sim
+
+
 @pytest.fixture(scope="module")
 def shared_sim() -> Iterator[SimulatorProcess]:
     with SimulatorProcess(rate=50, seed=7, shutdown_grace=0.5) as sim:
@@ -115,19 +126,19 @@ def shared_sim() -> Iterator[SimulatorProcess]:
 
 @pytest.fixture
 def sim(shared_sim: SimulatorProcess) -> SimulatorProcess:
-    """The shared simulator with no faults, a running market, no connections and zeroed stats."""
-    shared_sim.fault(fault="clear")
-    shared_sim.market(paused=False, rate=50)
-    wait_until(lambda: shared_sim.stats()["connections_open"] == 0, 10,
-               message="earlier tests' connections to close")
-    shared_sim.reset_stats()
-    return shared_sim
+    return fresh(shared_sim, rate=50)
 
 
 @pytest.fixture(scope="module")
-def ping_sim() -> Iterator[SimulatorProcess]:
+def shared_ping_sim() -> Iterator[SimulatorProcess]:
     with SimulatorProcess(rate=20, ping_interval=0.3, pong_timeout=1.0) as sim:
         yield sim
+
+
+@pytest.fixture
+def ping_sim(shared_ping_sim: SimulatorProcess) -> SimulatorProcess:
+    """A simulator that pings every 0.3 s and drops a client 1 s after an unanswered ping."""
+    return fresh(shared_ping_sim, rate=20)
 
 
 # -- streams and payloads ----------------------------------------------------------------
@@ -208,10 +219,14 @@ def test_unknown_symbols_are_accepted_and_get_no_data(sim):
 
 # -- live control -----------------------------------------------------------------------------
 
-def test_subscribe_list_and_unsubscribe_change_what_a_connection_receives(sim):
-    ws = connect(sim, "/ws")
+@pytest.mark.parametrize("path", ["/ws", "/stream"])
+def test_subscribe_list_and_unsubscribe_change_what_a_connection_receives(sim, path):
+    ws = connect(sim, path)
     assert request(ws, "SUBSCRIBE", ["btcusdt@aggTrade"], 1) == {"result": None, "id": 1}
-    assert first(ws, is_agg_trade)["s"] == "BTCUSDT"
+    event = first(ws, lambda m: "e" in m or "stream" in m)
+    data = event["data"] if path == "/stream" else event
+    assert is_agg_trade(data) and data["s"] == "BTCUSDT"
+    assert ("stream" in event) == (path == "/stream"), "combined endpoints wrap, raw ones don't"
     assert request(ws, "LIST_SUBSCRIPTIONS", request_id=2) == {"result": ["btcusdt@aggTrade"], "id": 2}
     assert request(ws, "UNSUBSCRIBE", ["btcusdt@aggTrade"], 3) == {"result": None, "id": 3}
     assert request(ws, "LIST_SUBSCRIPTIONS", request_id=4) == {"result": [], "id": 4}
@@ -280,7 +295,6 @@ class Ponger(threading.Thread):
 
 
 def test_client_that_never_pongs_is_dropped_after_pong_timeout_while_one_that_pongs_stays(ping_sim):
-    ping_sim.reset_stats()
     answering = Ponger(connect(ping_sim, "/ws"))
     answering.start()
     silent = connect(ping_sim, "/ws")
@@ -317,7 +331,6 @@ def test_unsolicited_pongs_do_not_keep_a_connection_alive(ping_sim):
 def test_pongs_ignored_by_the_server_get_an_answering_client_dropped(ping_sim):
     ponger = Ponger(connect(ping_sim, "/ws"))
     ponger.start()
-    ping_sim.reset_stats()
     reply = ping_sim.fault(fault="ignore_pongs", duration=3)
     assert reply["ok"] and reply["affected"] == 1
     wait_until(lambda: ponger.closed, 4, message="the ponging client to be dropped")
@@ -346,20 +359,18 @@ def test_drop_fault_ends_connections_without_a_close_frame(sim):
 
 def test_silence_fault_keeps_the_connection_but_sends_no_data_while_the_market_moves(sim):
     ws = connect(sim, "/ws/btcusdt@aggTrade")
-    take(ws, 1)
+    last_before = take(ws, 1)[0]
     assert sim.fault(fault="silence", duration=1)["affected"] == 1
     silenced_at = time.monotonic()
-    in_flight = []
     for event in messages(ws, 5):
-        if time.monotonic() - silenced_at > 0.3:   # past frames already on the wire
+        if time.monotonic() - silenced_at > 0.3:   # past the frames already on the wire
             resumed, resumed_at = event, time.monotonic()
             break
-        in_flight.append(event)
+        last_before = event
     ws.close()
     assert resumed_at - silenced_at >= 0.9
-    last_before = in_flight[-1] if in_flight else None
-    if last_before:
-        assert resumed["a"] > last_before["a"] + 1, "the market moved on during the silence"
+    assert resumed["a"] > last_before["a"] + 1, "the market moved on during the silence"
+    assert sim.stats()["connections_total"] == 1, "the connection stayed open"
 
 
 def test_malformed_fault_sends_each_kind_of_bad_frame_then_continues(sim):
@@ -527,6 +538,7 @@ def test_stats_count_connections_and_data_messages(sim):
     third = connect(sim, "/ws")
     stats = sim.stats()
     assert (stats["connections_total"], stats["max_concurrent"], stats["connections_open"]) == (1, 3, 3)
+    assert sorted(c["streams"] == ["btcusdt@aggTrade"] for c in sim.connections()) == [False, False, True]
     for ws in (first_ws, second_ws, third):
         ws.close()
     wait_until(lambda: sim.stats()["connections_open"] == 0, 5, message="connections closed")
@@ -580,3 +592,15 @@ def test_replay_of_json_lines_samples_as_fast_as_possible():
         assert streams == ["btcusdt@trade", "btcusdt@aggTrade"]
         wait_until(lambda: sim.market()["finished"], 5, message="the replay to finish")
         assert sim.prices()["BTCUSDT"] == {"price": "9319.00000000", "ts": 1592584651516, "trade_id": 315753210}
+
+
+# -- process ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_the_simulator_cleanly_closing_connections_as_going_away(signum):
+    with SimulatorProcess(rate=20) as sim:
+        ws = connect(sim, "/ws/btcusdt@aggTrade")
+        take(ws, 1)
+        sim.proc.send_signal(signum)
+        assert close_frame(ws)[0] == 1001
+        assert sim.proc.wait(timeout=5) == 0

@@ -69,7 +69,7 @@ class AdminApi:
             raise ValueError("paused must be true or false")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
             raise ValueError("rate must be a number of ticks per second")
-        state = self._exchange.source.control(paused, None if rate is None else float(rate))
+        state = self._exchange.source.control(paused, rate)
         return 200, {"ok": True, **state}
 
     def _inject_fault(self, environ: dict[str, Any]) -> tuple[int, Any]:

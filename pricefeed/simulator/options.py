@@ -32,14 +32,14 @@ class SimulatorOptions:
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    value = float(text)   # seconds or ticks per second, never a price
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
     return value
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = float(text)   # seconds or a speed-up factor, never a price
     if not value >= 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value

@@ -82,7 +82,7 @@ def _load_cryptofeed(lines: list[str], name: str) -> list[CapturedMessage]:
         stamp, sep, raw = line.partition(": ")
         where = f"{name}:{number}"
         try:
-            received = float(stamp)
+            received = float(stamp)   # receive time in unix seconds
         except ValueError as exc:
             raise CaptureError(f"{where}: expected '<unix ts>: <message>'") from exc
         if not sep:

@@ -49,6 +49,7 @@ def test_dashboard_shows_live_prices_changing_and_the_simulated_banner(browser, 
         assert page.locator("#simulated-banner").is_visible()
         assert "SIMULATED" in page.locator("#simulated-banner").inner_text()
         assert page.locator("#mode-banner").get_attribute("data-mode") == "live"
+        assert "simulated" in page.locator("#source-note").inner_text().lower()
 
         # What is on screen is the exchange's price, formatted but not altered.
         sim.market(paused=True)
