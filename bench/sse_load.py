@@ -52,8 +52,8 @@ def _client(url: str, result: LoadResult, prices: dict[str, str], stop_at: float
             return
         result.connected += 1
         buffer = head
-        sock.settimeout(max(1.0, stop_at - time.time()))
         while time.time() < stop_at:
+            sock.settimeout(max(0.05, stop_at - time.time()))
             chunk = sock.recv(262144)
             if not chunk:
                 result.disconnects += 1

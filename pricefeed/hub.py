@@ -138,7 +138,10 @@ class Hub:
             self.ticks_fenced += 1
             return False
         if tick.epoch > self.epoch:
+            # A new publisher: sequence numbers start again, and the resume window
+            # cannot vouch for ids of the old epoch.
             self.epoch = tick.epoch
+            self.seq = 0
             self._recent.clear()
         if tick.pair not in self._subscribers:
             return False

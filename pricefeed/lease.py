@@ -31,8 +31,10 @@ import redis
 
 log = logging.getLogger(__name__)
 
-# KEYS: lease, epoch counter.  ARGV: owner, ttl ms.
+# KEYS: lease, epoch counter.  ARGV: owner, ttl ms, floor.
 # Returns the epoch held by `owner` (new or, if the reply to an earlier call was lost, the same), or nil.
+# `floor` is the highest epoch the caller has seen: a Redis that restarted without its data
+# would otherwise count epochs from 1 again, and every hub would drop the new leader's ticks.
 ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -42,6 +44,10 @@ if current then
     return tonumber(epoch)
   end
   return nil
+end
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+if counter < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
 end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
@@ -119,10 +125,10 @@ class Lease:
             return False
         return True
 
-    def try_acquire(self) -> bool:
-        """One attempt; True if we now hold the lease (with a fresh epoch)."""
+    def try_acquire(self, floor: int = 0) -> bool:
+        """One attempt; True if we now hold the lease, with an epoch above `floor` and all before."""
         started = self._clock()
-        epoch = self._acquire(keys=[self.key, self.epoch_key], args=[self.owner, self._ttl_ms()])
+        epoch = self._acquire(keys=[self.key, self.epoch_key], args=[self.owner, self._ttl_ms(), floor])
         if epoch is None:
             return False
         if self.epoch != int(epoch):
@@ -185,8 +191,10 @@ class Election:
     `wake()` makes a standby try at once (the holder announced a release).
     """
 
-    def __init__(self, lease: Lease, on_elected: Callable[[], None], on_demoted: Callable[[], None]):
+    def __init__(self, lease: Lease, on_elected: Callable[[], None], on_demoted: Callable[[], None],
+                 epoch_floor: Callable[[], int] = lambda: 0):
         self.lease = lease
+        self.epoch_floor = epoch_floor
         self.on_elected = on_elected
         self.on_demoted = on_demoted
         self.leading = False
@@ -216,7 +224,7 @@ class Election:
             if lease.epoch is not None:
                 lease.renew()
             else:
-                lease.try_acquire()
+                lease.try_acquire(self.epoch_floor())
             self.redis_ok_at = time.monotonic()
             self.redis_latency_ms = round((self.redis_ok_at - started) * 1000, 3)
         except LeaseLost:

@@ -64,7 +64,8 @@ class Node:
                           clock)
             self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock)
             self.election = Election(lease, on_elected=self.feed.start,
-                                     on_demoted=lambda: self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS))
+                                     on_demoted=lambda: self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS),
+                                     epoch_floor=lambda: self.hub.epoch)
             self.bus.on_release = self.election.wake
         else:
             self.bus = InProcessBus()

@@ -19,6 +19,7 @@ from gevent.event import Event
 
 from .candles import CandleSet
 from .instruments import UNITS_PER_ONE, Instrument, format_units, instrument_for, multiply_units
+from .options import MAX_RATE
 from .quotes import Quote
 from .streams import MarketEvent
 
@@ -30,6 +31,12 @@ _MOVE_PER_TICK = 10_000
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _checked_rate(rate: float) -> float:
+    if not 0 < rate <= MAX_RATE:
+        raise ValueError(f"rate must be > 0 and <= {MAX_RATE:g} ticks per second")
+    return rate
 
 
 class MarketSource(Protocol):
@@ -78,7 +85,7 @@ class RandomWalkMarket:
                  rng: random.Random) -> None:
         self._publish = publish
         self._rng = rng
-        self._rate = rate
+        self._rate = _checked_rate(rate)
         self._paused = False
         self._wake = Event()
         started = now_ms()
@@ -107,9 +114,7 @@ class RandomWalkMarket:
     def control(self, paused: bool | None, rate: float | None) -> dict[str, Any]:
         """Pause, resume or retune the walk; return the resulting state."""
         if rate is not None:
-            if not rate > 0:
-                raise ValueError("rate must be > 0")
-            self._rate = rate
+            self._rate = _checked_rate(rate)
         if paused is not None:
             self._paused = paused
         self._wake.set()

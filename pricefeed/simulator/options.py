@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 DEFAULT_PAIRS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
+# Beyond this one market greenlet can't keep up anyway; it also bounds catch-up bursts.
+MAX_RATE = 100_000.0
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
@@ -35,6 +37,13 @@ def _positive(text: str) -> float:
     value = float(text)   # seconds or ticks per second, never a price
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _positive(text)
+    if value > MAX_RATE:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_RATE:g}")
     return value
 
 
@@ -76,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default=defaults.host)
     add("--port", type=_port, default=defaults.port, help="0 picks a free port")
     add("--pairs", type=_pairs, default=defaults.pairs, help="e.g. BTCUSDT,ETHUSDT")
-    add("--rate", type=_positive, default=defaults.rate, help="trade ticks per second in total")
+    add("--rate", type=_rate, default=defaults.rate, help="trade ticks per second in total")
     add("--replay", metavar="FILE", help="replay a capture instead of the random walk")
     add("--speed", type=_non_negative, default=defaults.speed, help="replay speed-up; 0 = no delays")
     add("--loop", action="store_true", help="start the replay over when it ends")

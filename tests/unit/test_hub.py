@@ -110,3 +110,10 @@ def test_a_repeated_or_older_tick_of_the_same_epoch_is_not_delivered_twice():
     assert hub.publish(tick(price="1.00", seq=4)) is False
     assert mailbox.take(timeout=0) == b""
     assert hub.seq == 5
+
+
+def test_a_new_epoch_restarts_the_sequence_in_event_ids():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
+    hub.publish(tick("BTC/USD", epoch=1, seq=500))
+    hub.publish(tick("ETH/USD", epoch=2, seq=1))
+    assert hub.last_event_id == "2-1"

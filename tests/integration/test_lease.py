@@ -1,0 +1,100 @@
+"""The lease and its fencing against a real redis-server."""
+from __future__ import annotations
+
+import pytest
+import redis
+
+from pricefeed.lease import Lease, LeaseLost, LeaseTimings
+from pricefeed.redis_bus import RedisBus, command_client
+from pricefeed.ticks import PriceTick
+from tests.support.redis_server import RedisServer
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RedisServer() as redis_server:
+        yield redis_server
+
+
+@pytest.fixture
+def client(server):
+    server.client.flushall()
+    return command_client(server.url)
+
+
+def lease(client, clock=None, prefix="t"):
+    return Lease(client, prefix, LeaseTimings(ttl=2.0, renew_interval=0.5, renew_deadline=1.5),
+                 clock or Clock())
+
+
+def test_each_acquisition_takes_a_larger_epoch_and_only_one_holder_at_a_time(client):
+    a, b = lease(client), lease(client)
+    assert a.try_acquire() and a.epoch == 1
+    assert not b.try_acquire()
+    assert a.release()
+    assert b.try_acquire() and b.epoch == 2
+
+
+def test_acquire_is_reentrant_so_a_lost_reply_cannot_strand_the_lease(client):
+    a = lease(client)
+    assert a.try_acquire()
+    a.epoch = None            # as if the reply to the first call had been lost
+    assert a.try_acquire() and a.epoch == 1
+
+
+def test_renew_and_release_act_only_for_the_holder(client):
+    a, b = lease(client), lease(client)
+    a.try_acquire()
+    b.epoch = a.epoch         # b believes it holds the same epoch
+    with pytest.raises(LeaseLost):
+        b.renew()
+    assert not b.release()
+    assert a.current_holder() == (a.owner, a.epoch)
+
+
+def test_holder_demotes_itself_after_the_renew_deadline_on_the_monotonic_clock(client):
+    clock = Clock()
+    a = lease(client, clock)
+    a.try_acquire()
+    clock.now += 1.0
+    assert a.held()
+    clock.now += 0.6          # 1.6 s since the last renewal > 1.5 s deadline, still < 2 s TTL
+    assert not a.held() and a.epoch is None
+
+
+def test_epochs_never_restart_below_what_workers_have_seen_after_redis_loses_its_data(server, client):
+    a = lease(client)
+    a.try_acquire()
+    a.release()
+    server.client.flushall()  # what a restart without persistence does
+    b = lease(client)
+    assert b.try_acquire(floor=7) and b.epoch == 8
+
+
+def test_publish_is_fenced_to_the_current_holder(server, client):
+    a, b = lease(client), lease(client)
+    bus_a, bus_b = RedisBus(client, "t", a), RedisBus(client, "t", b)
+    tick = PriceTick("BTC/USD", "BTCUSDT", "1.00", 1, "binance")
+    a.try_acquire()
+    assert bus_a.publish(tick) is not None
+    assert bus_b.publish(tick) is None                  # not the holder
+    client.delete("t:lease")                            # a's lease expired ...
+    assert b.try_acquire()                              # ... and b took over
+    a._renewed_at = a._clock()                          # a still believes it holds it (paused process)
+    assert bus_a.publish(tick) is None and bus_a.fenced == 1
+    assert a.epoch is None                              # fenced out: it demoted itself
+    stored = PriceTick.from_json(server.client.hget("t:last", "BTC/USD")[1:])
+    assert stored.epoch == 1                            # nothing from the deposed leader after b won
+
+
+def test_commands_are_not_retried_behind_our_back(client):
+    retry = client.get_connection_kwargs().get("retry")
+    assert retry is not None and retry.get_retries() == 0
