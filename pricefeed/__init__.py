@@ -13,55 +13,18 @@ Without that hook the feed starts on the first request.
 """
 from __future__ import annotations
 
-import logging
-import threading
-
-from flask import Flask
-
-from .config import Config, ConfigError
-from .node import Node
-from .views import EXTENSION_KEY, create_api_blueprint, create_dashboard_blueprint
+from typing import Any
 
 __all__ = ["PriceFeed", "Config", "ConfigError"]
 
-log = logging.getLogger(__name__)
 
-
-class PriceFeed:
-    """The Flask extension. One instance per app; nothing is shared between apps."""
-
-    def __init__(self, app: Flask | None = None):
-        self.node: Node | None = None
-        self.config: Config | None = None
-        self._start_lock = threading.Lock()
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Flask) -> None:
-        """Validate configuration (raising ConfigError naming the variable) and register the routes."""
-        self.config = Config.load(app.config)
-        self.node = Node(self.config)
-        app.extensions[EXTENSION_KEY] = self
-        app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
-        if self.config.dashboard:
-            app.register_blueprint(create_dashboard_blueprint())
-        app.before_request(self._start_on_first_request)
-
-    def start(self) -> None:
-        """Start this worker's feed greenlets (idempotent)."""
-        assert self.node is not None, "PriceFeed.init_app() was not called"
-        with self._start_lock:
-            if not self.node.running:
-                self.node.start()
-
-    def stop(self) -> None:
-        """Stop the feed and close all streams (graceful shutdown)."""
-        if self.node is not None and self.node.running:
-            self.node.stop()
-
-    def _start_on_first_request(self) -> None:
-        if self.node is not None and not self.node.running:
-            try:
-                self.start()
-            except RuntimeError as exc:
-                log.error("%s", exc)
+def __getattr__(name: str) -> Any:
+    # Lazy, so `python -m pricefeed.simulator` and the gunicorn master do not import
+    # Flask, redis and ssl before gevent has patched.
+    if name == "PriceFeed":
+        from .extension import PriceFeed
+        return PriceFeed
+    if name in ("Config", "ConfigError"):
+        from . import config
+        return getattr(config, name)
+    raise AttributeError(f"module 'pricefeed' has no attribute {name!r}")

@@ -1,13 +1,8 @@
 """`python -m pricefeed.simulator`: see options.py for the command line."""
-import warnings
-
 from gevent import monkey
 
-# `-m` imports the parent package `pricefeed` (Flask, redis, ssl) before this
-# line can run, so gevent warns that patching comes late. The simulator itself
-# uses gevent's own primitives (server, greenlets, events, locks) and needs no
-# patched module to be correct; the patch is for whatever else it imports.
-warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
+# `-m` imports the parent package first; pricefeed/__init__.py is kept lazy so that
+# nothing (Flask, redis, ssl) is imported before this patch.
 monkey.patch_all()
 
 import sys  # noqa: E402

@@ -1,0 +1,53 @@
+"""The Flask extension object: PriceFeed(app) or PriceFeed().init_app(app)."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from .config import Config
+from .node import Node
+from .views import EXTENSION_KEY, create_api_blueprint, create_dashboard_blueprint
+
+log = logging.getLogger(__name__)
+
+
+class PriceFeed:
+    """The Flask extension. One instance per app; nothing is shared between apps."""
+
+    def __init__(self, app: Flask | None = None):
+        self.node: Node | None = None
+        self.config: Config | None = None
+        self._start_lock = threading.Lock()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate configuration (raising ConfigError naming the variable) and register the routes."""
+        self.config = Config.load(app.config)
+        self.node = Node(self.config)
+        app.extensions[EXTENSION_KEY] = self
+        app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
+        if self.config.dashboard:
+            app.register_blueprint(create_dashboard_blueprint())
+        app.before_request(self._start_on_first_request)
+
+    def start(self) -> None:
+        """Start this worker's feed greenlets (idempotent)."""
+        assert self.node is not None, "PriceFeed.init_app() was not called"
+        with self._start_lock:
+            if not self.node.running:
+                self.node.start()
+
+    def stop(self) -> None:
+        """Stop the feed and close all streams (graceful shutdown)."""
+        if self.node is not None and self.node.running:
+            self.node.stop()
+
+    def _start_on_first_request(self) -> None:
+        if self.node is not None and not self.node.running:
+            try:
+                self.start()
+            except RuntimeError as exc:
+                log.error("%s", exc)
