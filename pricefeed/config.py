@@ -124,6 +124,8 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0.1, maximum=299),
     Setting("BUS_HEARTBEAT_INTERVAL", float, 1.0, "Seconds between the leader's heartbeats on the bus.",
             minimum=0.05, maximum=30),
+    Setting("FAULT_INJECTION", _bool, False,
+            "Test only: expose POST {prefix}/_fault/block-hub to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
 )
@@ -163,6 +165,7 @@ class Config:
     lease_renew_interval: float
     lease_renew_deadline: float
     bus_heartbeat_interval: float
+    fault_injection: bool
     simulated: bool
 
     @classmethod

@@ -30,6 +30,7 @@ class BookEntry:
     tick: PriceTick
     frame: bytes
     confirmed_at: float   # monotonic: the last tick, or the last moment its source was live
+    local: bool = False   # from this worker's own feed while Redis was unreachable (local tier)
 
 
 class ClientMailbox:
@@ -132,8 +133,12 @@ class Hub:
 
     # -- ticks ---------------------------------------------------------------------
 
-    def publish(self, tick: PriceTick) -> bool:
-        """Deliver a stamped tick. Ticks from an epoch older than the newest seen are dropped."""
+    def publish(self, tick: PriceTick, local: bool = False) -> bool:
+        """Deliver a stamped tick. Ticks from an epoch older than the newest seen are dropped.
+
+        `local` ticks come from this worker's own feed in the local tier; the first
+        tick from the bus after Redis returns replaces them whatever its sequence.
+        """
         if tick.epoch < self.epoch:
             self.ticks_fenced += 1
             return False
@@ -146,17 +151,23 @@ class Hub:
         if tick.pair not in self._subscribers:
             return False
         held = self.book.get(tick.pair)
-        if held is not None and (held.tick.epoch, held.tick.seq) >= (tick.epoch, tick.seq):
+        if held is not None and (local or not held.local) \
+                and (held.tick.epoch, held.tick.seq) >= (tick.epoch, tick.seq):
             # Already have this one or newer (e.g. the re-read of the last prices after a reconnect).
             return False
         self.seq = max(self.seq, tick.seq)
         frame = sse.event("price", tick.payload(), tick.event_id)
-        self.book[tick.pair] = BookEntry(tick, frame, self._clock())
+        self.book[tick.pair] = BookEntry(tick, frame, self._clock(), local)
         self._recent.append((tick.seq, tick.pair))
         self.ticks_delivered += 1
         for mailbox in self._subscribers[tick.pair]:
             mailbox.offer_price(tick.pair, frame)
         return True
+
+    def rejoin(self) -> None:
+        """Leaving the local tier: our own sequence numbers mean nothing to the bus's."""
+        self.seq = 0
+        self._recent.clear()
 
     def confirm_current(self) -> None:
         """The source is live: every held price is still the current one."""

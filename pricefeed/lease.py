@@ -27,6 +27,7 @@ from typing import Callable
 
 import gevent
 import gevent.event
+import pybreaker
 import redis
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-class LeaseLost(Exception):
-    """This worker no longer holds the lease it thought it held."""
 
 
 @dataclass(frozen=True)
@@ -139,17 +136,18 @@ class Lease:
         self._renewed_at = started
         return True
 
-    def renew(self) -> None:
-        """Extend our lease; LeaseLost if it is no longer ours."""
+    def renew(self) -> bool:
+        """Extend our lease; False (and demoted) if it is no longer ours."""
         token = self.token
         if token is None:
-            raise LeaseLost("not held")
+            return False
         started = self._clock()
         if not self._renew(keys=[self.key], args=[token, self._ttl_ms()]):
             self._demote("another owner holds the lease")
-            raise LeaseLost("lease taken over")
+            return False
         # Measured from before the call: a slow reply must not stretch our deadline.
         self._renewed_at = started
+        return True
 
     def release(self) -> bool:
         """Give the lease up now so a standby takes over at once instead of after the TTL."""
@@ -192,9 +190,11 @@ class Election:
     """
 
     def __init__(self, lease: Lease, on_elected: Callable[[], None], on_demoted: Callable[[], None],
-                 epoch_floor: Callable[[], int] = lambda: 0):
+                 epoch_floor: Callable[[], int] = lambda: 0, breaker: pybreaker.CircuitBreaker | None = None):
         self.lease = lease
         self.epoch_floor = epoch_floor
+        self.breaker = breaker
+        self.redis_failing = False            # the last command failed (or the breaker refused it)
         self.on_elected = on_elected
         self.on_demoted = on_demoted
         self.leading = False
@@ -220,16 +220,17 @@ class Election:
     def _once(self) -> None:
         lease = self.lease
         started = time.monotonic()
+        command = lease.renew if lease.epoch is not None else lambda: lease.try_acquire(self.epoch_floor())
         try:
-            if lease.epoch is not None:
-                lease.renew()
+            if self.breaker is not None:
+                self.breaker.call(command)
             else:
-                lease.try_acquire(self.epoch_floor())
+                command()
             self.redis_ok_at = time.monotonic()
             self.redis_latency_ms = round((self.redis_ok_at - started) * 1000, 3)
-        except LeaseLost:
-            pass
-        except redis.RedisError as exc:
+            self.redis_failing = False
+        except (redis.RedisError, pybreaker.CircuitBreakerError) as exc:
+            self.redis_failing = True
             self.last_error = f"{type(exc).__name__}: {exc}"
         self._sync(lease.held())
 

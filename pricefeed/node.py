@@ -1,12 +1,15 @@
-"""Node: one worker's pricefeed — wires upstream → bus → hub and decides the mode.
+"""Node: one worker's pricefeed — wires upstream → bus → hub and walks the fallback chain.
 
-The node owns the per-worker greenlets: the upstream feed (when this worker
-publishes), the bus subscription, and one monitor that derives the mode and
-staleness, tells clients when either changes, and sends the heartbeat pings.
-One timer for all clients, never one per client.
+The node owns the per-worker greenlets: the election (with Redis), the bus
+subscription, the exchange feed (while this worker leads, or runs the local
+tier), REST polling (while that feed cannot connect), and one monitor that
+derives the mode and staleness, tells clients when either changes, publishes
+the leader's heartbeat and sends the stream pings. One timer for all clients,
+never one per client.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -14,28 +17,36 @@ import time
 from typing import Callable
 
 import gevent
+import pybreaker
 
 from .backoff import ReconnectPolicy
+from .breakers import new_breaker
 from .bus import Bus, InProcessBus
 from .config import Config
+from .fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 from .hub import Hub
 from .lease import Election, Lease, LeaseTimings
 from .pairs import PairCatalog
 from .redis_bus import RedisBus, command_client
+from .rest import RestPoller
 from .ticks import PriceTick
 from .upstream import BinanceFeed
 
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_SECONDS = 0.25
-# Leaving `live` waits this long so a reconnect that takes a moment does not flap the banner.
-MODE_HOLD_SECONDS = 2.0
-
 # A leader stepping down waits this long for its exchange connection to close before
 # releasing the lease, so the successor's connection never overlaps it.
 HANDOVER_CLOSE_WAIT_SECONDS = 1.5
+# The WebSocket must have been down this long before REST polling starts.
+REST_AFTER_SECONDS = 5.0
 
-LIVE, REDIS, LOCAL, DEGRADED = "live", "redis", "local", "degraded"
+MODE_DETAIL = {
+    LIVE: "live prices from the exchange",
+    REDIS: "no live ticks; serving the last prices known to Redis",
+    LOCAL: "Redis unreachable; this server runs its own exchange connection",
+    DEGRADED: "no live data from the exchange",
+}
 
 
 class Node:
@@ -47,6 +58,10 @@ class Node:
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, clock)
+        self.breakers: dict[str, pybreaker.CircuitBreaker] = {
+            "upstream": new_breaker("upstream", fail_max=5, reset_timeout=15),
+            "rest": new_breaker("rest", fail_max=3, reset_timeout=30),
+        }
         self.feed = BinanceFeed(
             config.upstream_url, self.catalog, self._publish,
             silence_timeout=config.upstream_silence_timeout,
@@ -54,26 +69,32 @@ class Node:
             rotate_after=config.upstream_rotate_after,
             policy=ReconnectPolicy(config.upstream_backoff_base, config.upstream_backoff_cap,
                                    config.upstream_max_attempts_per_5min),
-            force_simulated=config.simulated, clock=clock)
+            force_simulated=config.simulated, clock=clock, breaker=self.breakers["upstream"])
+        self.rest = RestPoller(config.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
+                               clock=clock)
         self.bus: Bus
         self.election: Election | None = None
         if config.redis_url:
+            self.breakers["redis"] = new_breaker("redis", fail_max=3, reset_timeout=2)
             client = command_client(config.redis_url)
             lease = Lease(client, config.redis_prefix,
                           LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline),
                           clock)
-            self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock)
-            self.election = Election(lease, on_elected=self.feed.start,
-                                     on_demoted=lambda: self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS),
-                                     epoch_floor=lambda: self.hub.epoch)
+            self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
+                                breaker=self.breakers["redis"])
+            self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
+                                     epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis"])
             self.bus.on_release = self.election.wake
         else:
             self.bus = InProcessBus()
+        self.fallback = FallbackChain(clock)
+        self._local_seq = itertools.count(1)
         self._greenlets: list[gevent.Greenlet] = []
+        self._stopping = False
         self._last_heartbeat = 0.0
+        self._feed_down_since: float | None = None
         self.mode = DEGRADED
         self.mode_since = time.time()
-        self._not_live_since: float | None = clock()
         self._announced: tuple | None = None
         self._last_ping = clock()
         self.started_at: float | None = None
@@ -100,15 +121,18 @@ class Node:
         else:
             self.feed.start()
         self._greenlets.append(gevent.spawn(self._monitor_forever))
-        log.info("pricefeed started in worker %s: %d pairs, upstream %s", self.worker_id,
-                 len(self.catalog.pairs), self.feed.url.split("?")[0])
+        log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
+                 len(self.catalog.pairs), self.feed.url.split("?")[0], self.bus.status()["backend"])
 
     def stop(self) -> None:
         """Stop publishing, hand the lease over at once, close every stream (graceful shutdown)."""
+        self._stopping = True
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self._greenlets = []
+        self.rest.stop()
         if self.election is not None:
+            self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS)   # no tick of ours after the release
             self.election.resign()
         self.feed.stop()
         self.bus.stop()
@@ -120,20 +144,44 @@ class Node:
 
     @property
     def leading(self) -> bool:
-        """This worker runs the upstream connection (always so without Redis)."""
-        return self.election.leading if self.election is not None else self.feed.running
-
-    def source_live(self) -> bool:
-        """Live ticks are flowing to this worker: from its own feed, or per the leader's heartbeat."""
-        if self.election is None or self.election.leading:
-            return self.feed.is_live()
-        heartbeat = self.bus.leader_heartbeat if isinstance(self.bus, RedisBus) else None
-        return bool(self.bus.leader_alive() and heartbeat and heartbeat.get("live"))
+        """This worker holds the lease (always so without Redis)."""
+        return self.election.leading if self.election is not None else True
 
     # -- the price path ------------------------------------------------------------
 
+    def _publishes_locally(self) -> bool:
+        """Ticks of our own feed go straight to our hub: no Redis, or Redis unreachable."""
+        if self.election is None:
+            return False
+        return self.fallback.local or (self.election.redis_failing and not self.election.leading)
+
     def _publish(self, tick: PriceTick) -> None:
-        self.bus.publish(tick)
+        """Route a tick from our feed (or REST poller): the bus while we lead, our own hub in the local tier."""
+        if self._publishes_locally():
+            stamped = tick.stamped(self.hub.epoch, self.hub.seq + 1)
+            self.hub.publish(stamped, local=True)
+            return
+        try:
+            self.bus.publish(tick)
+        except (Exception, pybreaker.CircuitBreakerError) as exc:  # noqa: BLE001 - Redis trouble
+            # The lease deadline demotes us and the fallback chain goes local; until then
+            # our own clients still get the price.
+            log.warning("publish failed (%s); delivering locally", exc)
+            self.hub.publish(tick.stamped(self.hub.epoch, self.hub.seq + 1), local=True)
+
+    def _sync_feed(self) -> None:
+        """Run our exchange connection exactly while we lead or serve the local tier."""
+        if self._stopping:
+            return
+        want = self.leading or self.fallback.local or (
+            self.election is not None and self.election.redis_failing and self.feed.running)
+        if want and not self.feed.running:
+            log.warning("feed: starting (%s)", "leader" if self.leading else "local tier")
+            self.feed.start()
+        elif not want and self.feed.running:
+            log.warning("feed: stopping (no longer leader)")
+            self.rest.stop()
+            self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS)
 
     # -- mode, staleness, heartbeats -----------------------------------------------
 
@@ -147,17 +195,18 @@ class Node:
 
     def _monitor_once(self) -> None:
         now = self._clock()
+        was_local = self.fallback.local
+        mode = self.fallback.update(self._observe())
+        if was_local and not self.fallback.local:
+            self.hub.rejoin()
+        self._sync_feed()
+        self._steer_rest(now)
         if self.election is not None and self.election.leading \
                 and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
             self._last_heartbeat = now
             self._send_heartbeat()
-        live = self.source_live()
-        if live:
-            self._not_live_since = None
+        if mode in (LIVE, LOCAL):
             self.hub.confirm_current()
-        elif self._not_live_since is None:
-            self._not_live_since = now
-        mode = self._choose_mode(live, now)
         if mode != self.mode:
             log.warning("mode %s -> %s", self.mode, mode)
             self.mode = mode
@@ -170,6 +219,33 @@ class Node:
             self._last_ping = now
             self.hub.ping_all()
 
+    def _observe(self) -> Observation:
+        if self.election is None:
+            return Observation(False, False, True, self.feed.is_live(), False)
+        assert isinstance(self.bus, RedisBus)
+        heartbeat = self.bus.leader_heartbeat or {}
+        return Observation(
+            redis_configured=True,
+            redis_up=self.bus.subscribed and not self.election.redis_failing,
+            leading=self.election.leading,
+            feed_live=self.feed.is_live(),
+            leader_live=bool(self.bus.leader_alive() and heartbeat.get("live")),
+        )
+
+    def _steer_rest(self, now: float) -> None:
+        """Poll REST while our own exchange connection should run but cannot deliver."""
+        if self.feed.running and not self.feed.is_live():
+            if self._feed_down_since is None:
+                self._feed_down_since = now
+            if now - self._feed_down_since >= REST_AFTER_SECONDS and not self.rest.running:
+                log.warning("WebSocket down for %.0fs: polling REST prices", now - self._feed_down_since)
+                self.rest.start()
+        else:
+            self._feed_down_since = None
+            if self.rest.running:
+                log.warning("REST polling stopped (%s)", "WebSocket live" if self.feed.is_live() else "not ours")
+                self.rest.stop()
+
     def _send_heartbeat(self) -> None:
         assert isinstance(self.bus, RedisBus)
         lease = self.bus.lease
@@ -178,18 +254,8 @@ class Node:
                 "worker": self.worker_id, "epoch": lease.epoch, "since": lease.since,
                 "live": self.feed.is_live(), "simulated": self.feed.simulated,
                 "t": int(time.time() * 1000)})
-        except Exception as exc:  # noqa: BLE001 - Redis trouble shows in the mode; keep monitoring
+        except (Exception, pybreaker.CircuitBreakerError) as exc:  # noqa: BLE001 - shows in the mode
             log.warning("heartbeat not published: %s", exc)
-
-    def _choose_mode(self, live: bool, now: float) -> str:
-        if live:
-            return LIVE
-        if self.mode == LIVE and self._not_live_since is not None \
-                and now - self._not_live_since < MODE_HOLD_SECONDS:
-            return LIVE
-        if isinstance(self.bus, RedisBus) and self.bus.subscribed:
-            return REDIS
-        return DEGRADED
 
     @property
     def simulated(self) -> bool:
@@ -202,78 +268,12 @@ class Node:
 
     def status_body(self) -> dict:
         """The `status` event: mode, simulation label, stale pairs."""
-        stale = self.hub.stale_pairs()
-        detail = {
-            LIVE: "live prices from the exchange",
-            REDIS: "no live ticks; serving the last prices known to Redis",
-            DEGRADED: "no live data from the exchange; prices shown are the last received"
-                      if self.hub.book else "no live data from the exchange and no cached prices",
-        }.get(self.mode, self.mode)
-        return {"mode": self.mode, "simulated": self.simulated, "stale": stale,
+        detail = MODE_DETAIL[self.mode]
+        if self.mode != LIVE:
+            detail += "; prices shown are the last received" if self.hub.book else "; no prices yet"
+        return {"mode": self.mode, "simulated": self.simulated, "stale": self.hub.stale_pairs(),
                 "server_time": int(time.time() * 1000), "detail": detail}
 
-    # -- health --------------------------------------------------------------------
-
     def health(self) -> tuple[dict, int]:
-        """The /health document and its HTTP status (503 only when no price can be served)."""
-        now_wall = time.time()
-        stale = self.hub.stale_pairs()
-        servable = bool(self.hub.book) or self.feed.is_live()
-        if not servable:
-            overall = "down"
-        elif self.mode == LIVE and not stale:
-            overall = "ok"
-        else:
-            overall = "degraded"
-        pairs = {}
-        for pair in self.catalog.pairs:
-            entry = self.hub.book.get(pair.name)
-            pairs[pair.name] = None if entry is None else {
-                "price": entry.tick.price, "source": entry.tick.source,
-                "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3),
-                "stale": self.hub.is_stale(entry),
-            }
-        body = {
-            "status": overall,
-            "mode": self.mode,
-            "mode_since": self.mode_since,
-            "simulated": self.simulated,
-            "worker": {"id": self.worker_id, "role": "leader" if self.leading else "standby",
-                       "started_at": self.started_at},
-            "leader": self._leader_info(),
-            "upstream": self.feed.status(),
-            "bus": self.bus.status(),
-            "redis": self._redis_info(),
-            "breakers": {},
-            "clients": self.hub.status(),
-            "pairs": pairs,
-            "stale_after_s": self.config.stale_after,
-            "server_time": int(now_wall * 1000),
-        }
-        return body, 503 if overall == "down" else 200
-
-    def _leader_info(self) -> dict:
-        if self.election is None:
-            return {"worker": self.worker_id, "epoch": self.bus.status().get("epoch"),
-                    "since": self.started_at, "scope": "this worker (no Redis: every worker is its own)"}
-        lease = self.election.lease
-        timings = {"ttl_s": lease.timings.ttl, "renew_interval_s": lease.timings.renew_interval,
-                   "renew_deadline_s": lease.timings.renew_deadline}
-        if self.election.leading:
-            return {"worker": self.worker_id, "host": socket.gethostname(), "epoch": lease.epoch,
-                    "since": lease.since, "this_worker": True, "lease": timings}
-        heartbeat = getattr(self.bus, "leader_heartbeat", None) or {}
-        alive = self.bus.leader_alive() if isinstance(self.bus, RedisBus) else False
-        return {"worker": heartbeat.get("worker") if alive else None,
-                "host": (heartbeat.get("worker") or ":").split(":")[0] if alive else None,
-                "epoch": heartbeat.get("epoch") if alive else None,
-                "since": heartbeat.get("since") if alive else None,
-                "this_worker": False, "lease": timings}
-
-    def _redis_info(self) -> dict:
-        if self.election is None:
-            return {"configured": False, "reachable": None, "latency_ms": None}
-        ok_at = self.election.redis_ok_at
-        reachable = ok_at is not None and self._clock() - ok_at < 3 * self.config.lease_renew_interval + 1
-        return {"configured": True, "reachable": reachable, "latency_ms": self.election.redis_latency_ms,
-                "last_error": self.election.last_error or None}
+        from .health import health_report
+        return health_report(self)

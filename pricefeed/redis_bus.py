@@ -21,6 +21,7 @@ from typing import Callable
 
 import gevent
 import gevent.event
+import pybreaker
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -56,8 +57,9 @@ def command_client(url: str, timeout: float = 1.0) -> redis.Redis:
 
 class RedisBus(Bus):
     def __init__(self, client: redis.Redis, prefix: str, lease: Lease, heartbeat_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, breaker: pybreaker.CircuitBreaker | None = None):
         self.client = client
+        self.breaker = breaker
         self.lease = lease
         self.channel = f"{prefix}:ticks"
         self.last_key = f"{prefix}:last"
@@ -113,9 +115,15 @@ class RedisBus(Bus):
             return False
         return self._run_publish("", HEARTBEAT + json.dumps(body, separators=(",", ":")))
 
+    def _guarded(self, command: Callable, *args, **kwargs):
+        """One short Redis command, through the breaker: a dead Redis fails fast, not after a timeout."""
+        if self.breaker is None:
+            return command(*args, **kwargs)
+        return self.breaker.call(command, *args, **kwargs)
+
     def last_prices(self) -> list[PriceTick]:
         ticks = []
-        for raw in self.client.hvals(self.last_key):
+        for raw in self._guarded(self.client.hvals, self.last_key):
             try:
                 ticks.append(PriceTick.from_json(raw[1:]))
             except (ValueError, TypeError):
@@ -138,7 +146,7 @@ class RedisBus(Bus):
         token = self.lease.token
         if token is None:
             return False
-        result = self._publish(keys=[self.lease.key, self.last_key],
+        result = self._guarded(self._publish, keys=[self.lease.key, self.last_key],
                                args=[token, self.channel, pair, message])
         if result == -1:
             self.fenced += 1
@@ -158,7 +166,7 @@ class RedisBus(Bus):
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.channel, self.lease.events_channel)
+                self._guarded(pubsub.subscribe, self.channel, self.lease.events_channel)
                 self.subscribed = True
                 self.subscriptions += 1
                 failures = 0

@@ -25,6 +25,7 @@ from typing import Callable
 
 import gevent
 import gevent.event
+import pybreaker
 import websocket
 
 from .backoff import ReconnectPolicy
@@ -40,6 +41,7 @@ SIMULATOR_HEADER = "x-pricefeed-simulator"
 ROTATION_OVERLAP_SECONDS = 1.0
 SUPERVISE_INTERVAL_SECONDS = 0.1
 CLOSE_GRACE_SECONDS = 1.0
+BREAKER_OPEN_POLL_SECONDS = 0.5
 
 
 class UpstreamConnection:
@@ -137,8 +139,10 @@ class BinanceFeed:
     def __init__(self, url: str, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], *,
                  silence_timeout: float = 15.0, connect_timeout: float = 10.0,
                  rotate_after: float = 23 * 3600.0, policy: ReconnectPolicy,
-                 force_simulated: bool = False, clock: Callable[[], float] = time.monotonic):
+                 force_simulated: bool = False, clock: Callable[[], float] = time.monotonic,
+                 breaker: pybreaker.CircuitBreaker | None = None):
         self.url = combined_stream_url(url, catalog.pairs)
+        self.breaker = breaker
         self.catalog = catalog
         self.on_tick = on_tick
         self.silence_timeout = silence_timeout
@@ -286,13 +290,22 @@ class BinanceFeed:
             log.info("upstream: connection #%d replaces #%d", standby.number, old.number)
             old.close("replaced")
 
-    def _open(self) -> UpstreamConnection | None:
+    def _connect(self) -> websocket.WebSocket:
+        # Counted here, inside the breaker: an attempt the open breaker refused costs nothing.
         self.policy.attempted()
         self.stats.connect_attempts += 1
+        return websocket.create_connection(self.url, timeout=self.connect_timeout, enable_multithread=True,
+                                           suppress_origin=True, skip_utf8_validation=True)
+
+    def _open(self) -> UpstreamConnection | None:
         try:
-            ws = websocket.create_connection(self.url, timeout=self.connect_timeout,
-                                             enable_multithread=True, suppress_origin=True,
-                                             skip_utf8_validation=True)
+            ws = self.breaker.call(self._connect) if self.breaker is not None else self._connect()
+        except pybreaker.CircuitBreakerError:
+            # Refused without trying (breakers here re-raise the real error when they trip):
+            # wait for the breaker's trial call; no attempt spent, no backoff step.
+            self.stats.last_error = "upstream circuit breaker open"
+            gevent.sleep(BREAKER_OPEN_POLL_SECONDS)
+            return None
         except websocket.WebSocketBadStatusException as exc:
             retry_after = _retry_after((exc.resp_headers or {}).get("retry-after"))
             self.stats.handshake_refusals += 1

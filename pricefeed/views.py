@@ -92,6 +92,21 @@ def create_api_blueprint() -> Blueprint:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    @api.route("/_fault/block-hub", methods=["POST"])
+    def block_hub():
+        # Test-only: freezes this worker's whole gevent hub, as a CPU-bound request or a
+        # blocking call would, so the fault suite can push a leader past its renew deadline.
+        node = current_node()
+        if not node.config.fault_injection:
+            raise ApiError(404, "not_found", "fault injection is disabled")
+        raw = request.args.get("seconds", "1")
+        if not raw.isdigit() or not 0 < int(raw) <= 30:
+            raise ApiError(400, "malformed_seconds", "seconds must be a whole number from 1 to 30")
+        seconds = int(raw)
+        from gevent import monkey
+        monkey.get_original("time", "sleep")(seconds)
+        return jsonify({"blocked_s": seconds, "worker": node.worker_id})
+
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def not_found(unknown: str):
         if unknown in ("stream", "prices", "health"):

@@ -1,0 +1,87 @@
+"""The /health document: what an operator (or a load balancer) needs to know about one worker.
+
+Built from in-memory state only — no Redis or exchange call — so it answers
+within milliseconds in every mode, including while Redis is frozen.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from .breakers import breaker_status
+from .fallback import LIVE
+from .redis_bus import RedisBus
+
+if TYPE_CHECKING:
+    from .node import Node
+
+
+def health_report(node: "Node") -> tuple[dict, int]:
+    """The document and its HTTP status: 503 only when no price can be served."""
+    now_wall = time.time()
+    hub = node.hub
+    stale = hub.stale_pairs()
+    servable = bool(hub.book) or node.feed.is_live()
+    if not servable:
+        overall = "down"
+    elif node.mode == LIVE and not stale:
+        overall = "ok"
+    else:
+        overall = "degraded"
+    pairs = {}
+    for pair in node.catalog.pairs:
+        entry = hub.book.get(pair.name)
+        pairs[pair.name] = None if entry is None else {
+            "price": entry.tick.price, "source": entry.tick.source,
+            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3),
+            "stale": hub.is_stale(entry),
+        }
+    body = {
+        "status": overall,
+        "mode": node.mode,
+        "mode_since": node.mode_since,
+        "simulated": node.simulated,
+        "worker": {"id": node.worker_id, "role": "leader" if node.leading else "standby",
+                   "local_tier": node.fallback.local, "started_at": node.started_at},
+        "leader": _leader(node),
+        "upstream": node.feed.status(),
+        "rest": node.rest.status(),
+        "bus": node.bus.status(),
+        "redis": _redis(node),
+        "breakers": {name: breaker_status(breaker) for name, breaker in node.breakers.items()},
+        "clients": hub.status(),
+        "pairs": pairs,
+        "stale_after_s": node.config.stale_after,
+        "server_time": int(now_wall * 1000),
+    }
+    return body, 503 if overall == "down" else 200
+
+
+def _leader(node: "Node") -> dict:
+    if node.election is None:
+        return {"worker": node.worker_id, "host": socket.gethostname(), "epoch": node.bus.status().get("epoch"),
+                "since": node.started_at, "this_worker": True,
+                "scope": "this worker (no Redis: every worker runs its own exchange connection)"}
+    lease = node.election.lease
+    timings = {"ttl_s": lease.timings.ttl, "renew_interval_s": lease.timings.renew_interval,
+               "renew_deadline_s": lease.timings.renew_deadline}
+    if node.election.leading:
+        return {"worker": node.worker_id, "host": socket.gethostname(), "epoch": lease.epoch,
+                "since": lease.since, "this_worker": True, "lease": timings}
+    bus = node.bus
+    heartbeat = (bus.leader_heartbeat if isinstance(bus, RedisBus) else None) or {}
+    alive = isinstance(bus, RedisBus) and bus.leader_alive()
+    worker = heartbeat.get("worker") if alive else None
+    return {"worker": worker, "host": worker.rsplit(":", 1)[0] if worker else None,
+            "epoch": heartbeat.get("epoch") if alive else None,
+            "since": heartbeat.get("since") if alive else None,
+            "this_worker": False, "lease": timings}
+
+
+def _redis(node: "Node") -> dict:
+    election = node.election
+    if election is None:
+        return {"configured": False, "reachable": None, "latency_ms": None}
+    return {"configured": True, "reachable": not election.redis_failing and node.bus.status()["subscribed"],
+            "latency_ms": election.redis_latency_ms, "last_error": election.last_error or None}
