@@ -71,7 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_URL", _url(("ws", "wss")), "wss://stream.binance.com:9443",
             "Exchange WebSocket base; the client appends /stream?streams=..."),
     Setting("REST_URL", _url(("http", "https")), "https://api.binance.com",
-            "Exchange REST base (fallback polling)."),
+            "Exchange REST base, polled while the WebSocket is down."),
     Setting("PAIRS", _pairs, ("BTC/USD", "ETH/USD", "SOL/USD", "BNB/USD", "XRP/USD"),
             "Pairs served, BASE/QUOTE, comma-separated."),
     Setting("STABLE_QUOTE", lambda t: t.strip().upper(), "USDT",

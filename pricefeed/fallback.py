@@ -62,14 +62,18 @@ class FallbackChain:
             self.mode = LOCAL if seen.feed_live or connecting else DEGRADED
         elif live:
             self.mode = LIVE
-        elif self.mode == LIVE and self._not_live_since is not None \
-                and now - self._not_live_since < self.hold_live:
-            pass  # a moment's gap (reconnect, handover): keep saying live
+        elif self.mode == LIVE and self._not_live_since is not None and (
+                now - self._not_live_since < self.hold_live or self._deciding_local(seen)):
+            pass  # a moment's gap (reconnect, handover, Redis just lost): keep saying live
         elif seen.redis_configured and seen.redis_up:
             self.mode = REDIS
         else:
             self.mode = DEGRADED
         return self.mode
+
+    def _deciding_local(self, seen: Observation) -> bool:
+        """Redis was just lost and the local tier is about to start: no reason to announce a third mode."""
+        return seen.redis_configured and not self.local and self._redis_down_since is not None
 
     def _track_redis(self, up: bool, now: float) -> None:
         if up:

@@ -150,10 +150,15 @@ class Node:
     # -- the price path ------------------------------------------------------------
 
     def _publishes_locally(self) -> bool:
-        """Ticks of our own feed go straight to our hub: no Redis, or Redis unreachable."""
-        if self.election is None:
+        """Ticks of our own feed go straight to our hub while we serve the local tier.
+
+        A worker holding the lease always publishes through the bus (whose fenced script
+        refuses it if the lease is gone), even before its local tier formally ends:
+        otherwise followers that rejoin would hear nothing.
+        """
+        if self.election is None or self.election.leading:
             return False
-        return self.fallback.local or (self.election.redis_failing and not self.election.leading)
+        return self.fallback.local or self.election.redis_failing
 
     def _publish(self, tick: PriceTick) -> None:
         """Route a tick from our feed (or REST poller): the bus while we lead, our own hub in the local tier."""

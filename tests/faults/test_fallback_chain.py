@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support.deployment import PAIRS, SYMBOLS, instance_env, new_prefix
+from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
 from tests.support.observe import mode_sequence, rss_kib
 from tests.support.redis_server import RedisServer
@@ -32,9 +32,16 @@ def final_prices(sim) -> dict[str, str]:
 
 
 def converge(sim, clients: list[SSEClient], timeout: float = 15) -> None:
-    """Pause the exchange and wait until every client holds its final prices."""
+    """Once every pair has ticked again, pause the exchange; every client must then hold its final prices.
+
+    The exchange does not resend trades made during an outage: "recovered" means each
+    pair has had a fresh tick (or the exchange's miniTicker repair) since.
+    """
+    since_ms = int(time.time() * 1000)
+    pairs = set(PAIRS.split(","))
     for client in clients:
-        client.wait_for(lambda c: len(c.of("price")) > 0, 10, "a price")
+        client.wait_for(lambda c: {e.json()["pair"] for e in c.of("price") if e.json()["ts"] >= since_ms} == pairs,
+                        20, "a fresh tick of every pair")
     sim.market(paused=True)
     final = final_prices(sim)
     for client in clients:
@@ -74,7 +81,7 @@ def test_redis_killed_and_restarted_goes_local_then_rejoins_a_single_upstream(si
     app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, new_prefix()))
     clients = []
     try:
-        wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+        all_live([app])
         workers = app.worker_pids()
         clients = streams(app, 6)
         redis_server.kill()
@@ -95,6 +102,7 @@ def test_redis_killed_and_restarted_goes_local_then_rejoins_a_single_upstream(si
         for client in clients:
             client.close()
         app.stop()
+        print(app.output())
         redis_server.stop()
 
 
@@ -104,7 +112,7 @@ def test_redis_frozen_goes_local_and_health_still_answers_at_once(sim):
     app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, new_prefix()))
     clients = []
     try:
-        wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+        all_live([app])
         workers = app.worker_pids()
         clients = streams(app, 6)
         redis_server.freeze()
@@ -131,6 +139,7 @@ def test_redis_frozen_goes_local_and_health_still_answers_at_once(sim):
         for client in clients:
             client.close()
         app.stop()
+        print(app.output())
         redis_server.stop()
 
 
@@ -141,7 +150,7 @@ def test_exchange_unreachable_serves_redis_prices_then_rest_then_live_again(sim)
         app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, new_prefix()))
         clients = []
         try:
-            wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+            all_live([app])
             clients = streams(app, 4)
             sim.fault(fault="refuse", status=429, duration=12, retry_after=1)
             sim.fault(fault="drop")
@@ -163,16 +172,20 @@ def test_exchange_unreachable_serves_redis_prices_then_rest_then_live_again(sim)
             for client in clients:
                 client.close()
             app.stop()
+            print(app.output())
 
 
 def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
     """Fault: WebSocket refused and REST failing (no Redis). Modes: live → degraded → live.
     Prices stay the last real ones, flagged stale; nothing is invented."""
     app = GunicornProcess(workers=1, env={"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
-                                          "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_STALE_AFTER": "3"})
+                                          "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_STALE_AFTER": "3",
+                                          # Production backoff (cap 30 s, full jitter) after a ban could
+                                          # take most of a minute to come back; the test needs less.
+                                          "PRICEFEED_UPSTREAM_BACKOFF_CAP": "2"})
     clients = []
     try:
-        wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+        all_live([app])
         clients = streams(app, 3)
         before = clients[0].latest_prices()
         sim.fault(fault="rest", status=500, duration=20)
@@ -191,7 +204,7 @@ def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
         assert all(not e.json()["source"] == "rest" for c in clients for e in c.of("price"))
         assert before.keys() == clients[0].latest_prices().keys()
         for client in clients:
-            client.wait_for(lambda c: mode_sequence(c)[-1] == "live" and len(mode_sequence(c)) >= 3, 40,
+            client.wait_for(lambda c: mode_sequence(c)[-1] == "live" and len(mode_sequence(c)) >= 3, 60,
                             "live again")
         converge(sim, clients)
         for client in clients:
@@ -201,6 +214,7 @@ def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
         for client in clients:
             client.close()
         app.stop()
+        print(app.output())
 
 
 @pytest.mark.parametrize("fault", [
@@ -220,7 +234,7 @@ def test_upstream_faults_through_the_service_keep_every_client_connected(fault):
                                                           PRICEFEED_UPSTREAM_SILENCE_TIMEOUT="1.5"))
         clients = []
         try:
-            wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+            all_live([app])
             workers = app.worker_pids()
             clients = streams(app, 4)
             sim.fault(**fault)
@@ -236,6 +250,7 @@ def test_upstream_faults_through_the_service_keep_every_client_connected(fault):
             for client in clients:
                 client.close()
             app.stop()
+            print(app.output())
 
 
 def test_a_thousand_clients_that_never_read_do_not_slow_or_starve_the_others(sim):
@@ -247,7 +262,7 @@ def test_a_thousand_clients_that_never_read_do_not_slow_or_starve_the_others(sim
     stuck: list[socket.socket] = []
     clients = []
     try:
-        wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+        all_live([app])
         worker = app.worker_pids()[0]
         clients = streams(app, 100)
         rss_before = rss_kib(worker)
@@ -273,6 +288,7 @@ def test_a_thousand_clients_that_never_read_do_not_slow_or_starve_the_others(sim
         for client in clients:
             client.close()
         app.stop()
+        print(app.output())
 
 
 def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(sim):
@@ -283,8 +299,7 @@ def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(si
         a, b = GunicornProcess(workers=1, env=env), GunicornProcess(workers=1, env=env)
         clients = []
         try:
-            for app in (a, b):
-                wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+            all_live([a, b])
             leader, other = (a, b) if a.health()["worker"]["role"] == "leader" else (b, a)
             clients = streams(other, 3) + streams(leader, 3)
             old_epoch = int(clients[0].of("price")[-1].id.split("-")[0])

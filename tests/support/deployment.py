@@ -11,7 +11,8 @@ SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
 
 
 def instance_env(sim, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
-    env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_REDIS_URL": redis_url,
+    env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
+           "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_REDIS_URL": redis_url,
            "PRICEFEED_REDIS_PREFIX": prefix, "PRICEFEED_HEARTBEAT_INTERVAL": "1",
            "PRICEFEED_MAX_CLIENTS": "500"}
     env.update(extra)
@@ -38,6 +39,16 @@ def leader_pid(instances: list[GunicornProcess], timeout: float = 15) -> int:
 
 
 def all_live(instances: list[GunicornProcess], timeout: float = 20) -> None:
+    """Every worker of every instance says live (health lands on a random worker: ask until all have)."""
     for instance in instances:
-        wait_until(lambda: all(instance.health()["mode"] == "live" for _ in range(4)), timeout,
-                   message=f"{instance.url} live on every worker")
+        workers = len(instance.worker_pids()) or 1
+        seen_live: set[str] = set()
+
+        def every_worker_live():
+            health = instance.health()
+            if health["mode"] != "live":
+                seen_live.discard(health["worker"]["id"])
+                return False
+            seen_live.add(health["worker"]["id"])
+            return len(seen_live) >= workers
+        wait_until(every_worker_live, timeout, interval=0.02, message=f"{instance.url} live on every worker")

@@ -69,3 +69,16 @@ def test_without_redis_the_own_feed_decides_live_or_degraded():
     assert chain.update(down) == LIVE        # held through a short gap
     clock.now += 2.5
     assert chain.update(down) == DEGRADED
+
+
+def test_losing_redis_goes_from_live_straight_to_local_without_a_degraded_blip():
+    clock = Clock()
+    chain = FallbackChain(clock, hold_live=2, local_after=2)
+    chain.update(seen())
+    gone = seen(redis_up=False, leader_live=False, feed_live=False)
+    modes = []
+    for _ in range(12):                      # 3 s of monitor passes
+        modes.append(chain.update(gone if not chain.local else seen(redis_up=False, leader_live=False,
+                                                                    feed_live=True)))
+        clock.now += 0.25
+    assert [m for i, m in enumerate(modes) if i == 0 or modes[i - 1] != m] == [LIVE, LOCAL]

@@ -1,0 +1,633 @@
+"""Fan-out at scale: pricefeed against Flask-SSE with up to tens of thousands of SSE clients.
+
+    .venv/bin/python -m bench.fanout --target both --scenario widget --clients 1000,5000 --duration 60
+
+One redis-server and one simulator (10 pairs, at the scenario's fixed tick rate)
+for the whole run; for every N, and for every target in turn, a fresh server:
+pricefeed (gunicorn gevent, Redis deployment) or Flask-SSE (bench/flask_sse_app.py
+under gunicorn gevent, fed by bench/flask_sse_bridge.py). K load-generator
+processes (this module with --child) open N streams from source addresses
+127.0.0.2... round-robin at a bounded connect rate and hold them for `--duration`
+seconds after the ramp (the measured window); then the exchange pauses, and 3 s
+later the clients stop and are compared with the exchange's final prices.
+Meanwhile the parent samples CPU seconds and RSS of every server process, the
+load generators and the exchange from /proc, and Redis's `INFO clients`.
+
+Output: one JSON object per (target, scenario, N) as it finishes, then a
+markdown table and the largest N each target served within the p99 bound.
+bench/README.md says what every figure means. Loopback only; stops by itself.
+"""
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import errno  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
+
+import gevent  # noqa: E402
+import redis  # noqa: E402
+
+from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
+from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
+from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
+from tests.support.gunicorn import GunicornProcess  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.simulator import SimulatorProcess  # noqa: E402
+from tests.support.waiting import free_port, wait_until  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD", "BNB/USD", "XRP/USD",
+         "ADA/USD", "DOGE/USD", "LTC/USD", "DOT/USD", "LINK/USD")
+SYMBOLS = tuple(pair.split("/")[0] + "USDT" for pair in PAIRS)
+TARGETS = ("pricefeed", "flask-sse")
+WORKER_CONNECTIONS = 12000           # per gunicorn worker, both targets
+PRICEFEED_MAX_CLIENTS = 12000        # per worker
+MAX_CLIENTS_PER_GENERATOR = 10_000   # each process may open 20,000 files
+MAX_CLIENTS = 40_000                 # a bound on any one round
+CHILD_STARTUP_S = 3                  # load generators import and wait for the common start
+SETTLE_S = 2                         # after the last connect, before the window opens
+PAUSE_S = 3                          # the exchange is quiet this long before the clients stop
+CONNECT_TIMEOUT_S = 10
+AGE_CAP_MS = 60_000                  # ages above this share the top bucket (the max is kept exactly)
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+SERVER_GROUPS = ("master", "workers", "bridge", "redis")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rate: float                  # exchange trades per second, all pairs together
+    pairs_per_client: int
+    min_update_interval: float   # pricefeed's per-client conflation; Flask-SSE has none
+    p99_bound_ms: float
+
+
+SCENARIOS = {
+    "widget": Scenario("widget", rate=100, pairs_per_client=3, min_update_interval=1, p99_bound_ms=1000),
+    "trader": Scenario("trader", rate=20, pairs_per_client=10, min_update_interval=0, p99_bound_ms=100),
+}
+
+
+def client_pairs(scenario: Scenario, index: int) -> tuple[str, ...]:
+    """Client `index`'s pairs: consecutive pairs from a rotating start, so every pair has as many readers."""
+    if scenario.pairs_per_client >= len(PAIRS):
+        return PAIRS
+    return tuple(PAIRS[(index + k) % len(PAIRS)] for k in range(scenario.pairs_per_client))
+
+
+def flask_sse_channels(scenario: Scenario) -> list[str]:
+    """One Flask-SSE channel per distinct set of pairs a client reads, named by those pairs."""
+    return sorted({",".join(client_pairs(scenario, index)) for index in range(len(PAIRS))})
+
+
+def stream_path(target: str, pairs: tuple[str, ...]) -> str:
+    if target == "pricefeed":
+        return "/api/market-data/stream?pairs=" + ",".join(pairs)
+    return "/stream?channel=" + ",".join(pairs)
+
+
+# -- the load generator (one child process) ------------------------------------------------
+
+# pricefeed writes "event: price\ndata: {...}", Flask-SSE "event:price\ndata:{...}"; both
+# carry the keys in this order (the bridge builds Flask-SSE's payload like pricefeed's).
+_PRICE = re.compile(rb'event: ?price\ndata: ?\{"pair":"([^"]+)","symbol":"[^"]*","price":"([^"]+)","ts":([0-9]+)')
+_SNAPSHOT = re.compile(rb"event: snapshot\ndata: ([^\n]*)")
+_SNAPSHOT_PRICE = re.compile(rb'\{"pair":"([^"]+)","symbol":"[^"]*","price":"([^"]+)"')
+
+
+class LoadStats:
+    """What one load-generator process saw, summed over its clients."""
+
+    def __init__(self) -> None:
+        self.connected = 0
+        self.open = 0
+        self.open_peak = 0
+        self.open_at_stop = 0
+        self.connect_failures: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()
+        self.events = 0
+        self.window_events = 0
+        self.ages = [0] * (AGE_CAP_MS + 1)   # histogram, 1 ms buckets: every price event in the window
+        self.age_max = 0
+        self.endings: Counter[str] = Counter()   # [pairs, last price of each] -> clients
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected, "open_peak": self.open_peak, "open_at_stop": self.open_at_stop,
+            "connect_failures": dict(self.connect_failures), "disconnects": dict(self.disconnects),
+            "events": self.events, "window_events": self.window_events, "age_max": self.age_max,
+            "ages": {str(age): count for age, count in enumerate(self.ages) if count},
+            "endings": dict(self.endings),
+        }
+
+
+def _stream(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, ...],
+            timeline: tuple[float, float, float], stats: LoadStats) -> None:
+    """One client: connect, read events until the stop time, and keep the last price of each pair."""
+    window_start, window_end, stop_at = timeline
+    prices: dict[bytes, bytes] = {}
+    sock = socket.socket()
+    connected = False
+    try:
+        # The port is chosen at connect(), per destination: each source address then has the
+        # whole ephemeral range for this server.
+        sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source_ip, 0))
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect((host, port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                stats.connect_failures["closed before answering"] += 1
+                return
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            stats.connect_failures["HTTP " + head[9:12].decode(errors="replace")] += 1
+            return
+        connected = True
+        stats.connected += 1
+        stats.open += 1
+        stats.open_peak = max(stats.open_peak, stats.open)
+        awaiting_snapshot = True
+        while True:
+            remaining = stop_at - time.time()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(262144)
+            except socket.timeout:
+                break
+            if not chunk:
+                stats.disconnects["closed by the server"] += 1
+                return
+            now = time.time()
+            buffer += chunk
+            cut = buffer.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, buffer = buffer[:cut], buffer[cut + 2:]
+            if awaiting_snapshot:
+                # pricefeed's first event holds every pair's latest price; Flask-SSE has none.
+                snapshot = _SNAPSHOT.search(complete)
+                if snapshot:
+                    prices.update(_SNAPSHOT_PRICE.findall(snapshot.group(1)))
+                    awaiting_snapshot = False
+            events = _PRICE.findall(complete)
+            if not events:
+                continue
+            awaiting_snapshot = False
+            stats.events += len(events)
+            if window_start <= now < window_end:
+                stats.window_events += len(events)
+                now_ms = int(now * 1000)
+                ages = stats.ages
+                for pair, price, ts in events:
+                    prices[pair] = price
+                    age = now_ms - int(ts)
+                    if age > stats.age_max:
+                        stats.age_max = age
+                    ages[min(max(age, 0), AGE_CAP_MS)] += 1
+            else:
+                for pair, price, _ in events:
+                    prices[pair] = price
+        stats.open_at_stop += 1
+    except socket.timeout:
+        (stats.disconnects if connected else stats.connect_failures)["timeout"] += 1
+    except OSError as error:
+        reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
+        (stats.disconnects if connected else stats.connect_failures)[reason] += 1
+    finally:
+        sock.close()
+        if connected:
+            stats.open -= 1
+        last = [prices[pair.encode()].decode() if pair.encode() in prices else None for pair in pairs]
+        stats.endings[json.dumps([list(pairs), last])] += 1
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open clients first, first+step, ... < clients on the common schedule; their totals as JSON."""
+    scenario = SCENARIOS[spec["scenario"]]
+    timeline = (spec["window_start"], spec["window_end"], spec["stop_at"])
+    stats = LoadStats()
+    marks: dict[str, float] = {}
+
+    def mark(name: str, at: float) -> None:
+        gevent.sleep(max(0.0, at - time.time()))
+        marks[name] = _cpu_self()
+        marks[name.replace("cpu", "fds")] = len(os.listdir("/proc/self/fd"))
+
+    markers = [gevent.spawn(mark, "cpu_window_start", timeline[0]), gevent.spawn(mark, "cpu_window_end", timeline[1])]
+    clients = []
+    for index in range(spec["first"], spec["clients"], spec["step"]):
+        delay = spec["start_at"] + index / spec["ramp_per_s"] - time.time()
+        if delay > 0:
+            gevent.sleep(delay)
+        pairs = client_pairs(scenario, index)
+        source_ip = spec["source_ips"][index % len(spec["source_ips"])]
+        clients.append(gevent.spawn(_stream, spec["host"], spec["port"], stream_path(spec["target"], pairs),
+                                    source_ip, pairs, timeline, stats))
+    gevent.joinall(clients + markers, timeout=max(0.0, timeline[2] - time.time()) + CONNECT_TIMEOUT_S + 5)
+    gevent.killall(clients + markers, timeout=5)
+    return {**stats.as_json(), "cpu_s": round(_cpu_self(), 2),
+            "window_cpu_s": round(marks.get("cpu_window_end", 0) - marks.get("cpu_window_start", 0), 2),
+            "fds_at_window_end": marks.get("fds_window_end")}
+
+
+# -- the sampler (parent) ------------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS   # utime + stime
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / _CLOCK_TICKS
+
+
+@dataclass
+class Sample:
+    at: float
+    cpu: dict[str, float]        # cumulative CPU seconds per group since the first sample
+    rss: dict[str, int]          # bytes per group
+    machine_busy: float
+    redis_clients: int | None
+
+
+@dataclass
+class ProcessSampler:
+    """Every `interval` s: CPU seconds and RSS per group of processes, the machine's CPU, Redis's clients."""
+
+    groups: Callable[[], dict[str, list[int]]]
+    redis_client: redis.Redis
+    interval: float = 1.0
+    fds_every: int = 5
+    samples: list[Sample] = field(default_factory=list)
+    fds_max: dict[str, dict[int, int]] = field(default_factory=dict)
+    pids_seen: dict[str, set[int]] = field(default_factory=dict)
+    _last_cpu: dict[int, float] = field(default_factory=dict)
+    _cumulative: Counter[str] = field(default_factory=Counter)
+
+    def run(self, until: float) -> None:
+        while time.time() < until:
+            self.sample()
+            gevent.sleep(self.interval)
+
+    def sample(self) -> None:
+        first = not self.samples
+        rss: Counter[str] = Counter()
+        for group, pids in self.groups().items():
+            for pid in pids:
+                seconds = _cpu_seconds(pid)
+                if seconds is None:
+                    continue
+                # A process born after the first sample counts from its start.
+                self._cumulative[group] += seconds - self._last_cpu.get(pid, seconds if first else 0.0)
+                self._last_cpu[pid] = seconds
+                rss[group] += _rss_bytes(pid)
+                self.pids_seen.setdefault(group, set()).add(pid)
+                if len(self.samples) % self.fds_every == 0 and group != "exchange":
+                    try:
+                        count = len(os.listdir(f"/proc/{pid}/fd"))
+                    except OSError:
+                        continue
+                    per_pid = self.fds_max.setdefault(group, {})
+                    per_pid[pid] = max(per_pid.get(pid, 0), count)
+        try:
+            clients: int | None = int(self.redis_client.info("clients")["connected_clients"])
+        except redis.RedisError:
+            clients = None
+        self.samples.append(Sample(time.time(), dict(self._cumulative), dict(rss), _machine_busy_seconds(), clients))
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        return [s for s in self.samples if start <= s.at <= end]
+
+    def nearest(self, at: float) -> Sample:
+        return min(self.samples, key=lambda s: abs(s.at - at))
+
+    def cpu_percent(self, start: float, end: float) -> tuple[dict[str, float], float]:
+        """Per group, % of one core over [start, end]; and the machine's busy % (200 = both cores)."""
+        first, last = self.nearest(start), self.nearest(end)
+        span = max(last.at - first.at, 1e-9)
+        groups = {g: round(100 * (last.cpu.get(g, 0) - first.cpu.get(g, 0)) / span, 1) for g in last.cpu}
+        return groups, round(100 * (last.machine_busy - first.machine_busy) / span, 1)
+
+
+# -- the servers -----------------------------------------------------------------------------
+
+@dataclass
+class Server:
+    port: int
+    groups: Callable[[], dict[str, list[int]]]   # server processes by group
+    epoch: Callable[[], int | None]              # pricefeed's lease epoch counter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def serve_pricefeed(scenario: Scenario, workers: int, redis_server: RedisServer,
+                    sim: SimulatorProcess) -> Iterator[Server]:
+    prefix = new_prefix()
+    env = instance_env(sim, redis_server.url, prefix, PRICEFEED_PAIRS=",".join(PAIRS),
+                       PRICEFEED_MAX_CLIENTS=str(PRICEFEED_MAX_CLIENTS),
+                       PRICEFEED_WORKER_CONNECTIONS=str(WORKER_CONNECTIONS),
+                       PRICEFEED_MIN_UPDATE_INTERVAL=f"{scenario.min_update_interval:g}",
+                       PRICEFEED_LOG_LEVEL="WARNING",
+                       PRICEFEED_HEARTBEAT_INTERVAL="15")   # the production default, not the tests' 1 s
+    with GunicornProcess(workers=workers, env=env) as app:
+        all_live([app])
+        master = app.proc.pid
+        yield Server(app.port, lambda: {"master": [master], "workers": children_of(master)},
+                     lambda: int(redis_server.client.get(f"{prefix}:epoch") or 0))
+
+
+def _answers(port: int, path: str) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
+@contextmanager
+def serve_flask_sse(scenario: Scenario, workers: int, redis_server: RedisServer, sim: SimulatorProcess,
+                    publish: str, max_seconds: float) -> Iterator[Server]:
+    port = free_port()
+    with FlaskSSEServer(port, redis_server.url, workers, WORKER_CONNECTIONS) as app:
+        master = app.proc.pid
+
+        def ready() -> bool:
+            if app.proc.poll() is not None:
+                raise RuntimeError(f"Flask-SSE's gunicorn exited:\n{app.output()}")
+            return len(children_of(master)) == workers and _answers(port, "/health")
+        wait_until(ready, 20, message="Flask-SSE's gunicorn")
+        with BridgeProcess(sim.ws_url, redis_server.url, flask_sse_channels(scenario), max_seconds,
+                           publish) as bridge:
+            server = Server(port, lambda: {"master": [master], "workers": children_of(master),
+                                           "bridge": [bridge.proc.pid]}, lambda: None)
+            yield server
+        server.extra["bridge"] = {**bridge.counts, "publish": publish}
+
+
+# -- one round ---------------------------------------------------------------------------------
+
+def _percentile(histogram: Counter[int], total: int, fraction: float) -> int | None:
+    """Nearest rank: the smallest age at or below which `fraction` of the events fall."""
+    if not total:
+        return None
+    rank, seen = math.ceil(fraction * total), 0
+    for age in sorted(histogram):
+        seen += histogram[age]
+        if seen >= rank:
+            return age
+    return None
+
+
+def _collect(child: subprocess.Popen, deadline: float) -> dict[str, Any]:
+    try:
+        out, _ = child.communicate(timeout=max(1.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return {"error": "load generator overran its deadline"}
+    lines = out.decode(errors="replace").strip().splitlines()
+    if child.returncode != 0 or not lines:
+        return {"error": f"load generator exited with {child.returncode}"}
+    return json.loads(lines[-1])
+
+
+def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Namespace,
+              redis_server: RedisServer, sim: SimulatorProcess) -> dict[str, Any]:
+    generators = max(args.generators, math.ceil(clients / MAX_CLIENTS_PER_GENERATOR))
+    ramp_s = clients / args.ramp
+    round_s = CHILD_STARTUP_S + ramp_s + SETTLE_S + args.duration + PAUSE_S
+    sim.market(paused=False)
+    if target == "pricefeed":
+        serving = serve_pricefeed(scenario, args.workers, redis_server, sim)
+    else:
+        serving = serve_flask_sse(scenario, args.workers, redis_server, sim, args.bridge_publish,
+                                  max_seconds=round_s + 60)
+    with serving as server:
+        epoch_before = server.epoch()
+        start_at = time.time() + CHILD_STARTUP_S
+        window_start = start_at + ramp_s + SETTLE_S
+        window_end = window_start + args.duration
+        stop_at = window_end + PAUSE_S
+        spec = {"target": target, "scenario": scenario.name, "host": "127.0.0.1", "port": server.port,
+                "clients": clients, "step": generators, "ramp_per_s": args.ramp, "start_at": start_at,
+                "window_start": window_start, "window_end": window_end, "stop_at": stop_at,
+                "source_ips": [f"127.0.0.{2 + i}" for i in range(args.source_ips)]}
+        children = [subprocess.Popen([sys.executable, "-m", "bench.fanout", "--child",
+                                      json.dumps({**spec, "first": k})], cwd=ROOT, stdout=subprocess.PIPE)
+                    for k in range(generators)]
+        sampler = ProcessSampler(lambda: {**server.groups(), "redis": [redis_server.proc.pid],
+                                          "exchange": [sim.proc.pid], "loadgen": [c.pid for c in children]},
+                                 redis_server.client)
+        sampler.sample()   # the baseline, before the first client connects
+        sampling = gevent.spawn(sampler.run, stop_at + 1)
+        pausing = gevent.spawn_later(max(0.0, window_end - time.time()), sim.market, paused=True)
+        collecting = [gevent.spawn(_collect, child, stop_at + CONNECT_TIMEOUT_S + 30) for child in children]
+        gevent.joinall(collecting + [pausing, sampling])
+        results = [g.value or {"error": repr(g.exception)} for g in collecting]
+        epoch_after = server.epoch()
+        final = {pair: sim.prices()[symbol]["price"] for pair, symbol in zip(PAIRS, SYMBOLS)}
+    return _report(target, scenario, clients, generators, args, server, sampler, results, final,
+                   (start_at, window_start, window_end, stop_at), epoch_before, epoch_after)
+
+
+def _report(target: str, scenario: Scenario, clients: int, generators: int, args: argparse.Namespace,
+            server: Server, sampler: ProcessSampler, results: list[dict[str, Any]], final: dict[str, str],
+            times: tuple[float, float, float, float], epoch_before: int | None,
+            epoch_after: int | None) -> dict[str, Any]:
+    start_at, window_start, window_end, stop_at = times
+    window = window_end - window_start
+    ok = [r for r in results if "error" not in r]
+    ages: Counter[int] = Counter()
+    endings: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    disconnects: Counter[str] = Counter()
+    for result in ok:
+        ages.update({int(age): count for age, count in result["ages"].items()})
+        endings.update(result["endings"])
+        failures.update(result["connect_failures"])
+        disconnects.update(result["disconnects"])
+    samples = sum(ages.values())
+    converged = sum(count for ending, count in endings.items()
+                    if all(price == final[pair] for pair, price in zip(*json.loads(ending))))
+    cpu, machine = sampler.cpu_percent(window_start, window_end)
+    during = sampler.between(start_at, stop_at) or sampler.samples
+    baseline = sampler.samples[0]
+    server_rss = [sum(s.rss.get(g, 0) for g in SERVER_GROUPS) for s in during]
+    baseline_rss = sum(baseline.rss.get(g, 0) for g in SERVER_GROUPS)
+    connected = sum(r["connected"] for r in ok)
+    redis_clients = [s.redis_clients for s in sampler.between(window_start + 1, window_end - 1)
+                     if s.redis_clients is not None]
+    loadgen_pct = [round(100 * r["window_cpu_s"] / window, 1) for r in ok]
+    age = {"p50": _percentile(ages, samples, 0.50), "p90": _percentile(ages, samples, 0.90),
+           "p99": _percentile(ages, samples, 0.99),
+           "max": max((r["age_max"] for r in ok), default=None), "events": samples}
+    report = {
+        "target": target, "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
+        "pairs_per_client": scenario.pairs_per_client, "workers": args.workers, "generators": generators,
+        "source_ips": args.source_ips, "ramp_per_s": args.ramp, "window_s": round(window, 1),
+        "connected": connected, "open_at_stop": sum(r["open_at_stop"] for r in ok),
+        "connect_failures": sum(failures.values()), "connect_failure_reasons": dict(failures),
+        "disconnects": sum(disconnects.values()), "disconnect_reasons": dict(disconnects),
+        "events_per_s": round(sum(r["window_events"] for r in ok) / window),
+        "events_per_client_per_s": round(sum(r["window_events"] for r in ok) / window / max(connected, 1), 2),
+        "age_ms": age,
+        "converged": converged, "converged_all": converged == clients,
+        "server_cpu_pct": round(sum(cpu.get(g, 0) for g in SERVER_GROUPS), 1), "cpu_pct": cpu,
+        "machine_busy_pct": machine,
+        "loadgen_cpu_s": round(sum(r["cpu_s"] for r in ok), 1), "loadgen_window_cpu_pct": loadgen_pct,
+        "rss_mb": {"server_peak": round(max(server_rss, default=0) / 2**20, 1),
+                   "server_baseline": round(baseline_rss / 2**20, 1),
+                   "peak_by_group": {g: round(max(s.rss.get(g, 0) for s in during) / 2**20, 1)
+                                     for g in baseline.rss}},
+        "rss_kb_per_client": round((max(server_rss, default=0) - baseline_rss) / 1024 / max(connected, 1), 1),
+        "redis_clients": {"min": min(redis_clients, default=None), "max": max(redis_clients, default=None)},
+        "fds_max": {g: sorted(per_pid.values(), reverse=True) for g, per_pid in sampler.fds_max.items()},
+        "loadgen_fds_at_window_end": [r.get("fds_at_window_end") for r in ok],
+        "worker_restarts": max(0, len(sampler.pids_seen.get("workers", ())) - args.workers),
+        "leadership_changes": None if epoch_before is None else epoch_after - epoch_before,
+        **server.extra,
+        "p99_bound_ms": scenario.p99_bound_ms,
+    }
+    if len(ok) < len(results):
+        report["load_generator_errors"] = [r["error"] for r in results if "error" in r]
+    report["within_bound"] = (not report.get("load_generator_errors") and age["p99"] is not None
+                              and age["p99"] <= scenario.p99_bound_ms and report["connect_failures"] == 0
+                              and report["disconnects"] == 0 and report["converged_all"])
+    return report
+
+
+# -- output --------------------------------------------------------------------------------
+
+TABLE_HEADER = (
+    "| target | scenario | N | connected | connect failures | disconnects | events/s | "
+    "age p50 / p90 / p99 / max (ms) | final prices | server CPU % | peak RSS MB (KB/client) | "
+    "Redis conns | load-gen CPU % | leader changes | within p99 bound |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['target']} | {r['scenario']} | {r['clients']} | error: {r['error']} |"
+    a, redis_clients = r["age_ms"], r["redis_clients"]
+    return (f"| {r['target']} | {r['scenario']} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
+            f"{r['disconnects']} | {r['events_per_s']:,} | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
+            f"{r['converged']:,}/{r['clients']:,} | {r['server_cpu_pct']} | "
+            f"{r['rss_mb']['server_peak']} ({r['rss_kb_per_client']}) | "
+            f"{redis_clients['min']}–{redis_clients['max']} | "
+            f"{' + '.join(str(p) for p in r['loadgen_window_cpu_pct'])} | "
+            f"{'—' if r['leadership_changes'] is None else r['leadership_changes']} | "
+            f"{'yes' if r['within_bound'] else 'no'} |")
+
+
+def _raise_redis_maxclients(redis_server: RedisServer) -> int:
+    """As many clients as redis-server's file limit allows (it keeps 32 files for itself), not its default 10,000."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]   # redis-server inherited ours
+    try:
+        redis_server.client.config_set("maxclients", limit - 32)
+    except redis.ResponseError:
+        pass
+    return int(redis_server.client.config_get("maxclients")["maxclients"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=(*TARGETS, "both"), default="both")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="widget")
+    parser.add_argument("--clients", default="1000", help="comma-separated client counts, e.g. 1000,5000,10000,20000")
+    parser.add_argument("--duration", type=float, default=60, help="seconds measured after the ramp, per round")
+    parser.add_argument("--generators", type=int, default=2,
+                        help=f"load-generator processes (raised to keep each at most {MAX_CLIENTS_PER_GENERATOR:,})")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both targets")
+    parser.add_argument("--ramp", type=float, default=1000, help="connects per second, all generators together")
+    parser.add_argument("--source-ips", type=int, default=8, help="source addresses 127.0.0.2 onwards")
+    parser.add_argument("--bridge-publish", choices=PUBLISH_MODES, default="pooled",
+                        help="how the Flask-SSE bridge publishes (see bench/flask_sse_bridge.py)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))), flush=True)
+        return
+    counts = [int(c) for c in args.clients.split(",")]
+    if not all(0 < c <= MAX_CLIENTS for c in counts) or not 0 < args.duration <= 900:
+        raise SystemExit(f"clients must be 1..{MAX_CLIENTS:,} and duration at most 900 s")
+    if not 0 < args.ramp <= 5000 or not 1 <= args.source_ips <= 250:
+        raise SystemExit("ramp must be at most 5,000 connects/s and source-ips 1..250")
+    scenario = SCENARIOS[args.scenario]
+    targets = TARGETS if args.target == "both" else (args.target,)
+    rows = []
+    with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=scenario.rate) as sim:
+        maxclients = _raise_redis_maxclients(redis_server)
+        for clients in counts:
+            for target in targets:
+                try:
+                    row = run_round(target, scenario, clients, args, redis_server, sim)
+                except Exception as error:   # noqa: BLE001 - one failed round must not lose the others
+                    row = {"target": target, "scenario": scenario.name, "clients": clients, "error": repr(error)}
+                row["redis_maxclients"] = maxclients
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n" + TABLE_HEADER)
+    for row in rows:
+        print(table_row(row))
+    print()
+    for target in targets:
+        passed = [r["clients"] for r in rows if r["target"] == target and r.get("within_bound")]
+        print(f"{target}: largest N within the {scenario.name} p99 bound ({scenario.p99_bound_ms:g} ms): "
+              f"{max(passed) if passed else 'none'} (of {', '.join(str(c) for c in counts)})")
+
+
+if __name__ == "__main__":
+    main()

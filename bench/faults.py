@@ -1,0 +1,250 @@
+"""The fault table: every fault of the fallback suite, repeated, with what users would observe.
+
+    .venv/bin/python -m bench.faults --repeats 10 [--only drop,redis_kill]
+
+A Redis deployment (one gunicorn instance, 2 gevent workers, its own redis-server),
+the simulator at 20 ticks/s on 3 pairs, 8 SSE clients. Per fault and repeat:
+- detection: fault → the service visibly reacts (a status event, or the leader's
+  upstream counters showing the fault was noticed and acted on);
+- recovery: fault → every client holds a tick stamped by the exchange after the fault ended;
+- ticks lost: trades the exchange made in that window that no client price event carried
+  (the exchange does not resend; the miniTicker repairs the final price);
+- clients disconnected, and the slowest /health answer during the fault.
+Loopback only; bounded; stops by itself. Prints a markdown table and JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tests.support.deployment import PAIRS, SYMBOLS, instance_env, new_prefix
+from tests.support.gunicorn import GunicornProcess
+from tests.support.observe import mode_sequence
+from tests.support.redis_server import RedisServer
+from tests.support.simulator import SimulatorProcess
+from tests.support.sse_client import SSEClient
+from tests.support.waiting import wait_until
+
+STREAM = f"/api/market-data/stream?pairs={PAIRS}"
+CLIENTS = 8
+
+
+@dataclass
+class Run:
+    detection_s: float | None = None
+    recovery_s: float | None = None
+    ticks_lost: int = 0
+    disconnected: int = 0
+    health_ms_max: float = 0.0
+
+
+@dataclass
+class Deployment:
+    redis: RedisServer
+    sim: SimulatorProcess
+    app: GunicornProcess
+    clients: list[SSEClient] = field(default_factory=list)
+
+    def leader_upstream(self) -> dict:
+        for _ in range(50):
+            health = self.app.health()
+            if health["worker"]["role"] == "leader":
+                return health["upstream"]
+        return {}
+
+
+def trade_ids(sim) -> int:
+    return sum(p["trade_id"] for p in sim.prices().values())
+
+
+def health_ms(app: GunicornProcess) -> float:
+    started = time.monotonic()
+    try:
+        app.get("/api/market-data/health", timeout=5)
+    except OSError:
+        return 5000.0
+    return (time.monotonic() - started) * 1000
+
+
+FaultAction = Callable[[Deployment], float]   # injects the fault; returns when it ends (epoch seconds)
+
+
+def upstream_fault(body: dict, lasts: float = 0.0, then_drop: bool = False) -> FaultAction:
+    def inject(d: Deployment) -> float:
+        d.sim.fault(**body)
+        if then_drop:
+            d.sim.fault(fault="drop")
+        return time.time() + lasts
+    return inject
+
+
+def redis_kill(d: Deployment) -> float:
+    d.redis.kill()
+    time.sleep(3)   # the fault lasts 3 s: Redis is gone
+    d.redis.restart()
+    return time.time()
+
+
+def redis_freeze(d: Deployment) -> float:
+    d.redis.freeze()
+    time.sleep(4)   # the fault lasts 4 s: Redis accepts nothing and answers nothing
+    d.redis.thaw()
+    return time.time()
+
+
+def hub_block(d: Deployment) -> float:
+    for _ in range(50):
+        health = d.app.health()
+        if health["worker"]["role"] == "leader":
+            break
+    d.app.get("/api/market-data/_fault/block-hub?seconds=3", method="POST", timeout=10)
+    return time.time()
+
+
+FAULTS: dict[str, FaultAction] = {
+    "drop": upstream_fault({"fault": "drop"}),
+    "silence 3 s": upstream_fault({"fault": "silence", "duration": 3}, lasts=3),
+    "no pongs 3 s": upstream_fault({"fault": "ignore_pongs", "duration": 3}, lasts=3),
+    "malformed x20": upstream_fault({"fault": "malformed", "count": 20}),
+    "close 1008": upstream_fault({"fault": "close", "code": 1008, "reason": "Too many requests"}),
+    "serverShutdown": upstream_fault({"fault": "shutdown"}),
+    "429 handshake x2": upstream_fault({"fault": "refuse", "status": 429, "count": 2, "retry_after": 1},
+                                       then_drop=True),
+    "418 handshake x2": upstream_fault({"fault": "refuse", "status": 418, "count": 2, "retry_after": 1},
+                                       then_drop=True),
+    "exchange down 8 s + REST 500": None,   # filled below (two faults at once)
+    "redis kill -9 + restart": redis_kill,
+    "redis SIGSTOP 4 s": redis_freeze,
+    "leader hub blocked 3 s": hub_block,
+}
+
+
+def exchange_and_rest_down(d: Deployment) -> float:
+    d.sim.fault(fault="rest", status=500, duration=8)
+    d.sim.fault(fault="refuse", status=429, duration=8, retry_after=1)
+    d.sim.fault(fault="drop")
+    return time.time() + 8
+
+
+FAULTS["exchange down 8 s + REST 500"] = exchange_and_rest_down
+
+
+def run_once(d: Deployment, inject: FaultAction) -> Run:
+    run = Run()
+    for client in d.clients:
+        client.wait_for(lambda c: c.of("price"), 15, "prices before the fault")
+    upstream_before = d.leader_upstream()
+    modes_before = [len(mode_sequence(c)) for c in d.clients]
+    ids_before = trade_ids(d.sim)
+    started = time.time()
+    sampling = True
+
+    def sample_health():
+        while sampling:
+            run.health_ms_max = max(run.health_ms_max, health_ms(d.app))
+            time.sleep(0.2)
+    sampler = threading.Thread(target=sample_health, daemon=True)
+    sampler.start()
+    ended = inject(d)
+
+    def detected():
+        if any(len(mode_sequence(c)) > n for c, n in zip(d.clients, modes_before)):
+            return True
+        now = d.leader_upstream()
+        keys = ("connects", "silence_timeouts", "malformed", "rotations", "handshake_refusals")
+        return any(now.get(k, 0) != upstream_before.get(k, 0) for k in keys) or \
+            now.get("connection") != upstream_before.get("connection")
+    try:
+        wait_until(detected, 30, interval=0.05, message="detection")
+        run.detection_s = time.time() - started
+    except AssertionError:
+        run.detection_s = None
+    ended_ms = int(max(ended, started) * 1000)
+
+    def fresh_everywhere():
+        return all(any(e.json()["ts"] >= ended_ms and e.json()["source"] != "rest" for e in c.of("price")[-50:])
+                   for c in d.clients)
+    wait_until(fresh_everywhere, 60, interval=0.05, message="recovery")
+    recovered = time.time()
+    run.recovery_s = recovered - started
+    sampling = False
+    sampler.join(timeout=6)
+    made = trade_ids(d.sim) - ids_before
+    seen = len({(e.json()["pair"], e.json()["ts"], e.json()["price"]) for e in d.clients[0].of("price")
+                if started * 1000 <= e.json()["ts"] <= recovered * 1000})
+    run.ticks_lost = max(0, made - seen)
+    run.disconnected = sum(1 for c in d.clients if c.closed)
+    return run
+
+
+def summarize(name: str, runs: list[Run]) -> dict:
+    def med(values):
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    def worst(values):
+        values = [v for v in values if v is not None]
+        return round(max(values), 2) if values else None
+    return {
+        "fault": name, "runs": len(runs),
+        "detection_s_p50": med([r.detection_s for r in runs]), "detection_s_max": worst([r.detection_s for r in runs]),
+        "recovery_s_p50": med([r.recovery_s for r in runs]), "recovery_s_max": worst([r.recovery_s for r in runs]),
+        "ticks_lost_p50": med([r.ticks_lost for r in runs]), "ticks_lost_max": worst([r.ticks_lost for r in runs]),
+        "clients_disconnected": sum(r.disconnected for r in runs),
+        "undetected": sum(1 for r in runs if r.detection_s is None),
+        "health_ms_max": worst([r.health_ms_max for r in runs]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--only", default="", help="comma-separated fault names (default: all)")
+    args = parser.parse_args()
+    wanted = [n for n in FAULTS if not args.only or n in args.only.split(",")]
+    rows = []
+    for name in wanted:
+        redis_server = RedisServer()
+        sim = SimulatorProcess(pairs=SYMBOLS, rate=20, ping_interval=0.5, pong_timeout=2)
+        env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_UPSTREAM_SILENCE_TIMEOUT="1.5",
+                           PRICEFEED_FAULT_INJECTION="true", PRICEFEED_REST_URL=sim.http_url,
+                           PRICEFEED_LOG_LEVEL="WARNING")
+        app = GunicornProcess(workers=2, env=env)
+        deployment = Deployment(redis_server, sim, app)
+        runs = []
+        try:
+            wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+            for _ in range(args.repeats):
+                deployment.clients = [SSEClient(app.url + STREAM) for _ in range(CLIENTS)]
+                runs.append(run_once(deployment, FAULTS[name]))
+                for client in deployment.clients:
+                    client.close()
+                sim.fault(fault="clear")
+                wait_until(lambda: all(app.health()["mode"] == "live" for _ in range(4)), 60, message="calm")
+        finally:
+            app.stop()
+            sim.stop()
+            redis_server.stop()
+        rows.append(summarize(name, runs))
+        print(json.dumps(rows[-1]), flush=True)
+    print()
+    print("| fault | runs | detection p50 / max | recovery p50 / max | ticks lost p50 / max "
+          "| clients disconnected | slowest /health |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['fault']} | {r['runs']} | {r['detection_s_p50']} / {r['detection_s_max']} s "
+              f"| {r['recovery_s_p50']} / {r['recovery_s_max']} s | {r['ticks_lost_p50']} / {r['ticks_lost_max']} "
+              f"| {r['clients_disconnected']} | {r['health_ms_max']} ms |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    main()
