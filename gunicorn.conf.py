@@ -13,7 +13,8 @@ worker_class = "gevent"
 worker_connections = int(os.environ.get("PRICEFEED_WORKER_CONNECTIONS", "1000"))
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30
-# Open streams never finish by themselves; the feed closes them on shutdown.
+# Open streams never finish by themselves: pricefeed closes them as soon as a worker is told
+# to exit (gunicorn_hooks._stop_when_told_to_exit), so this is rarely reached.
 graceful_timeout = 10
 keepalive = 5
 # 0 lets gunicorn read request lines up to its 1 MB hard cap, so the app can answer an

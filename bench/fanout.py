@@ -35,6 +35,7 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import zlib  # noqa: E402
 from collections import Counter  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -64,7 +65,8 @@ MAX_CLIENTS = 40_000                 # a bound on any one round
 CHILD_STARTUP_S = 3                  # load generators import and wait for the common start
 SETTLE_S = 2                         # after the last connect, before the window opens
 PAUSE_S = 3                          # the exchange is quiet this long before the clients stop
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 10               # default: from connect() to a complete response head
+BATCH_READ_S = 0.25                  # how often a client outside the age sample reads
 AGE_CAP_MS = 60_000                  # ages above this share the top bucket (the max is kept exactly)
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 SERVER_GROUPS = ("master", "workers", "bridge", "redis")
@@ -124,7 +126,7 @@ class LoadStats:
         self.disconnects: Counter[str] = Counter()
         self.events = 0
         self.window_events = 0
-        self.ages = [0] * (AGE_CAP_MS + 1)   # histogram, 1 ms buckets: every price event in the window
+        self.ages = [0] * (AGE_CAP_MS + 1)   # 1 ms buckets: each price event the age sample read in the window
         self.age_max = 0
         self.endings: Counter[str] = Counter()   # [pairs, last price of each] -> clients
 
@@ -138,9 +140,15 @@ class LoadStats:
         }
 
 
-def _stream(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, ...],
-            timeline: tuple[float, float, float], stats: LoadStats) -> None:
-    """One client: connect, read events until the stop time, and keep the last price of each pair."""
+def _sse_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, ...],
+            timeline: tuple[float, float, float], connect_timeout: float, read_every: float,
+            stats: LoadStats) -> None:
+    """One client: connect, read events until the stop time, and keep the last price of each pair.
+
+    `read_every` 0: the client reads each chunk as it arrives and records the age of every
+    price event in the window. Otherwise it reads what has accumulated every `read_every`
+    seconds and records no ages (its events still count, and its last prices).
+    """
     window_start, window_end, stop_at = timeline
     prices: dict[bytes, bytes] = {}
     sock = socket.socket()
@@ -150,11 +158,13 @@ def _stream(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, .
         # whole ephemeral range for this server.
         sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         sock.bind((source_ip, 0))
-        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.settimeout(connect_timeout)
+        deadline = time.time() + connect_timeout
         sock.connect((host, port))
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
         buffer = b""
         while b"\r\n\r\n" not in buffer:
+            sock.settimeout(max(0.01, deadline - time.time()))
             chunk = sock.recv(65536)
             if not chunk:
                 stats.connect_failures["closed before answering"] += 1
@@ -200,6 +210,11 @@ def _stream(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, .
             stats.events += len(events)
             if window_start <= now < window_end:
                 stats.window_events += len(events)
+            if read_every:
+                for pair, price, _ in events:
+                    prices[pair] = price
+                gevent.sleep(read_every)
+            elif window_start <= now < window_end:
                 now_ms = int(now * 1000)
                 ages = stats.ages
                 for pair, price, ts in events:
@@ -223,6 +238,11 @@ def _stream(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, .
             stats.open -= 1
         last = [prices[pair.encode()].decode() if pair.encode() in prices else None for pair in pairs]
         stats.endings[json.dumps([list(pairs), last])] += 1
+
+
+def in_age_sample(index: int, sample_every: int) -> bool:
+    """About one client in `sample_every`, spread over pair sets, source addresses and generators alike."""
+    return zlib.crc32(index.to_bytes(4, "little")) % sample_every == 0
 
 
 def _cpu_self() -> float:
@@ -250,9 +270,10 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             gevent.sleep(delay)
         pairs = client_pairs(scenario, index)
         source_ip = spec["source_ips"][index % len(spec["source_ips"])]
-        clients.append(gevent.spawn(_stream, spec["host"], spec["port"], stream_path(spec["target"], pairs),
-                                    source_ip, pairs, timeline, stats))
-    gevent.joinall(clients + markers, timeout=max(0.0, timeline[2] - time.time()) + CONNECT_TIMEOUT_S + 5)
+        clients.append(gevent.spawn(_sse_client, spec["host"], spec["port"], stream_path(spec["target"], pairs),
+                                    source_ip, pairs, timeline, spec["connect_timeout"],
+                                    0 if in_age_sample(index, spec["sample_every"]) else BATCH_READ_S, stats))
+    gevent.joinall(clients + markers, timeout=max(0.0, timeline[2] - time.time()) + spec["connect_timeout"] + 5)
     gevent.killall(clients + markers, timeout=5)
     return {**stats.as_json(), "cpu_s": round(_cpu_self(), 2),
             "window_cpu_s": round(marks.get("cpu_window_end", 0) - marks.get("cpu_window_start", 0), 2),
@@ -300,6 +321,7 @@ class Sample:
     rss: dict[str, int]          # bytes per group
     machine_busy: float
     redis_clients: int | None
+    workers: dict[int, tuple[float, int]]   # each gunicorn worker's CPU seconds and RSS bytes
 
 
 @dataclass
@@ -324,6 +346,7 @@ class ProcessSampler:
     def sample(self) -> None:
         first = not self.samples
         rss: Counter[str] = Counter()
+        workers: dict[int, tuple[float, int]] = {}
         for group, pids in self.groups().items():
             for pid in pids:
                 seconds = _cpu_seconds(pid)
@@ -332,7 +355,10 @@ class ProcessSampler:
                 # A process born after the first sample counts from its start.
                 self._cumulative[group] += seconds - self._last_cpu.get(pid, seconds if first else 0.0)
                 self._last_cpu[pid] = seconds
-                rss[group] += _rss_bytes(pid)
+                resident = _rss_bytes(pid)
+                rss[group] += resident
+                if group == "workers":
+                    workers[pid] = (seconds, resident)
                 self.pids_seen.setdefault(group, set()).add(pid)
                 if len(self.samples) % self.fds_every == 0 and group != "exchange":
                     try:
@@ -345,7 +371,8 @@ class ProcessSampler:
             clients: int | None = int(self.redis_client.info("clients")["connected_clients"])
         except redis.RedisError:
             clients = None
-        self.samples.append(Sample(time.time(), dict(self._cumulative), dict(rss), _machine_busy_seconds(), clients))
+        self.samples.append(Sample(time.time(), dict(self._cumulative), dict(rss), _machine_busy_seconds(), clients,
+                                   workers))
 
     def between(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.at <= end]
@@ -359,6 +386,15 @@ class ProcessSampler:
         span = max(last.at - first.at, 1e-9)
         groups = {g: round(100 * (last.cpu.get(g, 0) - first.cpu.get(g, 0)) / span, 1) for g in last.cpu}
         return groups, round(100 * (last.machine_busy - first.machine_busy) / span, 1)
+
+    def per_worker(self, start: float, end: float) -> list[dict[str, float]]:
+        """Each gunicorn worker's % of one core over [start, end] and its peak RSS in MB."""
+        first, last = self.nearest(start), self.nearest(end)
+        span = max(last.at - first.at, 1e-9)
+        return [{"pid": pid, "cpu_pct": round(100 * (cpu - first.workers.get(pid, (cpu, 0))[0]) / span, 1),
+                 "rss_mb_peak": round(max(s.workers.get(pid, (0, 0))[1] for s in self.between(start, end)
+                                          or [last]) / 2**20, 1)}
+                for pid, (cpu, _) in sorted(last.workers.items())]
 
 
 # -- the servers -----------------------------------------------------------------------------
@@ -464,7 +500,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         spec = {"target": target, "scenario": scenario.name, "host": "127.0.0.1", "port": server.port,
                 "clients": clients, "step": generators, "ramp_per_s": args.ramp, "start_at": start_at,
                 "window_start": window_start, "window_end": window_end, "stop_at": stop_at,
-                "source_ips": [f"127.0.0.{2 + i}" for i in range(args.source_ips)]}
+                "source_ips": [f"127.0.0.{2 + i}" for i in range(args.source_ips)],
+                "connect_timeout": args.connect_timeout, "sample_every": args.sample_every}
         children = [subprocess.Popen([sys.executable, "-m", "bench.fanout", "--child",
                                       json.dumps({**spec, "first": k})], cwd=ROOT, stdout=subprocess.PIPE)
                     for k in range(generators)]
@@ -474,7 +511,7 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         sampler.sample()   # the baseline, before the first client connects
         sampling = gevent.spawn(sampler.run, stop_at + 1)
         pausing = gevent.spawn_later(max(0.0, window_end - time.time()), sim.market, paused=True)
-        collecting = [gevent.spawn(_collect, child, stop_at + CONNECT_TIMEOUT_S + 30) for child in children]
+        collecting = [gevent.spawn(_collect, child, stop_at + args.connect_timeout + 30) for child in children]
         gevent.joinall(collecting + [pausing, sampling])
         results = [g.value or {"error": repr(g.exception)} for g in collecting]
         epoch_after = server.epoch()
@@ -503,6 +540,7 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
     converged = sum(count for ending, count in endings.items()
                     if all(price == final[pair] for pair, price in zip(*json.loads(ending))))
     cpu, machine = sampler.cpu_percent(window_start, window_end)
+    cpu_run, _ = sampler.cpu_percent(start_at, stop_at)
     during = sampler.between(start_at, stop_at) or sampler.samples
     baseline = sampler.samples[0]
     server_rss = [sum(s.rss.get(g, 0) for g in SERVER_GROUPS) for s in during]
@@ -517,7 +555,9 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
     report = {
         "target": target, "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
         "pairs_per_client": scenario.pairs_per_client, "workers": args.workers, "generators": generators,
-        "source_ips": args.source_ips, "ramp_per_s": args.ramp, "window_s": round(window, 1),
+        "source_ips": args.source_ips, "ramp_per_s": args.ramp, "connect_timeout_s": args.connect_timeout,
+        "age_sample_every": args.sample_every,
+        "window_s": round(window, 1),
         "connected": connected, "open_at_stop": sum(r["open_at_stop"] for r in ok),
         "connect_failures": sum(failures.values()), "connect_failure_reasons": dict(failures),
         "disconnects": sum(disconnects.values()), "disconnect_reasons": dict(disconnects),
@@ -526,6 +566,8 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
         "age_ms": age,
         "converged": converged, "converged_all": converged == clients,
         "server_cpu_pct": round(sum(cpu.get(g, 0) for g in SERVER_GROUPS), 1), "cpu_pct": cpu,
+        "server_cpu_pct_run": round(sum(cpu_run.get(g, 0) for g in SERVER_GROUPS), 1),
+        "workers_window": sampler.per_worker(window_start, window_end),
         "machine_busy_pct": machine,
         "loadgen_cpu_s": round(sum(r["cpu_s"] for r in ok), 1), "loadgen_window_cpu_pct": loadgen_pct,
         "rss_mb": {"server_peak": round(max(server_rss, default=0) / 2**20, 1),
@@ -593,8 +635,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both targets")
     parser.add_argument("--ramp", type=float, default=1000, help="connects per second, all generators together")
     parser.add_argument("--source-ips", type=int, default=8, help="source addresses 127.0.0.2 onwards")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
+                        help="seconds from connect() to the response head before a client counts as failed")
     parser.add_argument("--bridge-publish", choices=PUBLISH_MODES, default="pooled",
                         help="how the Flask-SSE bridge publishes (see bench/flask_sse_bridge.py)")
+    parser.add_argument("--sample-every", type=int, default=10,
+                        help=f"about 1 client in k reads each chunk at once and records ages; the others read "
+                             f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -603,8 +650,10 @@ def main() -> None:
     counts = [int(c) for c in args.clients.split(",")]
     if not all(0 < c <= MAX_CLIENTS for c in counts) or not 0 < args.duration <= 900:
         raise SystemExit(f"clients must be 1..{MAX_CLIENTS:,} and duration at most 900 s")
-    if not 0 < args.ramp <= 5000 or not 1 <= args.source_ips <= 250:
-        raise SystemExit("ramp must be at most 5,000 connects/s and source-ips 1..250")
+    if not 0 < args.ramp <= 5000 or not 1 <= args.source_ips <= 250 or args.sample_every < 1:
+        raise SystemExit("ramp must be at most 5,000 connects/s, source-ips 1..250, sample-every at least 1")
+    if not 0 < args.connect_timeout <= 60:
+        raise SystemExit("connect-timeout must be at most 60 s")
     scenario = SCENARIOS[args.scenario]
     targets = TARGETS if args.target == "both" else (args.target,)
     rows = []

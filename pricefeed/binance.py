@@ -15,10 +15,8 @@ from urllib.parse import urlsplit
 from .pairs import Pair
 
 MAX_STREAMS_PER_CONNECTION = 1024
-# Binance counts pings, pongs and control messages alike: at most 5 per second.
-MAX_INCOMING_MESSAGES_PER_SECOND = 5
 
-_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # timeUnit=MICROSECOND turns millisecond timestamps (13 digits) into 16-digit ones.
 _MICROSECOND_THRESHOLD = 10**14
 
@@ -193,7 +191,7 @@ def _symbol(event: dict) -> str:
 
 def _decimal(event: dict, field: str) -> str:
     value = event.get(field)
-    if not isinstance(value, str) or not _DECIMAL.match(value):
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
         raise MalformedFrame(f"`{field}` is not a decimal string: {str(value)[:40]!r}")
     return value
 

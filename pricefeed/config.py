@@ -40,7 +40,8 @@ def _bool(text: str) -> bool:
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         parts = urlsplit(text.strip())
-        if parts.scheme not in schemes or not parts.hostname:
+        located = parts.path if parts.scheme == "unix" else parts.hostname
+        if parts.scheme not in schemes or not located:
             raise ValueError(f"expected a {'/'.join(schemes)} URL")
         return text.strip().rstrip("/")
     return parse
@@ -65,6 +66,13 @@ def _pairs(text: str) -> tuple[str, ...]:
     return items
 
 
+def _asset(text: str) -> str:
+    text = text.strip().upper()
+    if not text.isascii() or not text.isalnum():
+        raise ValueError("expected an asset code like USDT")
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", _optional_url(("redis", "rediss", "unix")), None,
             "Redis for the shared lease, bus and price cache. Unset: single-host in-process bus."),
@@ -74,7 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Exchange REST base, polled while the WebSocket is down."),
     Setting("PAIRS", _pairs, ("BTC/USD", "ETH/USD", "SOL/USD", "BNB/USD", "XRP/USD"),
             "Pairs served, BASE/QUOTE, comma-separated."),
-    Setting("STABLE_QUOTE", lambda t: t.strip().upper(), "USDT",
+    Setting("STABLE_QUOTE", _asset, "USDT",
             "What the quote USD maps to on the exchange."),
     Setting("URL_PREFIX", _prefix, "/api/market-data", "Prefix of the HTTP API."),
     Setting("DASHBOARD", _bool, True, "Serve the dashboard at / and /dashboard."),
@@ -188,6 +196,10 @@ class Config:
         config = cls(**values)
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")
+        _check_pairs(config)
+        if config.min_update_interval >= config.heartbeat_interval:
+            raise ConfigError("PRICEFEED_MIN_UPDATE_INTERVAL must be below PRICEFEED_HEARTBEAT_INTERVAL "
+                              "(a stream waiting that long would miss its keep-alive)")
         if not config.lease_renew_interval < config.lease_renew_deadline < config.lease_ttl:
             raise ConfigError("PRICEFEED_LEASE_RENEW_INTERVAL < PRICEFEED_LEASE_RENEW_DEADLINE < "
                               "PRICEFEED_LEASE_TTL must hold")
@@ -217,6 +229,18 @@ def _validate(setting: Setting, key: str, raw: Any) -> Any:
         if setting.maximum is not None and value > setting.maximum:
             raise ConfigError(f"{key}={value} is above the maximum {setting.maximum}")
     return value
+
+
+def _check_pairs(config: "Config") -> None:
+    """The pairs must parse, be distinct on the exchange, and fit one connection's stream limit."""
+    from .binance import stream_names
+    from .pairs import PairCatalog, PairError
+    try:
+        stream_names(PairCatalog(config.pairs, config.stable_quote).pairs)
+    except PairError as exc:
+        raise ConfigError(f"PRICEFEED_PAIRS is invalid: {exc.detail}") from None
+    except ValueError as exc:
+        raise ConfigError(f"PRICEFEED_PAIRS is invalid: {exc}") from None
 
 
 def _redact(url: str | None) -> str | None:

@@ -23,6 +23,22 @@ def post_worker_init(worker: Any) -> None:
         worker.log.warning("pricefeed: the WSGI app has no PriceFeed extension; nothing started")
         return
     extension.start()
+    import gevent
+    gevent.spawn(_stop_when_told_to_exit, worker, extension)
+
+
+def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
+    """Hand over as soon as the worker is told to exit.
+
+    On SIGTERM gunicorn's gevent worker only stops accepting and waits up to
+    graceful_timeout for open requests to finish — and streams never finish, so the
+    master SIGKILLs it first and `worker_exit` never runs: no lease release, no
+    clean close. Stopping here closes the streams, so the worker exits in moments.
+    """
+    import gevent
+    while worker.alive:
+        gevent.sleep(0.1)
+    _stop(worker)
 
 
 def worker_int(worker: Any) -> None:

@@ -53,6 +53,7 @@ def health_report(node: "Node") -> tuple[dict, int]:
         "clients": hub.status(),
         "pairs": pairs,
         "stale_after_s": node.config.stale_after,
+        "config": node.config.public(),
         "server_time": int(now_wall * 1000),
     }
     return body, 503 if overall == "down" else 200

@@ -29,8 +29,10 @@ class BookEntry:
 
     tick: PriceTick
     frame: bytes
-    confirmed_at: float   # monotonic: the last tick, or the last moment its source was live
-    local: bool = False   # from this worker's own feed while Redis was unreachable (local tier)
+    confirmed_at: float        # monotonic: when this price was last known to be the current one
+    # Replaced by the next tick from the bus whatever that tick's id: a price from our own
+    # feed in the local tier, or one from before an epoch rebase.
+    provisional: bool = False
 
 
 class ClientMailbox:
@@ -100,6 +102,7 @@ class Hub:
         self.epoch = 0
         self.seq = 0
         self._recent: deque[tuple[int, str]] = deque(maxlen=max(resume_window, 1))
+        self._local_seq = 0
         self.ticks_delivered = 0
         self.ticks_fenced = 0
         self.clients_total = 0
@@ -133,12 +136,8 @@ class Hub:
 
     # -- ticks ---------------------------------------------------------------------
 
-    def publish(self, tick: PriceTick, local: bool = False) -> bool:
-        """Deliver a stamped tick. Ticks from an epoch older than the newest seen are dropped.
-
-        `local` ticks come from this worker's own feed in the local tier; the first
-        tick from the bus after Redis returns replaces them whatever its sequence.
-        """
+    def publish(self, tick: PriceTick) -> bool:
+        """Deliver a tick from the bus. Ticks from an epoch older than the newest seen are dropped."""
         if tick.epoch < self.epoch:
             self.ticks_fenced += 1
             return False
@@ -151,29 +150,55 @@ class Hub:
         if tick.pair not in self._subscribers:
             return False
         held = self.book.get(tick.pair)
-        if held is not None and (local or not held.local) \
-                and (held.tick.epoch, held.tick.seq) >= (tick.epoch, tick.seq):
+        if held is not None and not held.provisional and (held.tick.epoch, held.tick.seq) >= (tick.epoch, tick.seq):
             # Already have this one or newer (e.g. the re-read of the last prices after a reconnect).
             return False
         self.seq = max(self.seq, tick.seq)
-        frame = sse.event("price", tick.payload(), tick.event_id)
-        self.book[tick.pair] = BookEntry(tick, frame, self._clock(), local)
         self._recent.append((tick.seq, tick.pair))
+        self._deliver(tick, provisional=False)
+        return True
+
+    def publish_local(self, tick: PriceTick) -> bool:
+        """Deliver a tick of this worker's own feed (local tier): ids `0-<n>`, outside every epoch,
+        so they never collide with the bus's ids and a resume from one always reports a gap."""
+        if tick.pair not in self._subscribers:
+            return False
+        self._local_seq += 1
+        self._deliver(tick.stamped(0, self._local_seq), provisional=True)
+        return True
+
+    def rebase(self, epoch: int) -> None:
+        """Follow a lower epoch: Redis lost its epoch counter (a restart without persistence).
+
+        Only a fenced publish can carry the current lease's epoch, so a lower one heard on
+        the bus proves the higher ones we hold belong to a lease that no longer exists.
+        """
+        self.epoch = epoch
+        self.seq = 0
+        self._recent.clear()
+        for entry in self.book.values():
+            entry.provisional = True
+
+    def _deliver(self, tick: PriceTick, provisional: bool) -> None:
+        frame = sse.event("price", tick.payload(), tick.event_id)
+        self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), provisional)
         self.ticks_delivered += 1
         for mailbox in self._subscribers[tick.pair]:
             mailbox.offer_price(tick.pair, frame)
-        return True
 
-    def rejoin(self) -> None:
-        """Leaving the local tier: our own sequence numbers mean nothing to the bus's."""
-        self.seq = 0
-        self._recent.clear()
+    def _confirmed_at(self, tick: PriceTick) -> float:
+        # As old as the exchange says the price is: a price re-read from Redis after a
+        # restart is not fresh just because it arrived now.
+        age = max(0.0, time.time() - tick.ts / 1000)
+        return self._clock() - age
 
-    def confirm_current(self) -> None:
-        """The source is live: every held price is still the current one."""
-        now = self._clock()
+    def confirm_current(self, data_age: float = 0.0) -> None:
+        """The source is live and delivered data `data_age` seconds ago: every held price
+        was still the current one then (a quiet market on a live connection is not stale)."""
+        at = self._clock() - data_age
         for entry in self.book.values():
-            entry.confirmed_at = now
+            if entry.confirmed_at < at:
+                entry.confirmed_at = at
 
     def broadcast_status(self, body: dict) -> None:
         frame = sse.event("status", body)

@@ -98,8 +98,7 @@ class Lease:
         self.events_channel = f"{prefix}:lease-events"
         self.timings = timings
         self._clock = clock
-        # Unique per process start: a restarted worker with the same pid is a new owner.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._owner: tuple[int, str] | None = None
         self.epoch: int | None = None
         self.since: float | None = None          # wall clock, for /health
         self._renewed_at = 0.0                    # monotonic
@@ -110,6 +109,15 @@ class Lease:
         self.losses = 0
 
     @property
+    def owner(self) -> str:
+        """Unique per process: a lease built before gunicorn forks (--preload) must not give
+        every worker the same identity, which ACQUIRE's re-entrancy would then let share."""
+        pid = os.getpid()
+        if self._owner is None or self._owner[0] != pid:
+            self._owner = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+        return self._owner[1]
+
+    @property
     def token(self) -> str | None:
         return f"{self.owner}:{self.epoch}" if self.epoch is not None else None
 
@@ -118,7 +126,7 @@ class Lease:
         if self.epoch is None:
             return False
         if self._clock() - self._renewed_at > self.timings.renew_deadline:
-            self._demote("renew deadline passed")
+            self.demote("renew deadline passed")
             return False
         return True
 
@@ -143,7 +151,7 @@ class Lease:
             return False
         started = self._clock()
         if not self._renew(keys=[self.key], args=[token, self._ttl_ms()]):
-            self._demote("another owner holds the lease")
+            self.demote("another owner holds the lease")
             return False
         # Measured from before the call: a slow reply must not stretch our deadline.
         self._renewed_at = started
@@ -163,7 +171,7 @@ class Lease:
             log.warning("lease: release failed (%s); it expires by itself", exc)
             return False
 
-    def _demote(self, reason: str) -> None:
+    def demote(self, reason: str) -> None:
         if self.epoch is not None:
             self.losses += 1
             log.warning("lease: epoch %s lost: %s", self.epoch, reason)

@@ -9,7 +9,6 @@ never one per client.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -75,20 +74,23 @@ class Node:
         self.bus: Bus
         self.election: Election | None = None
         if config.redis_url:
-            self.breakers["redis"] = new_breaker("redis", fail_max=3, reset_timeout=2)
+            # Two breakers, because pybreaker holds its lock for the whole call: per-tick
+            # publishing must never queue the lease renewal behind it.
+            self.breakers["redis_lease"] = new_breaker("redis_lease", fail_max=3, reset_timeout=2)
+            self.breakers["redis_bus"] = new_breaker("redis_bus", fail_max=3, reset_timeout=2)
             client = command_client(config.redis_url)
             lease = Lease(client, config.redis_prefix,
                           LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline),
                           clock)
             self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
-                                breaker=self.breakers["redis"])
+                                breaker=self.breakers["redis_bus"])
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
-                                     epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis"])
+                                     epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
+            self.bus.on_heartbeat = self._on_leader_heartbeat
         else:
             self.bus = InProcessBus()
         self.fallback = FallbackChain(clock)
-        self._local_seq = itertools.count(1)
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._last_heartbeat = 0.0
@@ -108,8 +110,8 @@ class Node:
 
     def start(self) -> None:
         """Start the greenlets. Requires gevent's monkey patching (gunicorn's gevent worker does it)."""
-        if self._greenlets:
-            return
+        if self._greenlets or self._stopping:
+            return   # stopping is final: a request arriving during shutdown must not restart us
         from gevent import monkey
         if not monkey.is_module_patched("socket"):
             raise RuntimeError("pricefeed needs gevent monkey patching: run under gunicorn -k gevent "
@@ -163,8 +165,8 @@ class Node:
     def _publish(self, tick: PriceTick) -> None:
         """Route a tick from our feed (or REST poller): the bus while we lead, our own hub in the local tier."""
         if self._publishes_locally():
-            stamped = tick.stamped(self.hub.epoch, self.hub.seq + 1)
-            self.hub.publish(stamped, local=True)
+            if not self._leader_delivering():
+                self.hub.publish_local(tick)
             return
         try:
             self.bus.publish(tick)
@@ -172,12 +174,29 @@ class Node:
             # The lease deadline demotes us and the fallback chain goes local; until then
             # our own clients still get the price.
             log.warning("publish failed (%s); delivering locally", exc)
-            self.hub.publish(tick.stamped(self.hub.epoch, self.hub.seq + 1), local=True)
+            self.hub.publish_local(tick)
+
+    def _leader_delivering(self) -> bool:
+        """Redis is back and a live leader's ticks reach us: our own feed's are redundant."""
+        return isinstance(self.bus, RedisBus) and self.bus.subscribed and self._leader_live()
+
+    def _leader_live(self) -> bool:
+        heartbeat = getattr(self.bus, "leader_heartbeat", None) or {}
+        return bool(isinstance(self.bus, RedisBus) and self.bus.leader_alive() and heartbeat.get("live"))
+
+    def _on_leader_heartbeat(self, heartbeat: dict) -> None:
+        epoch = heartbeat.get("epoch")
+        if isinstance(epoch, int) and 0 < epoch < self.hub.epoch:
+            log.warning("the leader's epoch %d is below the %d seen before: Redis lost its epoch "
+                        "counter; following the new epoch", epoch, self.hub.epoch)
+            self.hub.rebase(epoch)
 
     def _sync_feed(self) -> None:
         """Run our exchange connection exactly while we lead or serve the local tier."""
         if self._stopping:
             return
+        # The third case: a leader demoted because Redis stopped answering keeps its
+        # connection rather than dropping it and reopening it a moment later as the local tier.
         want = self.leading or self.fallback.local or (
             self.election is not None and self.election.redis_failing and self.feed.running)
         if want and not self.feed.running:
@@ -200,18 +219,16 @@ class Node:
 
     def _monitor_once(self) -> None:
         now = self._clock()
-        was_local = self.fallback.local
         mode = self.fallback.update(self._observe())
-        if was_local and not self.fallback.local:
-            self.hub.rejoin()
         self._sync_feed()
         self._steer_rest(now)
         if self.election is not None and self.election.leading \
                 and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
             self._last_heartbeat = now
             self._send_heartbeat()
-        if mode in (LIVE, LOCAL):
-            self.hub.confirm_current()
+        data_age = self._source_data_age()
+        if mode in (LIVE, LOCAL) and data_age is not None:
+            self.hub.confirm_current(data_age)
         if mode != self.mode:
             log.warning("mode %s -> %s", self.mode, mode)
             self.mode = mode
@@ -224,17 +241,27 @@ class Node:
             self._last_ping = now
             self.hub.ping_all()
 
+    def _source_data_age(self) -> float | None:
+        """Seconds since the exchange connection feeding us last delivered data (ours or the leader's)."""
+        if self.election is None or self.election.leading or self.fallback.local:
+            return self.feed.data_age()
+        heartbeat = getattr(self.bus, "leader_heartbeat", None) or {}
+        age = heartbeat.get("data_age_s")
+        if not self._leader_live() or not isinstance(age, (int, float)):
+            return None
+        return age + self.bus.heartbeat_age()
+
     def _observe(self) -> Observation:
         if self.election is None:
-            return Observation(False, False, True, self.feed.is_live(), False)
+            return Observation(redis_configured=False, redis_up=False, leading=True,
+                               feed_live=self.feed.is_live(), leader_live=False)
         assert isinstance(self.bus, RedisBus)
-        heartbeat = self.bus.leader_heartbeat or {}
         return Observation(
             redis_configured=True,
             redis_up=self.bus.subscribed and not self.election.redis_failing,
             leading=self.election.leading,
             feed_live=self.feed.is_live(),
-            leader_live=bool(self.bus.leader_alive() and heartbeat.get("live")),
+            leader_live=self._leader_live(),
         )
 
     def _steer_rest(self, now: float) -> None:
@@ -257,8 +284,8 @@ class Node:
         try:
             self.bus.publish_heartbeat({
                 "worker": self.worker_id, "epoch": lease.epoch, "since": lease.since,
-                "live": self.feed.is_live(), "simulated": self.feed.simulated,
-                "t": int(time.time() * 1000)})
+                "live": self.feed.is_live(), "data_age_s": self.feed.data_age(),
+                "simulated": self.feed.simulated, "t": int(time.time() * 1000)})
         except (Exception, pybreaker.CircuitBreakerError) as exc:  # noqa: BLE001 - shows in the mode
             log.warning("heartbeat not published: %s", exc)
 

@@ -74,6 +74,7 @@ class RedisBus(Bus):
         self._seq = itertools.count(1)
         self._seq_epoch: int | None = None
         self.on_release: Callable[[], None] = lambda: None
+        self.on_heartbeat: Callable[[dict], None] = lambda heartbeat: None
         self.subscribed = False
         self.subscriptions = 0
         self.last_message_at: float | None = None
@@ -150,11 +151,15 @@ class RedisBus(Bus):
                                args=[token, self.channel, pair, message])
         if result == -1:
             self.fenced += 1
-            self.lease._demote("publish fenced out: the lease holds another epoch")
+            self.lease.demote("publish fenced out: the lease holds another epoch")
             return False
         return True
 
     # -- subscribing -------------------------------------------------------------------
+
+    def heartbeat_age(self) -> float:
+        at = self.leader_heartbeat_at
+        return 0.0 if at is None else self._clock() - at
 
     def leader_alive(self) -> bool:
         """A leader's heartbeat arrived recently."""
@@ -225,8 +230,12 @@ class RedisBus(Bus):
                 if self._deliver is not None:
                     self._deliver(tick)
             elif text.startswith(HEARTBEAT):
-                self.leader_heartbeat = json.loads(text[1:])
+                heartbeat = json.loads(text[1:])
+                if not isinstance(heartbeat, dict):
+                    raise ValueError("heartbeat is not an object")
+                self.leader_heartbeat = heartbeat
                 self.leader_heartbeat_at = self._clock()
+                self.on_heartbeat(heartbeat)
             else:
                 raise ValueError("unknown message kind")
         except (ValueError, TypeError) as exc:

@@ -70,7 +70,13 @@ class PriceTick:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "PriceTick":
-        pair, symbol, price, ts, source, open24h, epoch, seq = json.loads(text)
-        if not isinstance(price, str) or not isinstance(ts, int):
+        """ValueError for anything that is not a tick `to_json` wrote (e.g. another version's)."""
+        fields = json.loads(text)
+        if not isinstance(fields, list) or len(fields) != 8:
+            raise ValueError("malformed tick on the bus")
+        pair, symbol, price, ts, source, open24h, epoch, seq = fields
+        if not (isinstance(pair, str) and isinstance(symbol, str) and isinstance(price, str)
+                and isinstance(source, str) and (open24h is None or isinstance(open24h, str))
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in (ts, epoch, seq))):
             raise ValueError("malformed tick on the bus")
         return cls(pair, symbol, price, ts, source, open24h, epoch, seq)

@@ -60,6 +60,10 @@ def create_api_blueprint() -> Blueprint:
         node = current_node()
         pairs = _requested_pairs(node)
         resume_from = _last_event_id()
+        if request.method == "HEAD":
+            # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
+            # opened here would never notice its client leave and would hold a slot forever.
+            return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
         try:
             mailbox = node.hub.connect(pairs)
         except HubFull:
@@ -100,13 +104,14 @@ def create_api_blueprint() -> Blueprint:
         if not node.config.fault_injection:
             raise ApiError(404, "not_found", "fault injection is disabled")
         raw = request.args.get("seconds", "1")
-        if not raw.isdigit() or not 0 < int(raw) <= 30:
+        if not re.fullmatch(r"[0-9]{1,2}", raw) or not 0 < int(raw) <= 30:
             raise ApiError(400, "malformed_seconds", "seconds must be a whole number from 1 to 30")
         seconds = int(raw)
         from gevent import monkey
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
 
+    @api.route("/", defaults={"unknown": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def not_found(unknown: str):
         if unknown in ("stream", "prices", "health"):

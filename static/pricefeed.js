@@ -31,7 +31,7 @@
  *   - Every event is parsed defensively: a malformed one is logged and skipped.
  *   - "price" fires for every accepted price, including each one carried by a snapshot
  *     (then meta.fromSnapshot is true, and "snapshot" has fired just before).
- *   - A price whose `ts` is older than the one held for its pair is ignored.
+ *   - Prices are held in stream order (the server orders them; `ts` clocks may differ by source).
  *   - A "status" stale list updates the `stale` flag of the held prices.
  *   - Listener exceptions are caught and logged; they never break the feed.
  *   - `meta.lastEventId` is the last SSE event id seen (also `feed.lastEventId`).
@@ -359,10 +359,14 @@
       this._emit("status", status, meta);
     }
 
-    /** Hold `price` unless an equally new or newer one is already held (equal ts is taken). */
+    /**
+     * Hold `price`. The server never sends a pair's price older than one it sent before:
+     * its hub keeps only the newest tick per pair, by publisher epoch and sequence, and a
+     * stream is ordered. So the stream's order is the truth; `ts` is not compared, because a REST
+     * price carries the server's receipt time and a WebSocket price the exchange's event
+     * time, and a skewed clock would make one side look "older" and freeze the table.
+     */
     _accept(price) {
-      const held = this._latest.get(price.pair);
-      if (held && price.ts < held.ts) return false;
       this._latest.set(price.pair, price);
       return true;
     }

@@ -50,9 +50,11 @@ def converge(sim, clients: list[SSEClient], timeout: float = 15) -> None:
 
 
 def streams(app: GunicornProcess, count: int) -> list[SSEClient]:
+    """`count` open streams, each already holding a price for every pair (so a fault finds a full table)."""
     clients = [SSEClient(app.url + STREAM) for _ in range(count)]
+    pairs = set(PAIRS.split(","))
     for client in clients:
-        client.wait_for(lambda c: c.of("snapshot") and c.of("price"), 15, "live stream")
+        client.wait_for(lambda c: set(c.latest_prices()) == pairs, 15, "a price for every pair")
     return clients
 
 

@@ -175,6 +175,22 @@ def test_bad_requests_get_a_4xx_json_reason_never_a_5xx(app, path, headers, erro
     assert document["error"] == error and document["detail"]
 
 
+def test_head_of_the_stream_answers_headers_and_holds_no_stream(app):
+    no_streams = lambda: all(app.health()["clients"]["clients"] == 0 for _ in range(6))  # noqa: E731
+    wait_until(no_streams, 10, message="no open streams")
+    for _ in range(20):
+        status, body = app.get(STREAM, method="HEAD")
+        assert status == 200 and body == b""
+    # A HEAD stream would never be closed: its slot would stay taken.
+    assert no_streams()
+
+
+def test_the_bare_prefix_answers_json(app):
+    for path in ("/api/market-data/", "/api/market-data/nope/deeper"):
+        status, body = app.get(path)
+        assert status == 404 and json.loads(body)["error"] == "not_found"
+
+
 def test_wrong_method_gets_a_json_405(app):
     status, body = app.get(STREAM, method="POST")
     assert status == 405 and json.loads(body)["error"] == "method_not_allowed"

@@ -156,3 +156,16 @@ def test_rotation_before_the_lifetime_limit_has_no_gap_and_no_duplicate():
         assert status["duplicates_dropped"] > 0, "no overlap: the old connection closed before the new delivered"
         assert_no_gap_and_no_duplicate(feed)
         assert sim.stats()["max_concurrent"] == 2
+
+
+def test_a_refused_replacement_is_retried_and_still_makes_before_it_breaks(sim, feed):
+    """serverShutdown, and the first replacement handshake is refused: the old connection
+    keeps delivering during the grace period while the replacement is retried."""
+    sim.reset_stats()
+    sim.fault(fault="refuse", status=429, count=1, retry_after=1)
+    sim.fault(fault="shutdown")
+    feed.wait_status(lambda s: s["rotations"] >= 1, 10, "replacement after one refusal")
+    feed.wait_ticks(20)
+    assert sim.stats()["handshakes_refused"] == 1
+    assert feed.status["reconnects"] == 0
+    assert_no_gap_and_no_duplicate(feed)

@@ -103,3 +103,8 @@ def test_more_than_1024_streams_is_refused():
     catalog = PairCatalog([f"A{i}/USD" for i in range(513)])
     with pytest.raises(ValueError):
         stream_names(catalog.pairs)
+
+
+def test_a_price_with_a_trailing_newline_is_malformed():
+    with pytest.raises(MalformedFrame):
+        parse_frame('{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"1.5\\n"}')

@@ -59,11 +59,21 @@ def test_app_config_wins_over_environment_and_accepts_typed_values():
     ("PRICEFEED_PAIRS", " , "),
     ("PRICEFEED_UPSTREAM_MAX_ATTEMPTS_PER_5MIN", "301"),
     ("PRICEFEED_HEARTBEAT_INTERVAL", "nan"),
+    ("PRICEFEED_PAIRS", "BTCUSD"),
+    ("PRICEFEED_PAIRS", "BTC/USD,btc/usdt"),
+    ("PRICEFEED_PAIRS", ",".join(f"A{i}/USD" for i in range(513))),
+    ("PRICEFEED_STABLE_QUOTE", ""),
+    ("PRICEFEED_STABLE_QUOTE", "US-T"),
+    ("PRICEFEED_MIN_UPDATE_INTERVAL", "20"),
 ])
 def test_invalid_values_stop_startup_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
         Config.load({}, environ={name: value})
     assert name in str(info.value)
+
+
+def test_a_unix_socket_redis_url_is_accepted():
+    assert Config.load({}, environ={"PRICEFEED_REDIS_URL": "unix:///run/redis.sock"}).redis_url
 
 
 def test_public_view_hides_the_redis_password():
