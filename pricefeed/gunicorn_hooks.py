@@ -37,7 +37,7 @@ def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     """
     import gevent
     while worker.alive:
-        gevent.sleep(0.1)
+        gevent.sleep(0.02)
     _stop(worker)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import socket
 import time
 from typing import Iterator
 
@@ -76,8 +77,8 @@ def create_api_blueprint() -> Blueprint:
             snapshot["resume"] = node.hub.resume(resume_from, pairs)
         retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
         preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
-        response = Response(_stream_events(node, mailbox, preamble), content_type=sse.CONTENT_TYPE,
-                            headers=sse.HEADERS)
+        response = Response(_stream_events(node, mailbox, preamble, request.environ.get("gunicorn.socket")),
+                            content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
         response.call_on_close(lambda: node.hub.disconnect(mailbox))
         return response
 
@@ -147,13 +148,17 @@ def create_dashboard_blueprint() -> Blueprint:
     return dashboard
 
 
-def _stream_events(node: Node, mailbox: ClientMailbox, preamble: bytes) -> Iterator[bytes]:
+def _stream_events(node: Node, mailbox: ClientMailbox, preamble: bytes,
+                   sock: socket.socket | None) -> Iterator[bytes]:
     interval = node.config.min_update_interval
     try:
         yield preamble
         while True:
             chunk = mailbox.take()
             if chunk is None:
+                # The worker is shutting down. Without this the connection would sit in
+                # keep-alive after the stream ends, and the worker could not exit for seconds.
+                _hang_up(sock)
                 return
             if chunk:
                 yield chunk
@@ -162,6 +167,14 @@ def _stream_events(node: Node, mailbox: ClientMailbox, preamble: bytes) -> Itera
                 gevent.sleep(interval)
     finally:
         node.hub.disconnect(mailbox)
+
+
+def _hang_up(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:

@@ -183,6 +183,38 @@ def test_graceful_stop_of_the_leader_hands_over_well_before_the_ttl(redis_server
         b.stop()
 
 
+def test_stopping_the_whole_instance_of_the_leader_hands_over_and_exits_promptly(redis_server, sim):
+    """SIGTERM to the gunicorn master with streams open: the workers close their streams and
+    release the lease at once instead of waiting out graceful_timeout and being SIGKILLed."""
+    prefix = new_prefix()
+    a = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, prefix))
+    b = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, prefix))
+    try:
+        all_live([a, b])
+        pid = leader_pid([a, b])
+        doomed, survivor = (a, b) if pid in a.worker_pids() else (b, a)
+        doomed_clients = [SSEClient(doomed.url + STREAM) for _ in range(4)]
+        client = SSEClient(survivor.url + STREAM)
+        client.wait_for(lambda c: c.of("price"), 10, "prices")
+        old_epoch = epochs_seen(client)[-1]
+        stopping_at = time.monotonic()
+        doomed.proc.send_signal(signal.SIGTERM)
+        doomed.proc.wait(timeout=8)
+        exited_after = time.monotonic() - stopping_at
+        event = client.wait_for(
+            lambda c: next((e for e in c.of("price") if int(e.id.split("-")[0]) > old_epoch), None),
+            LEASE_TTL + 5, "a tick from the new leader")
+        last_old = max(e.received_at for e in client.of("price") if int(e.id.split("-")[0]) == old_epoch)
+        assert event.received_at - last_old < LEASE_TTL / 2, "the lease was not released: the TTL ran out"
+        assert exited_after < 5, f"the instance took {exited_after:.1f}s to exit (graceful_timeout is 10 s)"
+        assert all(c.closed for c in doomed_clients)
+        assert "SIGKILL" not in doomed.output()
+        client.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_redis_work_does_not_grow_with_the_number_of_clients(redis_server, sim):
     prefix = new_prefix()
     app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, prefix))

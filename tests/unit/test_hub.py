@@ -117,3 +117,25 @@ def test_a_new_epoch_restarts_the_sequence_in_event_ids():
     hub.publish(tick("BTC/USD", epoch=1, seq=500))
     hub.publish(tick("ETH/USD", epoch=2, seq=1))
     assert hub.last_event_id == "2-1"
+
+
+def test_after_a_rebase_the_lower_epoch_of_a_restarted_redis_is_followed():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    mailbox = hub.connect(("BTC/USD",))
+    hub.publish(tick(price="7.00", epoch=7, seq=40))
+    assert hub.publish(tick(price="1.00", epoch=1, seq=1)) is False   # fenced, as it must be ...
+    hub.rebase(1)                                                      # ... until the bus proves epoch 1 is current
+    assert hub.publish(tick(price="1.00", epoch=1, seq=2))
+    assert b'"price":"1.00"' in mailbox.take(timeout=0)
+    assert hub.last_event_id == "1-2"
+
+
+def test_local_tier_ticks_have_their_own_ids_and_yield_to_the_next_bus_tick():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    mailbox = hub.connect(("BTC/USD",))
+    hub.publish(tick(price="1.00", epoch=3, seq=10))
+    hub.publish_local(tick(price="2.00"))
+    assert b"id: 0-1\n" in mailbox.take(timeout=0)
+    assert hub.last_event_id == "3-10"               # the bus's ids are untouched
+    assert hub.publish(tick(price="3.00", epoch=3, seq=5))   # older seq, but it replaces a local price
+    assert b'"price":"3.00"' in mailbox.take(timeout=0)
