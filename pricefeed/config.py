@@ -133,7 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BUS_HEARTBEAT_INTERVAL", float, 1.0, "Seconds between the leader's heartbeats on the bus.",
             minimum=0.05, maximum=30),
     Setting("FAULT_INJECTION", _bool, False,
-            "Test only: expose POST {prefix}/_fault/block-hub to freeze a worker. Never in production."),
+            "Test only: expose POST {prefix}/_fault/block-hub?seconds=N[&worker=ID] to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
 )

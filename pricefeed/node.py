@@ -58,7 +58,9 @@ class Node:
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, clock)
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
-            "upstream": new_breaker("upstream", fail_max=5, reset_timeout=15),
+            # Short: the backoff (with the server's Retry-After) already paces attempts; the
+            # breaker only stops a run of doomed handshakes and shows it in /health.
+            "upstream": new_breaker("upstream", fail_max=5, reset_timeout=5),
             "rest": new_breaker("rest", fail_max=3, reset_timeout=30),
         }
         self.feed = BinanceFeed(

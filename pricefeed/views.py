@@ -104,6 +104,10 @@ def create_api_blueprint() -> Blueprint:
         node = current_node()
         if not node.config.fault_injection:
             raise ApiError(404, "not_found", "fault injection is disabled")
+        target = request.args.get("worker")
+        if target is not None and target != node.worker_id:
+            # Requests land on any worker; a test aiming at one (the leader) retries.
+            raise ApiError(409, "other_worker", f"this is {node.worker_id}, not {target[:80]}")
         raw = request.args.get("seconds", "1")
         if not re.fullmatch(r"[0-9]{1,2}", raw) or not 0 < int(raw) <= 30:
             raise ApiError(400, "malformed_seconds", "seconds must be a whole number from 1 to 30")

@@ -305,7 +305,9 @@ def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(si
             leader, other = (a, b) if a.health()["worker"]["role"] == "leader" else (b, a)
             clients = streams(other, 3) + streams(leader, 3)
             old_epoch = int(clients[0].of("price")[-1].id.split("-")[0])
-            status, body = leader.get("/api/market-data/_fault/block-hub?seconds=3", method="POST", timeout=10)
+            worker = leader.health()["worker"]["id"]
+            status, body = leader.get(f"/api/market-data/_fault/block-hub?seconds=3&worker={worker}",
+                                      method="POST", timeout=10)
             assert status == 200, body
             for client in clients:
                 client.wait_for(lambda c: any(int(e.id.split("-")[0]) > old_epoch for e in c.of("price")), 15,
