@@ -9,7 +9,10 @@ under gunicorn gevent, fed by bench/flask_sse_bridge.py). K load-generator
 processes (this module with --child) open N streams from source addresses
 127.0.0.2... round-robin at a bounded connect rate and hold them for `--duration`
 seconds after the ramp (the measured window); then the exchange pauses, and 3 s
-later the clients stop and are compared with the exchange's final prices.
+later the clients stop and are compared with the exchange's final prices. About
+one client in ten (`--sample-every`) reads every chunk as it arrives and records
+the price age of each event; the others read every 0.25 s, which costs the load
+generator far less CPU on a machine it shares with the servers.
 Meanwhile the parent samples CPU seconds and RSS of every server process, the
 load generators and the exchange from /proc, and Redis's `INFO clients`.
 
@@ -515,7 +518,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         gevent.joinall(collecting + [pausing, sampling])
         results = [g.value or {"error": repr(g.exception)} for g in collecting]
         epoch_after = server.epoch()
-        final = {pair: sim.prices()[symbol]["price"] for pair, symbol in zip(PAIRS, SYMBOLS)}
+        exchange = sim.prices()
+        final = {pair: exchange[symbol]["price"] for pair, symbol in zip(PAIRS, SYMBOLS)}
     return _report(target, scenario, clients, generators, args, server, sampler, results, final,
                    (start_at, window_start, window_end, stop_at), epoch_before, epoch_after)
 
@@ -594,17 +598,17 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
 # -- output --------------------------------------------------------------------------------
 
 TABLE_HEADER = (
-    "| target | scenario | N | connected | connect failures | disconnects | events/s | "
+    "| target | N | connected | connect failures | disconnects | events/s | "
     "age p50 / p90 / p99 / max (ms) | final prices | server CPU % | peak RSS MB (KB/client) | "
     "Redis conns | load-gen CPU % | leader changes | within p99 bound |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def table_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {r['target']} | {r['scenario']} | {r['clients']} | error: {r['error']} |"
+        return f"| {r['target']} | {r['clients']:,} | error: {r['error']} |"
     a, redis_clients = r["age_ms"], r["redis_clients"]
-    return (f"| {r['target']} | {r['scenario']} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
+    return (f"| {r['target']} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
             f"{r['disconnects']} | {r['events_per_s']:,} | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
             f"{r['converged']:,}/{r['clients']:,} | {r['server_cpu_pct']} | "
             f"{r['rss_mb']['server_peak']} ({r['rss_kb_per_client']}) | "
@@ -642,6 +646,7 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=10,
                         help=f"about 1 client in k reads each chunk at once and records ages; the others read "
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
+    parser.add_argument("--json-out", type=Path, help="also append each round's JSON object to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -668,7 +673,12 @@ def main() -> None:
                 row["redis_maxclients"] = maxclients
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n" + TABLE_HEADER)
+                if args.json_out:
+                    with args.json_out.open("a") as out:
+                        out.write(json.dumps(row) + "\n")
+    print(f"\n{scenario.name}: {len(PAIRS)} pairs, {scenario.rate:g} ticks/s, {scenario.pairs_per_client} pairs "
+          f"per client, p99 bound {scenario.p99_bound_ms:g} ms\n")
+    print(TABLE_HEADER)
     for row in rows:
         print(table_row(row))
     print()
