@@ -49,7 +49,8 @@ def parse_block(block: bytes) -> Event:
 class SSEClient:
     """Opens `url` and reads events on a background thread until closed."""
 
-    def __init__(self, url: str, headers: dict | None = None, timeout: float = 10):
+    # Longer than the service's longest silence (a `: ping` every 15 s at most), like a browser.
+    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30):
         parts = urlsplit(url)
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         self.conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""), headers=headers or {})
