@@ -39,6 +39,8 @@ def client_elsewhere(instances, pid: int) -> SSEClient:
     for _ in range(50):
         for instance in instances:
             client = SSEClient(instance.url + STREAM)
+            if client.status != 200:   # 503 from a worker that is shutting down: try again
+                continue
             client.wait_for(lambda c: c.of("snapshot") and c.of("price"), 10, "prices")
             if not client.of("snapshot")[0].json()["worker"].endswith(f":{pid}"):
                 return client

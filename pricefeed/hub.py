@@ -23,6 +23,10 @@ class HubFull(Exception):
     """This worker already streams to its maximum number of clients."""
 
 
+class HubClosed(Exception):
+    """This worker is shutting down: no new streams."""
+
+
 @dataclass(slots=True)
 class BookEntry:
     """The latest tick of a pair, its encoded frame, and when it was last known to be current."""
@@ -95,6 +99,7 @@ class Hub:
                  resume_window: int = 4096, clock: Callable[[], float] = time.monotonic):
         self._subscribers: dict[str, set[ClientMailbox]] = {pair: set() for pair in pairs}
         self._clients: set[ClientMailbox] = set()
+        self.closed = False
         self.max_clients = max_clients
         self.stale_after = stale_after
         self._clock = clock
@@ -115,6 +120,8 @@ class Hub:
         return len(self._clients)
 
     def connect(self, pairs: tuple[str, ...]) -> ClientMailbox:
+        if self.closed:
+            raise HubClosed()
         if len(self._clients) >= self.max_clients:
             self.clients_refused += 1
             raise HubFull()
@@ -131,6 +138,9 @@ class Hub:
             self._subscribers[pair].discard(mailbox)
 
     def close_all(self) -> None:
+        """Shutting down: end every stream, and refuse new ones (a stream opened after this
+        would never be closed, and would keep the worker from exiting)."""
+        self.closed = True
         for mailbox in list(self._clients):
             mailbox.close()
 

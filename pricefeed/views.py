@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from werkzeug.exceptions import HTTPException
 
 from . import sse
-from .hub import ClientMailbox, HubFull
+from .hub import ClientMailbox, HubClosed, HubFull
 from .node import Node
 from .pairs import PairError
 
@@ -70,6 +70,9 @@ def create_api_blueprint() -> Blueprint:
         except HubFull:
             raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
                            {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
+        except HubClosed:
+            raise ApiError(503, "shutting_down", "this server is restarting; reconnect",
+                           {"Retry-After": "1"})
         _bound_writes(node.config.write_timeout)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         snapshot = _snapshot_body(node, pairs)

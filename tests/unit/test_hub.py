@@ -139,3 +139,11 @@ def test_local_tier_ticks_have_their_own_ids_and_yield_to_the_next_bus_tick():
     assert hub.last_event_id == "3-10"               # the bus's ids are untouched
     assert hub.publish(tick(price="3.00", epoch=3, seq=5))   # older seq, but it replaces a local price
     assert b'"price":"3.00"' in mailbox.take(timeout=0)
+
+
+def test_a_closed_hub_refuses_new_streams():
+    from pricefeed.hub import HubClosed
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    hub.close_all()
+    with pytest.raises(HubClosed):
+        hub.connect(("BTC/USD",))
