@@ -1,0 +1,43 @@
+"""The HTTP contract's edges through the real Flask views (Flask's test client; nothing started)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from pricefeed import PriceFeed
+
+
+def make_app(**config) -> tuple[Flask, PriceFeed]:
+    app = Flask(__name__)
+    app.config.update({"PRICEFEED_PAIRS": "BTC/USD,ETH/USD", **config})
+    feed = PriceFeed(app)
+    return app, feed
+
+
+def test_a_worker_that_is_shutting_down_answers_503_with_a_short_retry_after():
+    app, feed = make_app()
+    feed.node.stop()
+    response = app.test_client().get("/api/market-data/stream?pairs=BTC/USD")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"] == "shutting_down"
+
+
+def test_two_apps_in_one_process_do_not_share_state():
+    first, first_feed = make_app(PRICEFEED_URL_PREFIX="/a")
+    second, second_feed = make_app(PRICEFEED_URL_PREFIX="/b", PRICEFEED_PAIRS="SOL/USD")
+    assert first_feed.node is not second_feed.node
+    assert first.test_client().get("/a/prices?pairs=SOL/USD").status_code == 400
+    assert second.test_client().get("/b/prices?pairs=SOL/USD").status_code == 200
+
+
+def test_an_invalid_setting_stops_start_up_naming_the_variable():
+    import pytest
+
+    from pricefeed import ConfigError
+    with pytest.raises(ConfigError, match="PRICEFEED_STALE_AFTER"):
+        make_app(PRICEFEED_STALE_AFTER="soon")
+
+
+def test_the_dashboard_can_be_turned_off():
+    app, _ = make_app(PRICEFEED_DASHBOARD=False)
+    assert app.test_client().get("/").status_code == 404
