@@ -222,6 +222,8 @@ class RedisBus(Bus):
         text = data.decode("utf-8", "replace")
         if channel.decode() == self.lease.events_channel:
             if text.startswith("released"):
+                # That leader is gone now, not when its last heartbeat goes quiet.
+                self.leader_heartbeat = self.leader_heartbeat_at = None
                 self.on_release()
             return
         try:

@@ -28,10 +28,11 @@ def leader_pid(instances: list[GunicornProcess], timeout: float = 15) -> int:
     worker_pids = {pid for instance in instances for pid in instance.worker_pids()}
 
     def find():
+        # Asked of the leader itself: a follower's view lags a handover by a heartbeat.
         for instance in instances:
-            leader = instance.health()["leader"]
-            if leader.get("worker"):
-                pid = int(leader["worker"].rsplit(":", 1)[1])
+            health = instance.health()
+            if health["worker"]["role"] == "leader":
+                pid = int(health["worker"]["id"].rsplit(":", 1)[1])
                 if pid in worker_pids:
                     return pid
         return None
