@@ -69,10 +69,10 @@ def create_api_blueprint() -> Blueprint:
             mailbox = node.hub.connect(pairs)
         except HubFull:
             raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
-                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
+                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))}) from None
         except HubClosed:
             raise ApiError(503, "shutting_down", "this server is restarting; reconnect",
-                           {"Retry-After": "1"})
+                           {"Retry-After": "1"}) from None
         _bound_writes(node.config.write_timeout)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         snapshot = _snapshot_body(node, pairs)

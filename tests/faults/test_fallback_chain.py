@@ -8,7 +8,6 @@ recovery times.
 """
 from __future__ import annotations
 
-import json
 import socket
 import time
 

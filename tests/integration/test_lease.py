@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import redis
 
 from pricefeed.lease import Lease, LeaseTimings
 from pricefeed.redis_bus import RedisBus, command_client
