@@ -66,7 +66,8 @@ def _leader(node: "Node") -> dict:
                 "scope": "this worker (no Redis: every worker runs its own exchange connection)"}
     lease = node.election.lease
     timings = {"ttl_s": lease.timings.ttl, "renew_interval_s": lease.timings.renew_interval,
-               "renew_deadline_s": lease.timings.renew_deadline}
+               "renew_deadline_s": lease.timings.renew_deadline,
+               "acquired_by_this_worker": lease.acquisitions, "lost_by_this_worker": lease.losses}
     if node.election.leading:
         return {"worker": node.worker_id, "host": socket.gethostname(), "epoch": lease.epoch,
                 "since": lease.since, "this_worker": True, "lease": timings}

@@ -115,10 +115,6 @@ class Hub:
 
     # -- clients -------------------------------------------------------------------
 
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
-
     def connect(self, pairs: tuple[str, ...]) -> ClientMailbox:
         if self.closed:
             raise HubClosed()

@@ -6,9 +6,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-# Where a price came from. "simulator" is never shown as a real exchange price.
-SOURCES = ("binance", "simulator", "rest")
-
 _PERCENT = Decimal("0.001")
 
 
@@ -24,7 +21,7 @@ class PriceTick:
     symbol: str          # "BTCUSDT"
     price: str           # "43250.12000000", exactly as sent
     ts: int              # exchange event time, ms
-    source: str          # one of SOURCES
+    source: str          # "binance", "simulator" (never shown as a real price) or "rest"
     open24h: str | None = None
     epoch: int = 0
     seq: int = 0

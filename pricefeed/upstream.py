@@ -347,6 +347,7 @@ class BinanceFeed:
             "connected_since": self._connected_since_wall,
             "connection_age_s": round(conn.age(), 3) if conn else None,
             "last_message_age_s": round(now - conn.last_data_at, 3) if conn else None,
+            "pings_on_connection": conn.pings if conn else None,
             "rotating": self.standby is not None,
             "connects": self.stats.connects,
             "reconnects": self.stats.reconnects,

@@ -70,7 +70,7 @@ def test_disconnected_clients_get_nothing_more_and_closing_wakes_waiters():
     hub.close_all()
     assert waiter.get(timeout=1) is None
     hub.disconnect(mailbox)
-    assert hub.client_count == 0
+    assert hub.status()["clients"] == 0
 
 
 def test_prices_become_stale_unless_confirmed():
