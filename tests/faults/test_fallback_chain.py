@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -70,6 +72,24 @@ def health_ms(app: GunicornProcess) -> float:
     return (time.monotonic() - started) * 1000
 
 
+@contextmanager
+def service(env: dict[str, str], workers: int) -> Iterator[tuple[GunicornProcess, list[SSEClient]]]:
+    """A running gunicorn instance and a list for the streams the test opens on it.
+
+    On exit every stream is closed, the instance stopped, and its log printed
+    (pytest shows printed output only for a failed test).
+    """
+    app = GunicornProcess(workers=workers, env=env)
+    clients: list[SSEClient] = []
+    try:
+        yield app, clients
+    finally:
+        for client in clients:
+            client.close()
+        app.stop()
+        print(app.output())
+
+
 @pytest.fixture
 def sim():
     with SimulatorProcess(pairs=SYMBOLS, rate=10) as simulator:
@@ -83,13 +103,11 @@ def redis_outage_goes_local_and_back(sim, break_redis, mend_redis, while_broken=
     connection; afterwards there is one upstream connection again, every client is
     still connected, no worker crashed, and every client holds the final prices.
     """
-    redis_server = RedisServer()
-    app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, new_prefix()))
-    clients = []
-    try:
+    with RedisServer() as redis_server, \
+            service(instance_env(sim, redis_server.url, new_prefix()), workers=2) as (app, clients):
         all_live([app])
         workers = app.worker_pids()
-        clients = streams(app, 6)
+        clients += streams(app, 6)
         break_redis(redis_server)
         for client in clients:
             client.wait_for(lambda c: "local" in mode_sequence(c), 20, "the local tier")
@@ -105,12 +123,6 @@ def redis_outage_goes_local_and_back(sim, break_redis, mend_redis, while_broken=
             assert mode_sequence(client) == ["live", "local", "live"], mode_sequence(client)
             assert not client.closed, "a client was disconnected"
         assert app.worker_pids() == workers, "a worker crashed"
-    finally:
-        for client in clients:
-            client.close()
-        app.stop()
-        print(app.output())
-        redis_server.stop()
 
 
 def test_redis_killed_and_restarted_goes_local_then_rejoins_a_single_upstream(sim):
@@ -134,11 +146,9 @@ def test_exchange_unreachable_serves_redis_prices_then_rest_then_live_again(sim)
     """Fault: the WebSocket refuses every handshake (429) for a while. Modes: live → redis → live.
     Meanwhile the leader polls REST within its budget and those prices say source "rest"."""
     with RedisServer() as redis_server:
-        app = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, new_prefix()))
-        clients = []
-        try:
+        with service(instance_env(sim, redis_server.url, new_prefix()), workers=2) as (app, clients):
             all_live([app])
-            clients = streams(app, 4)
+            clients += streams(app, 4)
             sim.fault(fault="refuse", status=429, duration=12, retry_after=1)
             sim.fault(fault="drop")
             for client in clients:
@@ -155,25 +165,18 @@ def test_exchange_unreachable_serves_redis_prices_then_rest_then_live_again(sim)
                 assert not client.closed
             rest_requests = sim.stats()["rest_requests"]
             assert 0 < rest_requests < 60, f"{rest_requests} REST requests: outside the weight budget"
-        finally:
-            for client in clients:
-                client.close()
-            app.stop()
-            print(app.output())
 
 
 def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
     """Fault: WebSocket refused and REST failing (no Redis). Modes: live → degraded → live.
     Prices stay the last real ones, flagged stale; nothing is invented."""
-    app = GunicornProcess(workers=1, env={"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
+    with service({"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
                                           "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_STALE_AFTER": "3",
                                           # Production backoff (cap 30 s, full jitter) after a ban could
                                           # take most of a minute to come back; the test needs less.
-                                          "PRICEFEED_UPSTREAM_BACKOFF_CAP": "2"})
-    clients = []
-    try:
+                                          "PRICEFEED_UPSTREAM_BACKOFF_CAP": "2"}, workers=1) as (app, clients):
         all_live([app])
-        clients = streams(app, 3)
+        clients += streams(app, 3)
         before = clients[0].latest_prices()
         sim.fault(fault="rest", status=500, duration=20)
         sim.fault(fault="refuse", status=418, duration=15, retry_after=2)
@@ -197,11 +200,6 @@ def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
         for client in clients:
             assert mode_sequence(client) == ["live", "degraded", "live"], mode_sequence(client)
             assert not client.closed
-    finally:
-        for client in clients:
-            client.close()
-        app.stop()
-        print(app.output())
 
 
 @pytest.mark.parametrize("fault", [
@@ -217,13 +215,11 @@ def test_upstream_faults_through_the_service_keep_every_client_connected(fault):
     """Fault: one upstream fault on the leader's exchange connection. Every client stays
     connected, no worker crashes, and prices converge once the exchange is quiet."""
     with SimulatorProcess(pairs=SYMBOLS, rate=10, ping_interval=0.5, pong_timeout=2) as sim, RedisServer() as rs:
-        app = GunicornProcess(workers=2, env=instance_env(sim, rs.url, new_prefix(),
-                                                          PRICEFEED_UPSTREAM_SILENCE_TIMEOUT="1.5"))
-        clients = []
-        try:
+        with service(instance_env(sim, rs.url, new_prefix(),
+                                                          PRICEFEED_UPSTREAM_SILENCE_TIMEOUT="1.5"), workers=2) as (app, clients):
             all_live([app])
             workers = app.worker_pids()
-            clients = streams(app, 4)
+            clients += streams(app, 4)
             sim.fault(**fault)
             if fault["fault"] == "refuse":
                 sim.fault(fault="drop")
@@ -236,49 +232,39 @@ def test_upstream_faults_through_the_service_keep_every_client_connected(fault):
             for client in clients:
                 assert not client.closed
             assert app.worker_pids() == workers
-        finally:
-            for client in clients:
-                client.close()
-            app.stop()
-            print(app.output())
 
 
 def test_a_thousand_clients_that_never_read_do_not_slow_or_starve_the_others(sim):
     """Fault: 1,000 streams that never read a byte beside 100 normal ones (one worker, no Redis).
     The normal clients keep up and converge; the worker's memory stays bounded."""
-    app = GunicornProcess(workers=1, env={"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS,
-                                          "PRICEFEED_MAX_CLIENTS": "1500", "PRICEFEED_WORKER_CONNECTIONS": "2000",
-                                          "PRICEFEED_WRITE_TIMEOUT": "10"})
+    env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_MAX_CLIENTS": "1500",
+           "PRICEFEED_WORKER_CONNECTIONS": "2000", "PRICEFEED_WRITE_TIMEOUT": "10"}
     stuck: list[socket.socket] = []
-    clients = []
-    try:
-        all_live([app])
-        worker = app.worker_pids()[0]
-        clients = streams(app, 100)
-        rss_before = rss_kib(worker)
-        request = f"GET {STREAM} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-        for _ in range(1000):
-            sock = socket.create_connection(("127.0.0.1", app.port))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(request)
-            stuck.append(sock)
-        wait_until(lambda: app.health()["clients"]["clients"] >= 1000, 30, message="1,000 stuck streams held")
-        sim.market(rate=100)                 # push hard so the stuck sockets' buffers fill
-        ticks_from_now(clients, 50, timeout=30)
-        rss_after = rss_kib(worker)
-        sim.market(rate=10)
-        converge(sim, clients)
-        assert all(not c.closed for c in clients)
-        assert app.worker_pids() == [worker]
-        # Conflation: a stuck client holds at most one frame per pair, not a queue.
-        assert rss_after - rss_before < 60 * 1024, f"RSS grew {rss_after - rss_before} KiB"
-    finally:
-        for sock in stuck:
-            sock.close()
-        for client in clients:
-            client.close()
-        app.stop()
-        print(app.output())
+    with service(env, workers=1) as (app, clients):
+        try:
+            all_live([app])
+            worker = app.worker_pids()[0]
+            clients += streams(app, 100)
+            rss_before = rss_kib(worker)
+            request = f"GET {STREAM} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            for _ in range(1000):
+                sock = socket.create_connection(("127.0.0.1", app.port))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(request)
+                stuck.append(sock)
+            wait_until(lambda: app.health()["clients"]["clients"] >= 1000, 30, message="1,000 stuck streams held")
+            sim.market(rate=100)                 # push hard so the stuck sockets' buffers fill
+            ticks_from_now(clients, 50, timeout=30)
+            rss_after = rss_kib(worker)
+            sim.market(rate=10)
+            converge(sim, clients)
+            assert all(not c.closed for c in clients)
+            assert app.worker_pids() == [worker]
+            # Conflation: a stuck client holds at most one frame per pair, not a queue.
+            assert rss_after - rss_before < 60 * 1024, f"RSS grew {rss_after - rss_before} KiB"
+        finally:
+            for sock in stuck:
+                sock.close()
 
 
 def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(sim):
