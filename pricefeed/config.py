@@ -104,6 +104,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MIN_UPDATE_INTERVAL", float, 0.0,
             "Per client and pair, at most one price update per this many seconds (0: every tick).",
             minimum=0, maximum=60),
+    Setting("DIRECT_WRITES", _bool, True,
+            "Write stream chunks straight to the socket from the flush loop (plain HTTP/1.1 under gunicorn's "
+            "gevent worker only; elsewhere chunks go through WSGI, which costs more CPU per write)."),
+    Setting("NEW_STREAMS_PER_SECOND", float, 1000.0,
+            "Per worker, new streams admitted per second after a burst (a reconnect storm waits its turn).",
+            minimum=1, maximum=100_000),
+    Setting("NEW_STREAMS_BURST", int, 500, "Per worker, new streams admitted at once before pacing starts.",
+            minimum=1, maximum=100_000),
+    Setting("NEW_STREAM_MAX_WAIT", float, 10.0,
+            "Longest a new stream waits for admission before it gets 503 with Retry-After.",
+            minimum=0, maximum=120),
     Setting("RESUME_WINDOW", int, 4096, "Recent ticks remembered to tell a resuming client whether it has a gap.",
             minimum=0, maximum=1_000_000),
     Setting("UPSTREAM_SILENCE_TIMEOUT", float, 15.0,
@@ -161,6 +172,10 @@ class Config:
     max_query_length: int
     write_timeout: float
     min_update_interval: float
+    direct_writes: bool
+    new_streams_per_second: float
+    new_streams_burst: int
+    new_stream_max_wait: float
     resume_window: int
     upstream_silence_timeout: float
     upstream_connect_timeout: float

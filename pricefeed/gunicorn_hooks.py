@@ -22,6 +22,11 @@ def post_worker_init(worker: Any) -> None:
     if extension is None:
         worker.log.warning("pricefeed: the WSGI app has no PriceFeed extension; nothing started")
         return
+    node = extension.node
+    # Direct socket writes replicate gunicorn's HTTP/1.1 chunked framing: only for its own
+    # gevent worker speaking plain HTTP (not the uwsgi protocol, not TLS).
+    node.direct_writes = (node.config.direct_writes and type(worker).__name__ == "GeventWorker"
+                          and getattr(worker.cfg, "protocol", "http") == "http" and not worker.cfg.is_ssl)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)

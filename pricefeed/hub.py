@@ -1,22 +1,39 @@
-"""The hub: one worker's fan-out of ticks to its streaming clients.
+"""The hub: one worker's latest prices, and who is subscribed to which.
 
-Each client has a mailbox that holds at most the latest frame per pair
-(conflation), the latest status frame and a ping flag — so a slow or stalled
-browser costs a bounded amount of memory and never slows anyone else. A tick
-is encoded into SSE bytes once and the same bytes object goes into every
-subscribed mailbox; a client drains its whole mailbox into one write.
+A tick from the bus (or the worker's own feed) is encoded into SSE bytes once,
+numbered with the hub's `version` (a counter of everything the hub has had to
+say) and kept as its pair's latest price. The hub writes nothing itself: the
+flusher (flusher.py) periodically takes a `Batch` — what changed, and which
+clients to visit — and writes each client what it has not yet been sent, one
+write per client per flush, the bytes shared by every client that needs the same.
+
+Two paces, by MIN_UPDATE_INTERVAL:
+- 0 (every tick): a flush runs as soon as there is something new; ticks that arrive
+  while a flush is under way go out together in the next one. A client that keeps
+  up gets every tick, from the batch's journal.
+- > 0 (conflated): clients are spread over slots of SLOT_PERIOD and each slot is
+  flushed once per interval — one hub-level timer, no per-client timers — with the
+  latest price of each pair that changed since that client's last write.
+A client that cannot keep up (its socket buffer is full) is skipped until it has
+drained, then sent the latest price of each pair: its memory is bounded by the
+number of pairs, and it never slows anyone else.
 """
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import gevent.event
 
 from . import sse
+from .stream_client import StreamClient
 from .ticks import PriceTick
+
+SLOT_PERIOD = 0.05          # seconds between flushes of consecutive slots (conflated pace)
+JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
+SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
 
 
 class HubFull(Exception):
@@ -34,111 +51,132 @@ class BookEntry:
     tick: PriceTick
     frame: bytes
     confirmed_at: float        # monotonic: when this price was last known to be the current one
+    version: int = 0           # the hub's version when this frame was made
     # Replaced by the next tick from the bus whatever that tick's id: a price from our own
     # feed in the local tier, or one from before an epoch rebase.
     provisional: bool = False
 
 
-class ClientMailbox:
-    """What one streaming client has yet to be sent. Bounded by the number of pairs."""
+@dataclass(slots=True)
+class Batch:
+    """What one flush writes, fixed when the flush starts: ticks arriving meanwhile go in the next."""
 
-    __slots__ = ("pairs", "_prices", "_status", "_ping", "_wakeup", "closed")
-
-    def __init__(self, pairs: tuple[str, ...]):
-        self.pairs = pairs
-        self._prices: dict[str, bytes] = {}
-        self._status: bytes | None = None
-        self._ping = False
-        self._wakeup = gevent.event.Event()
-        self.closed = False
-
-    def offer_price(self, pair: str, frame: bytes) -> None:
-        self._prices[pair] = frame   # replaces an unsent older price: conflation
-        self._wakeup.set()
-
-    def offer_status(self, frame: bytes) -> None:
-        self._status = frame
-        self._wakeup.set()
-
-    def offer_ping(self) -> None:
-        self._ping = True
-        self._wakeup.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wakeup.set()
-
-    def take(self, timeout: float | None = None) -> bytes | None:
-        """Block until something is pending; return it as one chunk. None once closed.
-
-        Returns b"" if `timeout` passed with nothing pending.
-        """
-        self._wakeup.wait(timeout)
-        self._wakeup.clear()
-        if self.closed:
-            return None
-        parts: list[bytes] = []
-        if self._status is not None:
-            parts.append(self._status)
-            self._status = None
-        if self._prices:
-            parts.extend(self._prices.values())
-            self._prices = {}
-        if self._ping:
-            # Anything else we send resets the peer's idle timers just as well.
-            if not parts:
-                parts.append(sse.PING)
-            self._ping = False
-        return b"".join(parts)
+    version: int
+    book: dict[str, tuple[int, bytes]]          # pair -> (version, frame) of its latest price
+    status: tuple[int, bytes | None]            # (version, frame) of the latest status event
+    ping_round: int
+    clients: list[StreamClient]
+    # Immediate pace: every price frame since the previous flush, in order, and that flush's
+    # version. None in the conflated pace, or when too many piled up (latest-per-pair then).
+    journal: list[tuple[int, str, bytes]] | None = None
+    journal_from: int = 0
+    cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
 
 
 class Hub:
-    """Indexes this worker's clients by pair and delivers each tick to those who asked for it."""
+    """Indexes this worker's clients by pair, keeps the latest prices, and hands batches to the flusher."""
 
     def __init__(self, pairs: Iterable[str], max_clients: int, stale_after: float,
-                 resume_window: int = 4096, clock: Callable[[], float] = time.monotonic):
-        self._subscribers: dict[str, set[ClientMailbox]] = {pair: set() for pair in pairs}
-        self._clients: set[ClientMailbox] = set()
+                 resume_window: int = 4096, min_update_interval: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._subscribers: dict[str, set[StreamClient]] = {pair: set() for pair in pairs}
+        self._clients: set[StreamClient] = set()
         self.closed = False
         self.max_clients = max_clients
         self.stale_after = stale_after
+        self.min_update_interval = min_update_interval
         self._clock = clock
         self.book: dict[str, BookEntry] = {}
         self.epoch = 0
         self.seq = 0
         self._recent: deque[tuple[int, str]] = deque(maxlen=max(resume_window, 1))
         self._local_seq = 0
+        # What the flusher needs.
+        self.version = 0
+        self._status: tuple[int, bytes | None] = (0, None)
+        self.ping_round = 0
+        self.paced = min_update_interval > 0
+        self.slot_count = max(1, round(min_update_interval / SLOT_PERIOD)) if self.paced else 1
+        self.slot_period = min_update_interval / self.slot_count if self.paced else 0.0
+        self._slots: list[set[StreamClient]] = [set() for _ in range(self.slot_count)]
+        self._next_slot = 0
+        self._journal: list[tuple[int, str, bytes]] | None = None if self.paced else []
+        self._flushed_version = 0
+        self._pending: set[StreamClient] = set()
+        self._full_pass = False
+        self._work = gevent.event.Event()
+        self._subscriptions: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
+        self._subscription_count = 0
+        # Counters for /health.
         self.ticks_delivered = 0
         self.ticks_fenced = 0
         self.clients_total = 0
         self.clients_refused = 0
+        self.clients_direct = 0
+        self.flushes = 0
+        self.writes = 0
+        self.skipped_busy = 0
 
     # -- clients -------------------------------------------------------------------
 
-    def connect(self, pairs: tuple[str, ...]) -> ClientMailbox:
+    def connect(self, pairs: tuple[str, ...], sock=None) -> StreamClient:
+        """Register a stream. With `sock`, the flusher writes to it directly (see stream_client.py)."""
         if self.closed:
             raise HubClosed()
         if len(self._clients) >= self.max_clients:
             self.clients_refused += 1
             raise HubFull()
-        mailbox = ClientMailbox(pairs)
-        self._clients.add(mailbox)
+        subscription, pairs = self._subscription(pairs)
+        client = StreamClient(pairs, subscription, self._next_slot, self.version, self.ping_round, sock)
+        self._next_slot = (self._next_slot + 1) % self.slot_count
+        self._clients.add(client)
+        self.clients_direct += client.direct
+        self._slots[client.slot].add(client)
         for pair in pairs:
-            self._subscribers[pair].add(mailbox)
+            self._subscribers[pair].add(client)
         self.clients_total += 1
-        return mailbox
+        return client
 
-    def disconnect(self, mailbox: ClientMailbox) -> None:
-        self._clients.discard(mailbox)
-        for pair in mailbox.pairs:
-            self._subscribers[pair].discard(mailbox)
+    def _subscription(self, pairs: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+        """A number per distinct set of pairs, so clients on the same pairs share one chunk per
+        flush (and one tuple). Bounded: past SUBSCRIPTIONS_LIMIT a client gets a number of its own."""
+        known = self._subscriptions.get(pairs)
+        if known is None:
+            self._subscription_count += 1
+            known = (self._subscription_count, pairs)
+            if len(self._subscriptions) < SUBSCRIPTIONS_LIMIT:
+                self._subscriptions[pairs] = known
+        return known
+
+    def ready(self, client: StreamClient) -> None:
+        """The client's preamble is on the wire: it may be flushed to from now on."""
+        client.ready = True
+        self.catch_up(client)
+
+    def catch_up(self, client: StreamClient) -> None:
+        """The client can take more (it drained a backlog): visit it in the next flush."""
+        if not self.paced and not client.gone:
+            self._pending.add(client)
+            self._work.set()
+
+    def disconnect(self, client: StreamClient) -> None:
+        client.gone = True
+        if client not in self._clients:
+            return    # called again: by the response's close and by the stream's own ending
+        self.clients_direct -= client.direct
+        self._clients.remove(client)
+        self._slots[client.slot].discard(client)
+        self._pending.discard(client)
+        for pair in client.pairs:
+            self._subscribers[pair].discard(client)
 
     def close_all(self) -> None:
         """Shutting down: end every stream, and refuse new ones (a stream opened after this
         would never be closed, and would keep the worker from exiting)."""
         self.closed = True
-        for mailbox in list(self._clients):
-            mailbox.close()
+        self._work.set()
+        for client in list(self._clients):
+            client.close()
 
     # -- ticks ---------------------------------------------------------------------
 
@@ -187,10 +225,47 @@ class Hub:
 
     def _deliver(self, tick: PriceTick, provisional: bool) -> None:
         frame = sse.event("price", tick.payload(), tick.event_id)
-        self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), provisional)
+        self.version += 1
+        self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
-        for mailbox in self._subscribers[tick.pair]:
-            mailbox.offer_price(tick.pair, frame)
+        if self._journal is not None:
+            self._journal.append((self.version, tick.pair, frame))
+            if len(self._journal) > JOURNAL_LIMIT:
+                self._journal = None    # the flusher is far behind: send latest-per-pair instead
+            self._work.set()
+
+    # -- flushing --------------------------------------------------------------------
+
+    def wait_for_work(self, timeout: float | None = None) -> bool:
+        """Immediate pace: block until there is something to flush (or the hub closed)."""
+        ready = self._work.wait(timeout)
+        self._work.clear()
+        return ready
+
+    def take_batch(self, slot: int | None = None) -> Batch:
+        """What the next flush writes: in the conflated pace one slot's clients, else whoever
+        subscribes to what changed since the previous flush (everyone, after a status or ping)."""
+        book = {pair: (entry.version, entry.frame) for pair, entry in self.book.items()}
+        batch = Batch(self.version, book, self._status, self.ping_round, [])
+        if self.paced:
+            batch.clients = list(self._slots[slot or 0])
+            return batch
+        journal = self._journal
+        self._journal = []
+        batch.journal, batch.journal_from = journal, self._flushed_version
+        self._flushed_version = self.version
+        pending, self._pending = self._pending, set()
+        full, self._full_pass = self._full_pass, False
+        dirty = {pair for _, pair, _ in journal} if journal is not None else None
+        if full or dirty is None or len(dirty) > 1:
+            batch.clients = list(self._clients)
+        elif dirty:
+            subscribers = self._subscribers[next(iter(dirty))]
+            batch.clients = list(subscribers)
+            batch.clients.extend(client for client in pending if client not in subscribers)
+        else:
+            batch.clients = list(pending)
+        return batch
 
     def _confirmed_at(self, tick: PriceTick) -> float:
         # As old as the exchange says the price is: a price re-read from Redis after a
@@ -207,13 +282,16 @@ class Hub:
                 entry.confirmed_at = at
 
     def broadcast_status(self, body: dict) -> None:
-        frame = sse.event("status", body)
-        for mailbox in self._clients:
-            mailbox.offer_status(frame)
+        self.version += 1
+        self._status = (self.version, sse.event("status", body))
+        self._full_pass = True
+        self._work.set()
 
     def ping_all(self) -> None:
-        for mailbox in self._clients:
-            mailbox.offer_ping()
+        """Every client that is sent nothing else before its next flush gets a keep-alive comment."""
+        self.ping_round += 1
+        self._full_pass = True
+        self._work.set()
 
     # -- snapshots -----------------------------------------------------------------
 
@@ -258,7 +336,10 @@ class Hub:
     def status(self) -> dict:
         return {
             "clients": len(self._clients), "max_clients": self.max_clients,
+            "clients_direct": self.clients_direct,
             "clients_total": self.clients_total, "clients_refused": self.clients_refused,
             "ticks_delivered": self.ticks_delivered, "ticks_fenced": self.ticks_fenced,
+            "pace": f"every {self.min_update_interval:g} s per client" if self.paced else "every tick",
+            "flushes": self.flushes, "writes": self.writes, "skipped_busy": self.skipped_busy,
             "epoch": self.epoch, "seq": self.seq,
         }

@@ -18,11 +18,13 @@ from typing import Callable
 import gevent
 import pybreaker
 
+from .admission import AdmissionGate
 from .backoff import ReconnectPolicy
 from .breakers import new_breaker
 from .bus import Bus, InProcessBus
 from .config import Config
 from .fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
+from .flusher import Flusher
 from .hub import Hub
 from .lease import Election, Lease, LeaseTimings
 from .pairs import PairCatalog
@@ -56,7 +58,12 @@ class Node:
         self.catalog = PairCatalog(config.pairs, config.stable_quote)
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
-                       config.resume_window, clock)
+                       config.resume_window, config.min_update_interval, clock)
+        self.flusher = Flusher(self.hub)
+        self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
+                                       config.new_stream_max_wait, clock)
+        # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
+        self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
             # Short: the backoff (with the server's Retry-After) already paces attempts; the
             # breaker only stops a run of doomed handshakes and shows it in /health.
@@ -119,6 +126,7 @@ class Node:
             raise RuntimeError("pricefeed needs gevent monkey patching: run under gunicorn -k gevent "
                                "(see gunicorn.conf.py) or call gevent.monkey.patch_all() first")
         self.started_at = time.time()
+        self.flusher.start()
         self.bus.start(self.hub.publish)
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
@@ -141,6 +149,7 @@ class Node:
         self.feed.stop()
         self.bus.stop()
         self.hub.close_all()
+        self.flusher.stop()
 
     @property
     def running(self) -> bool:

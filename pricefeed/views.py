@@ -17,9 +17,10 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from werkzeug.exceptions import HTTPException
 
 from . import sse
-from .hub import ClientMailbox, HubClosed, HubFull
+from .hub import Hub, HubClosed, HubFull
 from .node import Node
 from .pairs import PairError
+from .stream_client import StreamClient
 
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,24 +66,31 @@ def create_api_blueprint() -> Blueprint:
             # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
             # opened here would never notice its client leave and would hold a slot forever.
             return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
+        wait = node.admission.reserve()
+        if wait is None:
+            raise ApiError(503, "at_capacity", "too many new streams on this worker at once; retry",
+                           {"Retry-After": str(node.admission.retry_after() + random.randint(0, 5))})
+        if wait:
+            gevent.sleep(wait)   # a reconnect storm is admitted at a bounded rate (admission.py)
+        sock = request.environ.get("gunicorn.socket")
         try:
-            mailbox = node.hub.connect(pairs)
+            client = node.hub.connect(pairs, direct_socket(node, request.environ))
         except HubFull:
             raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
                            {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))}) from None
         except HubClosed:
             raise ApiError(503, "shutting_down", "this server is restarting; reconnect",
                            {"Retry-After": "1"}) from None
-        _bound_writes(node.config.write_timeout)
+        _bound_writes(sock, node.config.write_timeout)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         snapshot = _snapshot_body(node, pairs)
         if resume_from is not None:
             snapshot["resume"] = node.hub.resume(resume_from, pairs)
         retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
         preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
-        response = Response(_stream_events(node, mailbox, preamble, request.environ.get("gunicorn.socket")),
+        response = Response(_stream_events(node.hub, client, preamble, sock),
                             content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        response.call_on_close(lambda: node.hub.disconnect(mailbox))
+        response.call_on_close(lambda: node.hub.disconnect(client))
         return response
 
     @api.route("/prices", methods=["GET"])
@@ -155,25 +163,52 @@ def create_dashboard_blueprint() -> Blueprint:
     return dashboard
 
 
-def _stream_events(node: Node, mailbox: ClientMailbox, preamble: bytes,
+def direct_socket(node: Node, environ: dict) -> socket.socket | None:
+    """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI).
+
+    Only where we know the bytes on the wire: gunicorn's gevent worker (the hooks set
+    node.direct_writes after checking the worker class and protocol), a plain socket (TLS
+    must go through its own layer) and HTTP/1.1 (chunked transfer encoding).
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or not node.direct_writes or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return None
+    if hasattr(sock, "getpeercert"):
+        return None
+    return sock
+
+
+def _stream_events(hub: Hub, client: StreamClient, preamble: bytes,
                    sock: socket.socket | None) -> Iterator[bytes]:
-    interval = node.config.min_update_interval
+    """The response body. The server writes the preamble; after that the flusher writes
+    (stream_client.py) and this greenlet only finishes backlogs, or yields handed-over chunks."""
     try:
         yield preamble
+        hub.ready(client)
         while True:
-            chunk = mailbox.take()
-            if chunk is None:
+            client.wait()
+            if client.gone:
+                _hang_up(sock)
+                return
+            if client.closed:
                 # The worker is shutting down. Without this the connection would sit in
                 # keep-alive after the stream ends, and the worker could not exit for seconds.
                 _hang_up(sock)
                 return
-            if chunk:
+            if client.backlog is not None:
+                try:
+                    sock.sendall(client.backlog)   # bounded by WRITE_TIMEOUT (_bound_writes)
+                except OSError:                    # includes the timeout: a client that stopped reading
+                    _hang_up(sock)
+                    return
+                client.backlog = None
+                hub.catch_up(client)
+            if client.outbox is not None:
+                chunk, client.outbox = client.outbox, None
                 yield chunk
-            if interval:
-                # Conflation keeps only the newest price per pair meanwhile.
-                gevent.sleep(interval)
+                hub.catch_up(client)
     finally:
-        node.hub.disconnect(mailbox)
+        hub.disconnect(client)
 
 
 def _hang_up(sock: socket.socket | None) -> None:
@@ -219,9 +254,8 @@ def _last_event_id() -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
-def _bound_writes(write_timeout: float) -> None:
+def _bound_writes(sock: socket.socket | None, write_timeout: float) -> None:
     """A client that stops reading blocks only its own greenlet, and only for `write_timeout`."""
-    sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         sock.settimeout(write_timeout)
 

@@ -1,10 +1,20 @@
-"""The hub's fan-out: conflation, shared frames, fencing by epoch, snapshots and resume."""
+"""The hub and the flusher: what reaches a client's socket, per flush.
+
+Clients here are real sockets (socket pairs): the flusher writes HTTP/1.1 chunks
+to one end and the test reads and de-chunks the other, as a browser would.
+"""
 from __future__ import annotations
+
+import re
+import socket
+import time
 
 import gevent
 import pytest
 
-from pricefeed.hub import Hub, HubFull
+from pricefeed import sse
+from pricefeed.flusher import Flusher, chunk_for
+from pricefeed.hub import Hub, HubClosed, HubFull
 from pricefeed.ticks import PriceTick
 
 
@@ -20,39 +30,244 @@ def tick(pair="BTC/USD", price="100.00", epoch=1, seq=1, ts=1_700_000_000_000):
     return PriceTick(pair, pair.replace("/USD", "USDT"), price, ts, "binance", None, epoch, seq)
 
 
-def test_a_slow_client_holds_only_the_latest_price_per_pair():
+class Wire:
+    """One client of the hub over a real socket pair, read from the browser's end."""
+
+    def __init__(self, hub: Hub, pairs: tuple[str, ...], direct: bool = True, ready: bool = True):
+        self.server_end, self.browser_end = socket.socketpair()
+        self.server_end.setblocking(False)      # as gevent keeps every socket
+        self.client = hub.connect(pairs, self.server_end if direct else None)
+        if ready:
+            hub.ready(self.client)
+        self._raw = b""
+
+    def chunks(self) -> list[bytes]:
+        """The HTTP/1.1 chunks received since the last call (each is one write of the flusher)."""
+        self.browser_end.setblocking(False)
+        try:
+            while True:
+                data = self.browser_end.recv(1 << 20)
+                if not data:
+                    break
+                self._raw += data
+        except BlockingIOError:
+            pass
+        chunks = []
+        while self._raw:
+            size_line, sep, rest = self._raw.partition(b"\r\n")
+            size = int(size_line, 16)
+            if not sep or len(rest) < size + 2:
+                break
+            assert rest[size:size + 2] == b"\r\n", "malformed chunk framing"
+            chunks.append(rest[:size])
+            self._raw = rest[size + 2:]
+        return chunks
+
+    def body(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+def prices(body: bytes) -> list[str]:
+    return [p.decode() for p in re.findall(rb'"price":"([^"]+)"', body)]
+
+
+def flush(hub: Hub, slot: int | None = None) -> int:
+    return Flusher(hub).flush(hub.take_batch(slot))
+
+
+# -- every tick, one write per flush -------------------------------------------------------
+
+def test_a_client_that_keeps_up_gets_every_tick_in_order_in_one_write_per_flush():
     hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("BTC/USD", "ETH/USD"))
-    for seq in range(1, 1001):
-        hub.publish(tick(price=f"{100 + seq}.00", seq=seq))
-    hub.publish(tick("ETH/USD", "5.00", seq=1001))
-    chunk = mailbox.take(timeout=0)
-    assert chunk.count(b"event: price") == 2
-    assert b'"price":"1100.00"' in chunk and b'"price":"5.00"' in chunk
-    assert b"id: 1-1000\n" in chunk
+    wire = Wire(hub, ("BTC/USD", "ETH/USD"))
+    flush(hub)                      # becomes steady: nothing missed since its snapshot
+    for seq, (pair, price) in enumerate([("BTC/USD", "1.00"), ("BTC/USD", "2.00"),
+                                         ("ETH/USD", "3.00"), ("BTC/USD", "4.00")], start=1):
+        hub.publish(tick(pair, price, seq=seq))
+    assert flush(hub) == 1
+    chunks = wire.chunks()
+    assert len(chunks) == 1
+    assert prices(chunks[0]) == ["1.00", "2.00", "3.00", "4.00"]
+    assert re.findall(rb"id: (\S+)", chunks[0]) == [b"1-1", b"1-2", b"1-3", b"1-4"]
 
 
-def test_one_frame_object_is_shared_by_every_client():
-    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    a, b = hub.connect(("BTC/USD",)), hub.connect(("BTC/USD",))
-    hub.publish(tick())
-    assert a._prices["BTC/USD"] is b._prices["BTC/USD"]
+def test_clients_on_the_same_pairs_share_one_chunk_per_flush():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
+    a, b = Wire(hub, ("BTC/USD",)), Wire(hub, ("BTC/USD",))
+    other = Wire(hub, ("ETH/USD",))
+    flush(hub)
+    hub.publish(tick(price="7.00"))
+    batch = hub.take_batch()
+    assert chunk_for(a.client, batch) is chunk_for(b.client, batch)
+    assert chunk_for(other.client, batch) is None
+    Flusher(hub).flush(batch)
+    assert prices(a.body()) == prices(b.body()) == ["7.00"]
+    assert other.body() == b""
 
 
 def test_clients_only_get_the_pairs_they_asked_for():
     hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("ETH/USD",))
+    wire = Wire(hub, ("ETH/USD",))
+    flush(hub)
     hub.publish(tick("BTC/USD"))
-    assert mailbox.take(timeout=0) == b""
+    flush(hub)
+    assert wire.body() == b""
 
 
-def test_ticks_from_an_older_epoch_are_dropped():
+def test_a_client_not_yet_ready_is_not_written_to_and_then_catches_up_from_its_snapshot():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("BTC/USD",))
-    hub.publish(tick(price="2.00", epoch=2, seq=1))
-    assert hub.publish(tick(price="1.00", epoch=1, seq=99)) is False
-    assert hub.ticks_fenced == 1
-    assert b'"price":"2.00"' in mailbox.take(timeout=0)
+    hub.publish(tick(price="1.00", seq=1))            # in its snapshot
+    wire = Wire(hub, ("BTC/USD",), ready=False)
+    hub.publish(tick(price="2.00", seq=2))            # after its snapshot, before its preamble was sent
+    flush(hub)
+    assert wire.body() == b""
+    hub.ready(wire.client)
+    flush(hub)
+    assert prices(wire.body()) == ["2.00"]
+
+
+# -- slow and departed clients ---------------------------------------------------------------
+
+def test_a_client_that_stops_reading_is_skipped_and_then_sent_only_the_latest_per_pair():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
+    slow = Wire(hub, ("BTC/USD", "ETH/USD"))
+    fast = Wire(hub, ("BTC/USD", "ETH/USD"))
+    slow.server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    flush(hub)
+    seq = 0
+    while slow.client.backlog is None:                # until its socket buffer is full
+        seq += 1
+        hub.publish(tick(price=f"{seq}.00", seq=seq))
+        flush(hub)
+        fast.chunks()
+        assert seq < 100_000
+    assert slow.client.busy and not slow.client.steady
+    for _ in range(50):                               # meanwhile: skipped, and nobody else waits
+        seq += 1
+        hub.publish(tick(price=f"{seq}.00", seq=seq))
+        flush(hub)
+    assert prices(fast.body())[-1] == f"{seq}.00"
+    assert hub.skipped_busy >= 50
+    hub.publish(tick("ETH/USD", "0.50", seq=seq + 1))
+    # The client's greenlet finishes the backlog (views._stream_events does this) ...
+    received = slow.body()
+    slow.browser_end.setblocking(True)
+    slow.server_end.setblocking(True)
+    reader = gevent.spawn(lambda: slow.browser_end.recv(1 << 22))
+    slow.server_end.sendall(slow.client.backlog)
+    slow.client.backlog = None
+    slow._raw += reader.get(timeout=5)
+    slow.server_end.setblocking(False)
+    hub.catch_up(slow.client)
+    flush(hub)
+    caught_up = slow.chunks()
+    # ... and the next flush brings it the latest price of each pair, once, ids still increasing.
+    assert prices(caught_up[-1]) == [f"{seq}.00", "0.50"]
+    ids = [int(i.split(b"-")[1]) for i in re.findall(rb"id: (\S+)", received + b"".join(caught_up))]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+
+
+def test_a_client_whose_peer_is_gone_is_dropped_without_disturbing_the_others():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    gone, alive = Wire(hub, ("BTC/USD",)), Wire(hub, ("BTC/USD",))
+    flush(hub)
+    gone.browser_end.close()
+    hub.publish(tick(price="3.00"))
+    flush(hub)
+    assert gone.client.gone
+    assert prices(alive.body()) == ["3.00"]
+
+
+def test_the_wsgi_path_hands_chunks_to_the_client_greenlet_and_skips_it_until_taken():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",), direct=False)
+    flush(hub)
+    hub.publish(tick(price="1.00", seq=1))
+    flush(hub)
+    assert prices(wire.client.outbox) == ["1.00"]
+    hub.publish(tick(price="2.00", seq=2))
+    hub.publish(tick(price="3.00", seq=3))
+    flush(hub)                                        # still holding the first: skipped
+    assert prices(wire.client.outbox) == ["1.00"]
+    wire.client.outbox = None                         # the greenlet yielded it
+    hub.catch_up(wire.client)
+    flush(hub)
+    assert prices(wire.client.outbox) == ["3.00"]     # conflated: it fell behind
+
+
+# -- the conflated pace ----------------------------------------------------------------------
+
+def test_conflated_pace_spreads_clients_over_slots_and_sends_each_at_most_one_price_per_pair():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=100, stale_after=10, min_update_interval=0.2)
+    assert hub.slot_count == 4
+    wires = [Wire(hub, ("BTC/USD", "ETH/USD")) for _ in range(8)]
+    assert sorted(w.client.slot for w in wires) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for seq in range(1, 21):
+        hub.publish(tick("BTC/USD" if seq % 2 else "ETH/USD", f"{seq}.00", seq=seq))
+    flush(hub, slot=1)
+    for wire in wires:
+        body = wire.body()
+        if wire.client.slot == 1:
+            assert prices(body) == ["19.00", "20.00"]   # the latest per pair, in id order
+        else:
+            assert body == b""
+
+
+def test_conflated_pace_flusher_writes_each_client_at_most_once_per_interval():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10, min_update_interval=0.2)
+    wire = Wire(hub, ("BTC/USD",))
+    flusher = Flusher(hub)
+    flusher.start()
+    try:
+        started = time.monotonic()
+        seq = 0
+        while time.monotonic() - started < 1.0:       # 100 ticks/s for 1 s
+            seq += 1
+            hub.publish(tick(price=f"{seq}.00", seq=seq))
+            gevent.sleep(0.01)
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + 2
+        while not (chunks and prices(chunks[-1]) == [f"{seq}.00"]):   # the last price arrives ...
+            assert time.monotonic() < deadline, "the last price never arrived"
+            gevent.sleep(0.02)                     # (the flusher is a greenlet: let it run)
+            chunks += [c for c in wire.chunks() if c != sse.PING]
+        assert 3 <= len(chunks) <= 8               # ... in ~5 writes over the second, not ~100
+        assert all(c.count(b"event: price") == 1 for c in chunks)
+    finally:
+        flusher.stop()
+
+
+# -- status, pings, shutdown -------------------------------------------------------------------
+
+def test_status_reaches_every_client_and_a_ping_only_those_sent_nothing_else():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
+    btc, eth = Wire(hub, ("BTC/USD",)), Wire(hub, ("ETH/USD",))
+    flush(hub)
+    hub.broadcast_status({"mode": "redis"})
+    flush(hub)
+    assert b'event: status\ndata: {"mode":"redis"}' in btc.body()
+    assert b"event: status" in eth.body()
+    hub.publish(tick("BTC/USD", "5.00"))
+    hub.ping_all()
+    flush(hub)
+    assert prices(btc.body()) == ["5.00"]             # a price resets idle timers just as well
+    assert eth.body() == sse.PING
+    flush(hub)
+    assert btc.body() == eth.body() == b""
+
+
+def test_closing_wakes_every_client_greenlet_and_a_closed_hub_refuses_new_streams():
+    hub = Hub(["BTC/USD"], max_clients=2, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    waiter = gevent.spawn(wire.client.wait)
+    gevent.sleep(0)
+    hub.close_all()
+    waiter.get(timeout=1)
+    assert wire.client.closed
+    hub.disconnect(wire.client)
+    assert hub.status()["clients"] == 0
+    with pytest.raises(HubClosed):
+        hub.connect(("BTC/USD",))
 
 
 def test_capacity_is_enforced():
@@ -62,15 +277,28 @@ def test_capacity_is_enforced():
         hub.connect(("BTC/USD",))
 
 
-def test_disconnected_clients_get_nothing_more_and_closing_wakes_waiters():
-    hub = Hub(["BTC/USD"], max_clients=2, stale_after=10)
-    mailbox = hub.connect(("BTC/USD",))
-    waiter = gevent.spawn(mailbox.take)
-    gevent.sleep(0)
-    hub.close_all()
-    assert waiter.get(timeout=1) is None
-    hub.disconnect(mailbox)
-    assert hub.status()["clients"] == 0
+def test_a_flusher_far_behind_falls_back_to_the_latest_price_per_pair():
+    from pricefeed import hub as hub_module
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    flush(hub)
+    for seq in range(1, hub_module.JOURNAL_LIMIT + 10):
+        hub.publish(tick(price=f"{seq}.00", seq=seq))
+    flush(hub)
+    assert prices(wire.body()) == [f"{hub_module.JOURNAL_LIMIT + 9}.00"]
+
+
+# -- the book: fencing, staleness, resume --------------------------------------------------------
+
+def test_ticks_from_an_older_epoch_are_dropped():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    flush(hub)
+    hub.publish(tick(price="2.00", epoch=2, seq=1))
+    assert hub.publish(tick(price="1.00", epoch=1, seq=99)) is False
+    assert hub.ticks_fenced == 1
+    flush(hub)
+    assert prices(wire.body()) == ["2.00"]
 
 
 def test_prices_become_stale_unless_confirmed():
@@ -103,12 +331,14 @@ def test_change24h_is_computed_in_decimal():
 
 def test_a_repeated_or_older_tick_of_the_same_epoch_is_not_delivered_twice():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("BTC/USD",))
+    wire = Wire(hub, ("BTC/USD",))
     assert hub.publish(tick(price="2.00", seq=5))
-    mailbox.take(timeout=0)
+    flush(hub)
+    wire.chunks()
     assert hub.publish(tick(price="2.00", seq=5)) is False
     assert hub.publish(tick(price="1.00", seq=4)) is False
-    assert mailbox.take(timeout=0) == b""
+    flush(hub)
+    assert wire.body() == b""
     assert hub.seq == 5
 
 
@@ -121,29 +351,35 @@ def test_a_new_epoch_restarts_the_sequence_in_event_ids():
 
 def test_after_a_rebase_the_lower_epoch_of_a_restarted_redis_is_followed():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("BTC/USD",))
+    wire = Wire(hub, ("BTC/USD",))
     hub.publish(tick(price="7.00", epoch=7, seq=40))
     assert hub.publish(tick(price="1.00", epoch=1, seq=1)) is False   # fenced, as it must be ...
     hub.rebase(1)                                                      # ... until the bus proves epoch 1 is current
     assert hub.publish(tick(price="1.00", epoch=1, seq=2))
-    assert b'"price":"1.00"' in mailbox.take(timeout=0)
+    flush(hub)
+    assert prices(wire.body()) == ["1.00"]
     assert hub.last_event_id == "1-2"
 
 
 def test_local_tier_ticks_have_their_own_ids_and_yield_to_the_next_bus_tick():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    mailbox = hub.connect(("BTC/USD",))
+    wire = Wire(hub, ("BTC/USD",))
     hub.publish(tick(price="1.00", epoch=3, seq=10))
+    flush(hub)
+    wire.chunks()
     hub.publish_local(tick(price="2.00"))
-    assert b"id: 0-1\n" in mailbox.take(timeout=0)
+    flush(hub)
+    assert b"id: 0-1\n" in wire.body()
     assert hub.last_event_id == "3-10"               # the bus's ids are untouched
     assert hub.publish(tick(price="3.00", epoch=3, seq=5))   # older seq, but it replaces a local price
-    assert b'"price":"3.00"' in mailbox.take(timeout=0)
+    flush(hub)
+    assert prices(wire.body()) == ["3.00"]
 
 
-def test_a_closed_hub_refuses_new_streams():
-    from pricefeed.hub import HubClosed
+def test_disconnecting_twice_counts_once():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    hub.close_all()
-    with pytest.raises(HubClosed):
-        hub.connect(("BTC/USD",))
+    wire = Wire(hub, ("BTC/USD",))
+    assert hub.status()["clients_direct"] == 1
+    hub.disconnect(wire.client)
+    hub.disconnect(wire.client)
+    assert hub.status()["clients"] == 0 and hub.status()["clients_direct"] == 0

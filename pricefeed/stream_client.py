@@ -1,0 +1,87 @@
+"""One streaming client, as the flusher and the client's own greenlet share it.
+
+The flusher writes a client's chunk in one of two ways:
+- direct: one non-blocking write(2) of the chunk, already framed as an HTTP/1.1
+  chunk, straight to the client's socket. This is the fast path: no greenlet
+  switch, no trip through the WSGI stack. It is used only where we know how the
+  server frames a response body — plain HTTP/1.1 under gunicorn's gevent worker
+  (views.direct_socket decides) — and only after the server has sent the
+  response head and the first chunk itself.
+- through WSGI: the chunk is handed to the client's greenlet, which yields it to
+  the server like any streaming response (other servers, TLS, HTTP/1.0, tests).
+
+If a direct write does not go through whole (the client's socket buffer is
+full), the rest becomes the client's backlog and its greenlet finishes it with
+an ordinary blocking write bounded by WRITE_TIMEOUT. Meanwhile the flusher
+skips the client; once drained it is sent the latest price of each of its pairs.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import gevent.event
+
+
+class StreamClient:
+    __slots__ = ("pairs", "subscription", "slot", "sent_version", "steady", "ping_round", "ready",
+                 "closed", "gone", "backlog", "outbox", "_fd", "_wakeup")
+
+    def __init__(self, pairs: tuple[str, ...], subscription: int, slot: int, version: int,
+                 ping_round: int, sock: socket.socket | None):
+        self.pairs = pairs
+        self.subscription = subscription     # clients with the same number share chunks
+        self.slot = slot                     # the conflated pace's flush slot
+        self.sent_version = version          # everything of ours up to this version was written
+        self.steady = False                  # kept up with every flush since sent_version
+        self.ping_round = ping_round
+        self.ready = False                   # the preamble is on the wire
+        self.closed = False                  # the server is shutting down
+        self.gone = False                    # the client went away (or was dropped)
+        self.backlog: bytes | None = None    # the unwritten rest of a direct write
+        self.outbox: bytes | None = None     # a chunk for the greenlet to yield (WSGI path)
+        self._fd = sock.fileno() if sock is not None else -1
+        self._wakeup = gevent.event.Event()
+
+    @property
+    def direct(self) -> bool:
+        return self._fd >= 0
+
+    @property
+    def busy(self) -> bool:
+        """Still writing an earlier chunk: skip it this flush."""
+        return self.backlog is not None or self.outbox is not None
+
+    def deliver(self, framed: bytes, plain: bytes) -> bool:
+        """Flusher side: write (or hand over) one chunk. False if it did not all go out now."""
+        if self._fd < 0:
+            self.outbox = plain
+            self._wakeup.set()
+            return True
+        try:
+            # gevent keeps the socket non-blocking: this never blocks the flusher.
+            written = os.write(self._fd, framed)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.drop()
+            return False
+        if written == len(framed):
+            return True
+        self.backlog = framed[written:]
+        self._wakeup.set()
+        return False
+
+    def drop(self) -> None:
+        """The peer is gone (reset, broken pipe): let the greenlet end the response."""
+        self.gone = True
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    def wait(self) -> None:
+        """Greenlet side: block until the flusher has something for this greenlet to do."""
+        self._wakeup.wait()
+        self._wakeup.clear()
