@@ -6,7 +6,7 @@ One redis-server and one simulator (10 pairs, at the scenario's fixed tick rate)
 for the whole run; for every N, and for every target in turn, a fresh server:
 pricefeed (gunicorn gevent, Redis deployment) or Flask-SSE (bench/flask_sse_app.py
 under gunicorn gevent, fed by bench/flask_sse_bridge.py). K load-generator
-processes (this module with --child) open N streams from source addresses
+processes (bench/fanout_client.py) open N streams from source addresses
 127.0.0.2... round-robin at a bounded connect rate and hold them for `--duration`
 seconds after the ramp (the measured window); then the exchange pauses, and 3 s
 later the clients stop and are compared with the exchange's final prices. About
@@ -27,18 +27,13 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import errno  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
 import resource  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import zlib  # noqa: E402
 from collections import Counter  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -48,8 +43,11 @@ from typing import Any, Callable, Iterator  # noqa: E402
 import gevent  # noqa: E402
 import redis  # noqa: E402
 
+from bench.fanout_client import BATCH_READ_S  # noqa: E402
+from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, Scenario, flask_sse_channels  # noqa: E402
 from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
 from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
+from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
 from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -57,9 +55,6 @@ from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.waiting import free_port, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD", "BNB/USD", "XRP/USD",
-         "ADA/USD", "DOGE/USD", "LTC/USD", "DOT/USD", "LINK/USD")
-SYMBOLS = tuple(pair.split("/")[0] + "USDT" for pair in PAIRS)
 TARGETS = ("pricefeed", "flask-sse")
 WORKER_CONNECTIONS = 12000           # per gunicorn worker, both targets
 PRICEFEED_MAX_CLIENTS = 12000        # per worker
@@ -69,335 +64,7 @@ CHILD_STARTUP_S = 3                  # load generators import and wait for the c
 SETTLE_S = 2                         # after the last connect, before the window opens
 PAUSE_S = 3                          # the exchange is quiet this long before the clients stop
 CONNECT_TIMEOUT_S = 10               # default: from connect() to a complete response head
-BATCH_READ_S = 0.25                  # how often a client outside the age sample reads
-AGE_CAP_MS = 60_000                  # ages above this share the top bucket (the max is kept exactly)
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 SERVER_GROUPS = ("master", "workers", "bridge", "redis")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    rate: float                  # exchange trades per second, all pairs together
-    pairs_per_client: int
-    min_update_interval: float   # pricefeed's per-client conflation; Flask-SSE has none
-    p99_bound_ms: float
-
-
-SCENARIOS = {
-    "widget": Scenario("widget", rate=100, pairs_per_client=3, min_update_interval=1, p99_bound_ms=1000),
-    "trader": Scenario("trader", rate=20, pairs_per_client=10, min_update_interval=0, p99_bound_ms=100),
-}
-
-
-def client_pairs(scenario: Scenario, index: int) -> tuple[str, ...]:
-    """Client `index`'s pairs: consecutive pairs from a rotating start, so every pair has as many readers."""
-    if scenario.pairs_per_client >= len(PAIRS):
-        return PAIRS
-    return tuple(PAIRS[(index + k) % len(PAIRS)] for k in range(scenario.pairs_per_client))
-
-
-def flask_sse_channels(scenario: Scenario) -> list[str]:
-    """One Flask-SSE channel per distinct set of pairs a client reads, named by those pairs."""
-    return sorted({",".join(client_pairs(scenario, index)) for index in range(len(PAIRS))})
-
-
-def stream_path(target: str, pairs: tuple[str, ...]) -> str:
-    if target == "pricefeed":
-        return "/api/market-data/stream?pairs=" + ",".join(pairs)
-    return "/stream?channel=" + ",".join(pairs)
-
-
-# -- the load generator (one child process) ------------------------------------------------
-
-# pricefeed writes "event: price\ndata: {...}", Flask-SSE "event:price\ndata:{...}"; both
-# carry the keys in this order (the bridge builds Flask-SSE's payload like pricefeed's).
-_PRICE = re.compile(rb'event: ?price\ndata: ?\{"pair":"([^"]+)","symbol":"[^"]*","price":"([^"]+)","ts":([0-9]+)')
-_SNAPSHOT = re.compile(rb"event: snapshot\ndata: ([^\n]*)")
-_SNAPSHOT_PRICE = re.compile(rb'\{"pair":"([^"]+)","symbol":"[^"]*","price":"([^"]+)"')
-
-
-class LoadStats:
-    """What one load-generator process saw, summed over its clients."""
-
-    def __init__(self) -> None:
-        self.connected = 0
-        self.open = 0
-        self.open_peak = 0
-        self.open_at_stop = 0
-        self.connect_failures: Counter[str] = Counter()
-        self.disconnects: Counter[str] = Counter()
-        self.events = 0
-        self.window_events = 0
-        self.ages = [0] * (AGE_CAP_MS + 1)   # 1 ms buckets: each price event the age sample read in the window
-        self.age_max = 0
-        self.endings: Counter[str] = Counter()   # [pairs, last price of each] -> clients
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "connected": self.connected, "open_peak": self.open_peak, "open_at_stop": self.open_at_stop,
-            "connect_failures": dict(self.connect_failures), "disconnects": dict(self.disconnects),
-            "events": self.events, "window_events": self.window_events, "age_max": self.age_max,
-            "ages": {str(age): count for age, count in enumerate(self.ages) if count},
-            "endings": dict(self.endings),
-        }
-
-
-def _sse_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[str, ...],
-            timeline: tuple[float, float, float], connect_timeout: float, read_every: float,
-            stats: LoadStats) -> None:
-    """One client: connect, read events until the stop time, and keep the last price of each pair.
-
-    `read_every` 0: the client reads each chunk as it arrives and records the age of every
-    price event in the window. Otherwise it reads what has accumulated every `read_every`
-    seconds and records no ages (its events still count, and its last prices).
-    """
-    window_start, window_end, stop_at = timeline
-    prices: dict[bytes, bytes] = {}
-    sock = socket.socket()
-    connected = False
-    try:
-        # The port is chosen at connect(), per destination: each source address then has the
-        # whole ephemeral range for this server.
-        sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source_ip, 0))
-        sock.settimeout(connect_timeout)
-        deadline = time.time() + connect_timeout
-        sock.connect((host, port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            sock.settimeout(max(0.01, deadline - time.time()))
-            chunk = sock.recv(65536)
-            if not chunk:
-                stats.connect_failures["closed before answering"] += 1
-                return
-            buffer += chunk
-        head, _, buffer = buffer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            stats.connect_failures["HTTP " + head[9:12].decode(errors="replace")] += 1
-            return
-        connected = True
-        stats.connected += 1
-        stats.open += 1
-        stats.open_peak = max(stats.open_peak, stats.open)
-        awaiting_snapshot = True
-        while True:
-            remaining = stop_at - time.time()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            try:
-                chunk = sock.recv(262144)
-            except socket.timeout:
-                break
-            if not chunk:
-                stats.disconnects["closed by the server"] += 1
-                return
-            now = time.time()
-            buffer += chunk
-            cut = buffer.rfind(b"\n\n")
-            if cut < 0:
-                continue
-            complete, buffer = buffer[:cut], buffer[cut + 2:]
-            if awaiting_snapshot:
-                # pricefeed's first event holds every pair's latest price; Flask-SSE has none.
-                snapshot = _SNAPSHOT.search(complete)
-                if snapshot:
-                    prices.update(_SNAPSHOT_PRICE.findall(snapshot.group(1)))
-                    awaiting_snapshot = False
-            events = _PRICE.findall(complete)
-            if not events:
-                continue
-            awaiting_snapshot = False
-            stats.events += len(events)
-            if window_start <= now < window_end:
-                stats.window_events += len(events)
-            if read_every:
-                for pair, price, _ in events:
-                    prices[pair] = price
-                gevent.sleep(read_every)
-            elif window_start <= now < window_end:
-                now_ms = int(now * 1000)
-                ages = stats.ages
-                for pair, price, ts in events:
-                    prices[pair] = price
-                    age = now_ms - int(ts)
-                    if age > stats.age_max:
-                        stats.age_max = age
-                    ages[min(max(age, 0), AGE_CAP_MS)] += 1
-            else:
-                for pair, price, _ in events:
-                    prices[pair] = price
-        stats.open_at_stop += 1
-    except socket.timeout:
-        (stats.disconnects if connected else stats.connect_failures)["timeout"] += 1
-    except OSError as error:
-        reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
-        (stats.disconnects if connected else stats.connect_failures)[reason] += 1
-    finally:
-        sock.close()
-        if connected:
-            stats.open -= 1
-        last = [prices[pair.encode()].decode() if pair.encode() in prices else None for pair in pairs]
-        stats.endings[json.dumps([list(pairs), last])] += 1
-
-
-def in_age_sample(index: int, sample_every: int) -> bool:
-    """About one client in `sample_every`, spread over pair sets, source addresses and generators alike."""
-    return zlib.crc32(index.to_bytes(4, "little")) % sample_every == 0
-
-
-def _cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Open clients first, first+step, ... < clients on the common schedule; their totals as JSON."""
-    scenario = SCENARIOS[spec["scenario"]]
-    timeline = (spec["window_start"], spec["window_end"], spec["stop_at"])
-    stats = LoadStats()
-    marks: dict[str, float] = {}
-
-    def mark(name: str, at: float) -> None:
-        gevent.sleep(max(0.0, at - time.time()))
-        marks[name] = _cpu_self()
-        marks[name.replace("cpu", "fds")] = len(os.listdir("/proc/self/fd"))
-
-    markers = [gevent.spawn(mark, "cpu_window_start", timeline[0]), gevent.spawn(mark, "cpu_window_end", timeline[1])]
-    clients = []
-    for index in range(spec["first"], spec["clients"], spec["step"]):
-        delay = spec["start_at"] + index / spec["ramp_per_s"] - time.time()
-        if delay > 0:
-            gevent.sleep(delay)
-        pairs = client_pairs(scenario, index)
-        source_ip = spec["source_ips"][index % len(spec["source_ips"])]
-        clients.append(gevent.spawn(_sse_client, spec["host"], spec["port"], stream_path(spec["target"], pairs),
-                                    source_ip, pairs, timeline, spec["connect_timeout"],
-                                    0 if in_age_sample(index, spec["sample_every"]) else BATCH_READ_S, stats))
-    gevent.joinall(clients + markers, timeout=max(0.0, timeline[2] - time.time()) + spec["connect_timeout"] + 5)
-    gevent.killall(clients + markers, timeout=5)
-    return {**stats.as_json(), "cpu_s": round(_cpu_self(), 2),
-            "window_cpu_s": round(marks.get("cpu_window_end", 0) - marks.get("cpu_window_start", 0), 2),
-            "fds_at_window_end": marks.get("fds_window_end")}
-
-
-# -- the sampler (parent) ------------------------------------------------------------------
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS   # utime + stime
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
-    except OSError:
-        return 0
-
-
-def _machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / _CLOCK_TICKS
-
-
-@dataclass
-class Sample:
-    at: float
-    cpu: dict[str, float]        # cumulative CPU seconds per group since the first sample
-    rss: dict[str, int]          # bytes per group
-    machine_busy: float
-    redis_clients: int | None
-    workers: dict[int, tuple[float, int]]   # each gunicorn worker's CPU seconds and RSS bytes
-
-
-@dataclass
-class ProcessSampler:
-    """Every `interval` s: CPU seconds and RSS per group of processes, the machine's CPU, Redis's clients."""
-
-    groups: Callable[[], dict[str, list[int]]]
-    redis_client: redis.Redis
-    interval: float = 1.0
-    fds_every: int = 5
-    samples: list[Sample] = field(default_factory=list)
-    fds_max: dict[str, dict[int, int]] = field(default_factory=dict)
-    pids_seen: dict[str, set[int]] = field(default_factory=dict)
-    _last_cpu: dict[int, float] = field(default_factory=dict)
-    _cumulative: Counter[str] = field(default_factory=Counter)
-
-    def run(self, until: float) -> None:
-        while time.time() < until:
-            self.sample()
-            gevent.sleep(self.interval)
-
-    def sample(self) -> None:
-        first = not self.samples
-        rss: Counter[str] = Counter()
-        workers: dict[int, tuple[float, int]] = {}
-        for group, pids in self.groups().items():
-            for pid in pids:
-                seconds = _cpu_seconds(pid)
-                if seconds is None:
-                    continue
-                # A process born after the first sample counts from its start.
-                self._cumulative[group] += seconds - self._last_cpu.get(pid, seconds if first else 0.0)
-                self._last_cpu[pid] = seconds
-                resident = _rss_bytes(pid)
-                rss[group] += resident
-                if group == "workers":
-                    workers[pid] = (seconds, resident)
-                self.pids_seen.setdefault(group, set()).add(pid)
-                if len(self.samples) % self.fds_every == 0 and group != "exchange":
-                    try:
-                        count = len(os.listdir(f"/proc/{pid}/fd"))
-                    except OSError:
-                        continue
-                    per_pid = self.fds_max.setdefault(group, {})
-                    per_pid[pid] = max(per_pid.get(pid, 0), count)
-        try:
-            clients: int | None = int(self.redis_client.info("clients")["connected_clients"])
-        except redis.RedisError:
-            clients = None
-        self.samples.append(Sample(time.time(), dict(self._cumulative), dict(rss), _machine_busy_seconds(), clients,
-                                   workers))
-
-    def between(self, start: float, end: float) -> list[Sample]:
-        return [s for s in self.samples if start <= s.at <= end]
-
-    def nearest(self, at: float) -> Sample:
-        return min(self.samples, key=lambda s: abs(s.at - at))
-
-    def cpu_percent(self, start: float, end: float) -> tuple[dict[str, float], float]:
-        """Per group, % of one core over [start, end]; and the machine's busy % (200 = both cores)."""
-        first, last = self.nearest(start), self.nearest(end)
-        span = max(last.at - first.at, 1e-9)
-        groups = {g: round(100 * (last.cpu.get(g, 0) - first.cpu.get(g, 0)) / span, 1) for g in last.cpu}
-        return groups, round(100 * (last.machine_busy - first.machine_busy) / span, 1)
-
-    def per_worker(self, start: float, end: float) -> list[dict[str, float]]:
-        """Each gunicorn worker's % of one core over [start, end] and its peak RSS in MB."""
-        first, last = self.nearest(start), self.nearest(end)
-        span = max(last.at - first.at, 1e-9)
-        return [{"pid": pid, "cpu_pct": round(100 * (cpu - first.workers.get(pid, (cpu, 0))[0]) / span, 1),
-                 "rss_mb_peak": round(max(s.workers.get(pid, (0, 0))[1] for s in self.between(start, end)
-                                          or [last]) / 2**20, 1)}
-                for pid, (cpu, _) in sorted(last.workers.items())]
 
 
 # -- the servers -----------------------------------------------------------------------------
@@ -505,7 +172,7 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
                 "window_start": window_start, "window_end": window_end, "stop_at": stop_at,
                 "source_ips": [f"127.0.0.{2 + i}" for i in range(args.source_ips)],
                 "connect_timeout": args.connect_timeout, "sample_every": args.sample_every}
-        children = [subprocess.Popen([sys.executable, "-m", "bench.fanout", "--child",
+        children = [subprocess.Popen([sys.executable, "-m", "bench.fanout_client",
                                       json.dumps({**spec, "first": k})], cwd=ROOT, stdout=subprocess.PIPE)
                     for k in range(generators)]
         sampler = ProcessSampler(lambda: {**server.groups(), "redis": [redis_server.proc.pid],
@@ -647,11 +314,7 @@ def main() -> None:
                         help=f"about 1 client in k reads each chunk at once and records ages; the others read "
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
     parser.add_argument("--json-out", type=Path, help="also append each round's JSON object to this file")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_child(json.loads(args.child))), flush=True)
-        return
     counts = [int(c) for c in args.clients.split(",")]
     if not all(0 < c <= MAX_CLIENTS for c in counts) or not 0 < args.duration <= 900:
         raise SystemExit(f"clients must be 1..{MAX_CLIENTS:,} and duration at most 900 s")

@@ -8,7 +8,7 @@ from flask import Flask
 
 from .config import Config
 from .node import Node
-from .views import EXTENSION_KEY, create_api_blueprint, create_dashboard_blueprint
+from .views import EXTENSION_KEY, create_api_blueprint, create_dashboard_blueprint, remember_start_response
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class PriceFeed:
         if self.config.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
         app.before_request(self._start_on_first_request)
+        app.wsgi_app = remember_start_response(app.wsgi_app)
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""

@@ -23,6 +23,10 @@ YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: abo
 CRASH_PAUSE_S = 0.1
 
 
+def _version(entry: tuple[int, bytes]) -> int:
+    return entry[0]
+
+
 def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
     """(plain, framed-as-an-HTTP/1.1-chunk) bytes this client needs now, or None. Shared per batch."""
     ping = client.ping_round < batch.ping_round
@@ -32,21 +36,21 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         return batch.cache[key]
     except KeyError:
         pass
-    parts: list[bytes] = []
     status_version, status_frame = batch.status
     since = batch.journal_from if use_journal else client.sent_version
-    if status_frame is not None and status_version > since:
-        parts.append(status_frame)
     pairs = client.pairs
     if use_journal:
         # Kept up so far: every tick of its pairs since the previous flush, in order.
-        parts.extend(frame for _, pair, frame in batch.journal if pair in pairs)
+        frames = [(version, frame) for version, pair, frame in batch.journal if pair in pairs]
     else:
         # Newly ready, or drained after falling behind: the latest price of each pair it
-        # has not been sent, oldest first so the stream's ids keep increasing.
-        changed = sorted(entry for pair in pairs
-                         if (entry := batch.book.get(pair)) is not None and entry[0] > since)
-        parts.extend(frame for _, frame in changed)
+        # has not been sent.
+        frames = [entry for pair in pairs if (entry := batch.book.get(pair)) is not None and entry[0] > since]
+    if status_frame is not None and status_version > since:
+        frames.append((status_version, status_frame))
+    # In the order the hub made them, so a status never overtakes the prices before it.
+    frames.sort(key=_version)
+    parts = [frame for _, frame in frames]
     if not parts and ping:
         parts.append(sse.PING)
     if parts:
@@ -64,7 +68,8 @@ class Flusher:
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._run)
+        if self._greenlet is None or self._greenlet.dead:   # two flushers would interleave batches
+            self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
         if self._greenlet is not None:
@@ -101,8 +106,10 @@ class Flusher:
         while not hub.closed:
             try:
                 if hub.paced:
-                    self.flush(hub.take_batch(slot))
-                    slot = (slot + 1) % hub.slot_count
+                    try:
+                        self.flush(hub.take_batch(slot))
+                    finally:
+                        slot = (slot + 1) % hub.slot_count   # a slot that fails must not starve the rest
                     next_at += hub.slot_period
                     delay = next_at - time.monotonic()
                     if delay < -hub.slot_period:
@@ -115,5 +122,7 @@ class Flusher:
                     if not hub.closed:
                         self.flush(hub.take_batch())
             except Exception:  # noqa: BLE001 - the flusher must outlive any one bad flush
-                log.exception("flush failed; carrying on")
+                log.exception("flush failed; every client will be sent the latest price of its pairs")
+                # Part of that batch may not have gone out: make the next one whole.
+                hub.resync()
                 gevent.sleep(CRASH_PAUSE_S)

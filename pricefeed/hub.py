@@ -105,6 +105,7 @@ class Hub:
         self._pending: set[StreamClient] = set()
         self._full_pass = False
         self._work = gevent.event.Event()
+        self._closed = gevent.event.Event()
         self._subscriptions: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
         self._subscription_count = 0
         # Counters for /health.
@@ -148,8 +149,13 @@ class Hub:
                 self._subscriptions[pairs] = known
         return known
 
-    def ready(self, client: StreamClient) -> None:
-        """The client's preamble is on the wire: it may be flushed to from now on."""
+    def ready(self, client: StreamClient, direct: bool = True) -> None:
+        """The client's preamble is on the wire: it may be flushed to from now on.
+        `direct` False: write through WSGI even though a socket was given."""
+        if client.direct and not direct:
+            client.use_wsgi()
+            if client in self._clients:
+                self.clients_direct -= 1
         client.ready = True
         self.catch_up(client)
 
@@ -174,9 +180,18 @@ class Hub:
         """Shutting down: end every stream, and refuse new ones (a stream opened after this
         would never be closed, and would keep the worker from exiting)."""
         self.closed = True
+        self._closed.set()
         self._work.set()
         for client in list(self._clients):
             client.close()
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, waking early (True) if the hub closes."""
+        return self._closed.wait(timeout)
+
+    @property
+    def full(self) -> bool:
+        return len(self._clients) >= self.max_clients
 
     # -- ticks ---------------------------------------------------------------------
 
@@ -228,13 +243,20 @@ class Hub:
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
-        if self._journal is not None:
-            self._journal.append((self.version, tick.pair, frame))
-            if len(self._journal) > JOURNAL_LIMIT:
-                self._journal = None    # the flusher is far behind: send latest-per-pair instead
+        if not self.paced:
+            if self._journal is not None:
+                self._journal.append((self.version, tick.pair, frame))
+                if len(self._journal) > JOURNAL_LIMIT:
+                    self._journal = None    # the flusher is far behind: send latest-per-pair instead
             self._work.set()
 
     # -- flushing --------------------------------------------------------------------
+
+    def resync(self) -> None:
+        """After a failed flush: the next visits everyone with the latest price per pair."""
+        self._journal = None if not self.paced else self._journal
+        self._full_pass = True
+        self._work.set()
 
     def wait_for_work(self, timeout: float | None = None) -> bool:
         """Immediate pace: block until there is something to flush (or the hub closed)."""

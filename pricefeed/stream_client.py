@@ -25,7 +25,7 @@ import gevent.event
 
 class StreamClient:
     __slots__ = ("pairs", "subscription", "slot", "sent_version", "steady", "ping_round", "ready",
-                 "closed", "gone", "backlog", "outbox", "_fd", "_wakeup")
+                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup")
 
     def __init__(self, pairs: tuple[str, ...], subscription: int, slot: int, version: int,
                  ping_round: int, sock: socket.socket | None):
@@ -38,8 +38,10 @@ class StreamClient:
         self.ready = False                   # the preamble is on the wire
         self.closed = False                  # the server is shutting down
         self.gone = False                    # the client went away (or was dropped)
-        self.backlog: bytes | None = None    # the unwritten rest of a direct write
+        # The unwritten rest of a direct write: a view of the shared chunk, not a copy.
+        self.backlog: memoryview | None = None
         self.outbox: bytes | None = None     # a chunk for the greenlet to yield (WSGI path)
+        self._sock = sock
         self._fd = sock.fileno() if sock is not None else -1
         self._wakeup = gevent.event.Event()
 
@@ -68,9 +70,14 @@ class StreamClient:
             return False
         if written == len(framed):
             return True
-        self.backlog = framed[written:]
+        self.backlog = memoryview(framed)[written:]
         self._wakeup.set()
         return False
+
+    def use_wsgi(self) -> None:
+        """Write through the server after all (views.py found it frames the body its own way)."""
+        self._sock = None
+        self._fd = -1
 
     def drop(self) -> None:
         """The peer is gone (reset, broken pipe): let the greenlet end the response."""
@@ -78,7 +85,14 @@ class StreamClient:
         self._wakeup.set()
 
     def close(self) -> None:
+        """The server is shutting down. A greenlet stuck finishing a backlog to a client that
+        stopped reading would hold the worker up to WRITE_TIMEOUT: cut that write short."""
         self.closed = True
+        if self.backlog is not None and self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._wakeup.set()
 
     def wait(self) -> None:

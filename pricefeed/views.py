@@ -12,7 +12,6 @@ import socket
 import time
 from typing import Iterator
 
-import gevent
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
@@ -66,12 +65,19 @@ def create_api_blueprint() -> Blueprint:
             # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
             # opened here would never notice its client leave and would hold a slot forever.
             return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
+        if node.hub.closed:
+            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
+        if node.hub.full:
+            node.hub.clients_refused += 1
+            raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
+                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
         wait = node.admission.reserve()
         if wait is None:
             raise ApiError(503, "at_capacity", "too many new streams on this worker at once; retry",
                            {"Retry-After": str(node.admission.retry_after() + random.randint(0, 5))})
-        if wait:
-            gevent.sleep(wait)   # a reconnect storm is admitted at a bounded rate (admission.py)
+        if wait and node.hub.wait_closed(wait):
+            # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the wait.
+            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
         sock = request.environ.get("gunicorn.socket")
         try:
             client = node.hub.connect(pairs, direct_socket(node, request.environ))
@@ -88,7 +94,8 @@ def create_api_blueprint() -> Blueprint:
             snapshot["resume"] = node.hub.resume(resume_from, pairs)
         retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
         preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
-        response = Response(_stream_events(node.hub, client, preamble, sock),
+        responder = _server_response(request.environ) if client.direct else None
+        response = Response(_stream_events(node.hub, client, preamble, sock, responder),
                             content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
         response.call_on_close(lambda: node.hub.disconnect(client))
         return response
@@ -178,13 +185,44 @@ def direct_socket(node: Node, environ: dict) -> socket.socket | None:
     return sock
 
 
+START_RESPONSE_KEY = "pricefeed.start_response"
+
+
+def remember_start_response(wsgi_app):
+    """WSGI wrapper (installed by PriceFeed.init_app): keeps the server's start_response in the
+    environ, so a stream can check how the server framed its first bytes (_framed_by_gunicorn)."""
+    def app(environ, start_response):
+        environ[START_RESPONSE_KEY] = start_response
+        return wsgi_app(environ, start_response)
+    app.__wrapped__ = wsgi_app
+    return app
+
+
+def _server_response(environ: dict) -> object | None:
+    """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
+    responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)
+    kind = type(responder)
+    if kind.__module__ == "gunicorn.http.wsgi" and kind.__name__ == "Response":
+        return responder
+    return None
+
+
+def _framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
+    """True if gunicorn sent the head and exactly our preamble as a chunked body: then our own
+    chunks continue its stream byte for byte. Not so if a middleware or an after_request hook
+    set a Content-Length, compressed or buffered the body — then the WSGI path it is."""
+    return (responder is not None and getattr(responder, "chunked", False) is True
+            and getattr(responder, "headers_sent", False) is True
+            and getattr(responder, "sent", None) == preamble_length)
+
+
 def _stream_events(hub: Hub, client: StreamClient, preamble: bytes,
-                   sock: socket.socket | None) -> Iterator[bytes]:
+                   sock: socket.socket | None, responder: object | None = None) -> Iterator[bytes]:
     """The response body. The server writes the preamble; after that the flusher writes
     (stream_client.py) and this greenlet only finishes backlogs, or yields handed-over chunks."""
     try:
         yield preamble
-        hub.ready(client)
+        hub.ready(client, direct=client.direct and _framed_by_gunicorn(responder, len(preamble)))
         while True:
             client.wait()
             if client.gone:

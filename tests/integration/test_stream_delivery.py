@@ -187,3 +187,20 @@ def test_new_streams_past_the_admission_rate_wait_and_past_the_longest_wait_get_
             first.close()
             for sock in socks:
                 sock.close()
+
+
+def test_when_the_apps_middleware_rewrites_the_body_every_chunk_goes_through_it(sim):
+    from tests.support.middleware_app import TAG
+    sim.market(paused=False)
+    env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS}
+    with GunicornProcess(workers=1, env=env, app="tests.support.middleware_app:app") as server:
+        wait_until(lambda: server.health()["mode"] == "live", 20, message="live mode")
+        stream = RawStream(server.port, f"{STREAM}?pairs={PAIRS}")
+        try:
+            stream.read_until(lambda: len(PRICE_EVENT.findall(b"".join(stream.dechunked()[0]))) >= 10)
+            chunks, _ = stream.dechunked()
+            assert all(chunk.endswith(TAG) for chunk in chunks), "a chunk bypassed the app's middleware"
+            clients = server.health()["clients"]
+            assert clients["clients"] == 1 and clients["clients_direct"] == 0
+        finally:
+            stream.close()

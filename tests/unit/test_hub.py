@@ -383,3 +383,43 @@ def test_disconnecting_twice_counts_once():
     hub.disconnect(wire.client)
     hub.disconnect(wire.client)
     assert hub.status()["clients"] == 0 and hub.status()["clients_direct"] == 0
+
+
+def test_a_status_never_overtakes_the_prices_made_before_it_in_one_chunk():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    flush(hub)
+    hub.publish(tick(price="1.00", seq=1))
+    hub.broadcast_status({"mode": "degraded"})
+    hub.publish(tick(price="2.00", seq=2))
+    flush(hub)
+    body = wire.body()
+    assert body.index(b'"price":"1.00"') < body.index(b"event: status") < body.index(b'"price":"2.00"')
+
+
+def test_after_a_failed_flush_the_next_one_sends_everyone_the_latest_prices():
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=10, stale_after=10)
+    wires = [Wire(hub, ("BTC/USD",)), Wire(hub, ("ETH/USD",))]
+    flush(hub)
+    hub.publish(tick("BTC/USD", "1.00", seq=1))
+    hub.take_batch()                                  # a batch that never went out (the flush raised)
+    hub.resync()
+    hub.publish(tick("ETH/USD", "2.00", seq=2))
+    flush(hub)
+    assert prices(wires[0].body()) == ["1.00"] and prices(wires[1].body()) == ["2.00"]
+
+
+def test_shutdown_cuts_short_a_backlog_write_to_a_client_that_stopped_reading():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    wire.server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    flush(hub)
+    seq = 0
+    while wire.client.backlog is None:
+        seq += 1
+        hub.publish(tick(price=f"{seq}.00", seq=seq))
+        flush(hub)
+        assert seq < 100_000
+    hub.close_all()
+    with pytest.raises(OSError):                      # what the greenlet's blocking write now gets
+        wire.server_end.send(b"x")

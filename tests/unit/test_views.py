@@ -41,3 +41,33 @@ def test_an_invalid_setting_stops_start_up_naming_the_variable():
 def test_the_dashboard_can_be_turned_off():
     app, _ = make_app(PRICEFEED_DASHBOARD=False)
     assert app.test_client().get("/").status_code == 404
+
+
+def test_a_full_worker_refuses_before_taking_an_admission_slot():
+    app, feed = make_app(PRICEFEED_MAX_CLIENTS=1)
+    feed.node.hub.connect(("BTC/USD",))
+    response = app.test_client().get("/api/market-data/stream?pairs=BTC/USD")
+    assert response.status_code == 503 and response.get_json()["error"] == "at_capacity"
+    assert int(response.headers["Retry-After"]) >= 5
+    assert feed.node.admission.status()["admitted"] == 0
+
+
+def test_a_stream_outside_gunicorn_gets_its_chunks_through_wsgi():
+    app, feed = make_app()
+    hub = feed.node.hub
+    response = app.test_client().get("/api/market-data/stream?pairs=BTC/USD", buffered=False)
+    body = iter(response.response)
+    assert next(body).startswith(b"retry: ")          # the preamble ...
+    client = next(iter(hub._clients))
+    assert not client.direct                           # ... and no socket to write to directly
+    import gevent
+
+    from pricefeed.flusher import Flusher
+    from tests.unit.test_hub import tick
+    reader = gevent.spawn(next, body)                 # the server asks for the next chunk ...
+    gevent.sleep(0)                                   # ... so the client is ready and waits
+    hub.publish(tick(price="42.00"))
+    Flusher(hub).flush(hub.take_batch())
+    assert b'"price":"42.00"' in reader.get(timeout=2)
+    response.close()
+    assert hub.status()["clients"] == 0
