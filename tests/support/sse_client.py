@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class SSEClient:
         parts = urlsplit(url)
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         self.conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""), headers=headers or {})
+        self._sock = self.conn.sock
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = {k.lower(): v for k, v in self.response.getheaders()}
@@ -111,6 +113,12 @@ class SSEClient:
         return wait_until(lambda: predicate(self), timeout, message=message)
 
     def close(self) -> None:
+        try:
+            # First unblock the reader thread: it holds the response's buffer lock while it
+            # waits for data, and closing the response would wait for that lock.
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.response.close()
             self.conn.sock and self.conn.sock.close()
