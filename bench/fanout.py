@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator  # noqa: E402
 import gevent  # noqa: E402
 import redis  # noqa: E402
 
-from bench.fanout_client import BATCH_READ_S  # noqa: E402
+from bench.fanout_client import BATCH_READ_S, raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, Scenario, flask_sse_channels  # noqa: E402
 from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
 from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
@@ -322,6 +322,12 @@ def main() -> None:
         raise SystemExit("ramp must be at most 5,000 connects/s, source-ips 1..250, sample-every at least 1")
     if not 0 < args.connect_timeout <= 60:
         raise SystemExit("connect-timeout must be at most 60 s")
+    # gunicorn, redis-server and the generators inherit it; each holds up to ~10,000 streams.
+    open_files = raise_open_files_limit()
+    needed = min(max(counts), MAX_CLIENTS_PER_GENERATOR) + 1000
+    if open_files < needed:
+        raise SystemExit(f"the open-files limit is {open_files}; {max(counts):,} clients need {needed:,} "
+                         f"per process (raise the hard limit: ulimit -Hn)")
     scenario = SCENARIOS[args.scenario]
     targets = TARGETS if args.target == "both" else (args.target,)
     rows = []

@@ -44,6 +44,19 @@ _SNAPSHOT_PRICE = re.compile(rb'\{"pair":"([^"]+)","symbol":"[^"]*","price":"([^
 _PRICE_AFTER_PAIR = re.compile(rb',"symbol":"[^"]*","price":"([^"]+)"')
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's open-files limit to its hard limit (children inherit it); return it.
+    Each stream holds one file; a limit of 1,024 would cap a generator far below 10,000."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 class LoadStats:
     """What one load-generator process saw, summed over its clients."""
 
@@ -227,4 +240,5 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    raise_open_files_limit()
     print(json.dumps(run_child(json.loads(sys.argv[1]))), flush=True)

@@ -2,9 +2,12 @@
 
 Per flush it builds each distinct chunk once — keyed by the client's
 subscription and how far it has been sent — and writes it to every client that
-needs exactly that, one write per client. It yields to the gevent hub every
-YIELD_EVERY writes, so the lease renewals, the bus reader and new requests run
-between writes even during a flush to tens of thousands of clients.
+needs exactly that, one write per client. Every YIELD_EVERY writes it sleeps for
+YIELD_S, so the lease renewals, the bus reader and new requests run between
+writes even during a flush to tens of thousands of clients. A positive sleep, not
+sleep(0): sleep(0) only lets other *ready* greenlets run and can come straight
+back before the loop polls for I/O (gevent's own docs say so) — under a flush that
+never ends, accepts, Redis replies and the exchange's messages would wait.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .stream_client import StreamClient
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: about 1-2 ms)
+YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
 CRASH_PAUSE_S = 0.1
 
 
@@ -90,7 +94,7 @@ class Flusher:
                 client.steady = client.deliver(chunk[1], chunk[0])
                 written += 1
                 if written % YIELD_EVERY == 0:
-                    gevent.sleep(0)
+                    gevent.sleep(YIELD_S)
             else:
                 client.steady = True
             client.sent_version = batch.version
