@@ -35,6 +35,16 @@ class ApiError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
+def _at_capacity() -> ApiError:
+    return ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
+                    {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
+
+
+def _shutting_down() -> ApiError:
+    # A short Retry-After: the browser should reconnect at once, to another worker.
+    return ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
+
+
 def current_node() -> Node:
     return current_app.extensions[EXTENSION_KEY].node
 
@@ -66,27 +76,24 @@ def create_api_blueprint() -> Blueprint:
             # opened here would never notice its client leave and would hold a slot forever.
             return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
         if node.hub.closed:
-            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
+            raise _shutting_down()
         if node.hub.full:
             node.hub.clients_refused += 1
-            raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
-                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))})
+            raise _at_capacity()
         wait = node.admission.reserve()
         if wait is None:
             raise ApiError(503, "at_capacity", "too many new streams on this worker at once; retry",
                            {"Retry-After": str(node.admission.retry_after() + random.randint(0, 5))})
         if wait and node.hub.wait_closed(wait):
             # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the wait.
-            raise ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
+            raise _shutting_down()
         sock = request.environ.get("gunicorn.socket")
         try:
             client = node.hub.connect(pairs, direct_socket(node, request.environ))
         except HubFull:
-            raise ApiError(503, "at_capacity", "this worker streams to its maximum number of clients",
-                           {"Retry-After": str(AT_CAPACITY_RETRY_AFTER_S + random.randint(0, 10))}) from None
+            raise _at_capacity() from None
         except HubClosed:
-            raise ApiError(503, "shutting_down", "this server is restarting; reconnect",
-                           {"Retry-After": "1"}) from None
+            raise _shutting_down() from None
         _bound_writes(sock, node.config.write_timeout)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         snapshot = _snapshot_body(node, pairs)
