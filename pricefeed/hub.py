@@ -15,8 +15,9 @@ Two paces, by MIN_UPDATE_INTERVAL:
   flushed once per interval — one hub-level timer, no per-client timers — with the
   latest price of each pair that changed since that client's last write.
 A client that cannot keep up (its socket buffer is full) is skipped until it has
-drained, then sent the latest price of each pair: its memory is bounded by the
-number of pairs, and it never slows anyone else.
+drained, then sent the latest price of each pair: it holds at most the unsent rest of
+one chunk (a view of the bytes every other client shared), and it never slows anyone
+else.
 """
 from __future__ import annotations
 
