@@ -61,8 +61,15 @@ class Deployment:
         return None
 
 
-def trade_ids(sim) -> int:
-    return sum(p["trade_id"] for p in sim.prices().values())
+def trade_ids(sim) -> dict[str, int]:
+    """Each symbol's latest exchange trade id (a symbol that has not traded yet is absent)."""
+    return {symbol: p["trade_id"] for symbol, p in sim.prices().items() if p.get("trade_id") is not None}
+
+
+def trades_between(before: dict[str, int], after: dict[str, int]) -> int:
+    # Only symbols known at both ends: one that first trades in between has no starting id
+    # (counting from 0 would add its whole id, ~10^8, to "ticks lost").
+    return sum(after[symbol] - before[symbol] for symbol in after if symbol in before)
 
 
 def health_ms(app: GunicornProcess) -> float:
@@ -190,7 +197,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
     run.recovery_s = recovered - started
     sampling = False
     sampler.join(timeout=6)
-    made = trade_ids(d.sim) - ids_before
+    made = trades_between(ids_before, trade_ids(d.sim))
     seen = len({(e.json()["pair"], e.json()["ts"], e.json()["price"]) for e in d.clients[0].of("price")
                 if started * 1000 <= e.json()["ts"] <= recovered * 1000})
     run.ticks_lost = max(0, made - seen)
