@@ -23,10 +23,10 @@ def post_worker_init(worker: Any) -> None:
         worker.log.warning("pricefeed: the WSGI app has no PriceFeed extension; nothing started")
         return
     node = extension.node
-    # Direct socket writes replicate gunicorn's HTTP/1.1 chunked framing: only for its own
-    # gevent worker speaking plain HTTP (not the uwsgi protocol, not TLS).
-    node.direct_writes = (node.config.direct_writes and type(worker).__name__ == "GeventWorker"
-                          and getattr(worker.cfg, "protocol", "http") == "http" and not worker.cfg.is_ssl)
+    # Direct socket writes need gevent's non-blocking sockets and gunicorn's own response
+    # framing: its gevent worker only (not gevent_pywsgi, not sync/gthread). TLS, HTTP/1.0, the
+    # uwsgi protocol and rewriting middleware are ruled out per stream (views.direct_socket).
+    node.direct_writes = node.config.direct_writes and type(worker).__name__ == "GeventWorker"
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)

@@ -255,7 +255,8 @@ class Hub:
 
     def resync(self) -> None:
         """After a failed flush: the next visits everyone with the latest price per pair."""
-        self._journal = None if not self.paced else self._journal
+        if not self.paced:
+            self._journal = None
         self._full_pass = True
         self._work.set()
 

@@ -89,7 +89,7 @@ def create_api_blueprint() -> Blueprint:
             raise _shutting_down()
         sock = request.environ.get("gunicorn.socket")
         try:
-            client = node.hub.connect(pairs, direct_socket(node, request.environ))
+            client = node.hub.connect(pairs, direct_socket(node, sock, request.environ))
         except HubFull:
             raise _at_capacity() from None
         except HubClosed:
@@ -177,14 +177,14 @@ def create_dashboard_blueprint() -> Blueprint:
     return dashboard
 
 
-def direct_socket(node: Node, environ: dict) -> socket.socket | None:
+def direct_socket(node: Node, sock: socket.socket | None, environ: dict) -> socket.socket | None:
     """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI).
 
-    Only where we know the bytes on the wire: gunicorn's gevent worker (the hooks set
-    node.direct_writes after checking the worker class and protocol), a plain socket (TLS
-    must go through its own layer) and HTTP/1.1 (chunked transfer encoding).
+    A candidate only under gunicorn's gevent worker (node.direct_writes, set by the hooks),
+    over a plain socket (TLS must go through its own layer) and HTTP/1.1 (chunked transfer
+    encoding). The stream confirms it once gunicorn has sent the preamble
+    (_framed_by_gunicorn), which also rules out the uwsgi protocol and rewriting middleware.
     """
-    sock = environ.get("gunicorn.socket")
     if sock is None or not node.direct_writes or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
         return None
     if hasattr(sock, "getpeercert"):
@@ -232,12 +232,9 @@ def _stream_events(hub: Hub, client: StreamClient, preamble: bytes,
         hub.ready(client, direct=client.direct and _framed_by_gunicorn(responder, len(preamble)))
         while True:
             client.wait()
-            if client.gone:
-                _hang_up(sock)
-                return
-            if client.closed:
-                # The worker is shutting down. Without this the connection would sit in
-                # keep-alive after the stream ends, and the worker could not exit for seconds.
+            if client.gone or client.closed:
+                # Gone, or the worker is shutting down. Without the hang-up the connection would
+                # sit in keep-alive after the stream ends, and the worker could not exit for seconds.
                 _hang_up(sock)
                 return
             if client.backlog is not None:
