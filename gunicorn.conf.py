@@ -33,20 +33,20 @@ control_socket_disable = True
 # The hooks import pricefeed only inside the worker, after it has monkey-patched:
 # importing it here would load ssl, socket users and redis into the master unpatched.
 def post_worker_init(worker):
-    from pricefeed.gunicorn_hooks import post_worker_init as start
+    from pricefeed.web.gunicorn_hooks import post_worker_init as start
     start(worker)
 
 
 def worker_int(worker):
-    from pricefeed.gunicorn_hooks import worker_int as stop
+    from pricefeed.web.gunicorn_hooks import worker_int as stop
     stop(worker)
 
 
 def worker_abort(worker):
-    from pricefeed.gunicorn_hooks import worker_abort as stop
+    from pricefeed.web.gunicorn_hooks import worker_abort as stop
     stop(worker)
 
 
 def worker_exit(server, worker):
-    from pricefeed.gunicorn_hooks import worker_exit as stop
+    from pricefeed.web.gunicorn_hooks import worker_exit as stop
     stop(server, worker)

@@ -8,7 +8,7 @@
     feed = PriceFeed(app)          # or PriceFeed() then feed.init_app(app)
 
 Under gunicorn's gevent worker, start the feed once the worker has patched:
-`pricefeed.gunicorn_hooks.post_worker_init` does it (see gunicorn.conf.py).
+`pricefeed.web.gunicorn_hooks.post_worker_init` does it (see gunicorn.conf.py).
 Without that hook the feed starts on the first request.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
     # Lazy, so `python -m pricefeed.simulator` and the gunicorn master do not import
     # Flask, redis and ssl before gevent has patched.
     if name == "PriceFeed":
-        from .extension import PriceFeed
+        from pricefeed.web.extension import PriceFeed
         return PriceFeed
     if name in ("Config", "ConfigError"):
         from . import config

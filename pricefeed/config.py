@@ -247,11 +247,13 @@ def _validate(setting: Setting, key: str, raw: Any) -> Any:
 
 
 def _check_pairs(config: "Config") -> None:
-    """The pairs must parse, be distinct on the exchange, and fit one connection's stream limit."""
-    from .binance import stream_names
-    from .pairs import PairCatalog, PairError
+    """The pairs must parse, be distinct on the exchange, and fit one exchange connection."""
+    from pricefeed.pairs import MAX_PAIRS, PairCatalog, PairError
+    if len(config.pairs) > MAX_PAIRS:
+        raise ConfigError(f"PRICEFEED_PAIRS is invalid: {len(config.pairs)} pairs, at most {MAX_PAIRS} "
+                          "fit one exchange connection")
     try:
-        stream_names(PairCatalog(config.pairs, config.stable_quote).pairs)
+        PairCatalog(config.pairs, config.stable_quote)
     except PairError as exc:
         raise ConfigError(f"PRICEFEED_PAIRS is invalid: {exc.detail}") from None
     except ValueError as exc:

@@ -18,20 +18,21 @@ from typing import Callable
 import gevent
 import pybreaker
 
-from .admission import AdmissionGate
-from .backoff import ReconnectPolicy
-from .breakers import new_breaker
-from .bus import Bus, InProcessBus
-from .config import Config
-from .fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
-from .flusher import Flusher
-from .hub import Hub
-from .lease import Election, Lease, LeaseTimings
-from .pairs import PairCatalog
-from .redis_bus import RedisBus, command_client
-from .rest import RestPoller
-from .ticks import PriceTick
-from .upstream import BinanceFeed
+from pricefeed.delivery.admission import AdmissionGate
+from pricefeed.exchange.backoff import ReconnectPolicy
+from pricefeed.breakers import new_breaker
+from pricefeed.cluster.bus import Bus
+from pricefeed.cluster.memory_bus import InProcessBus
+from pricefeed.config import Config
+from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
+from pricefeed.delivery.flusher import Flusher
+from pricefeed.delivery.hub import Hub
+from pricefeed.cluster.lease import Election, Lease, LeaseTimings
+from pricefeed.pairs import PairCatalog
+from pricefeed.cluster.redis_bus import RedisBus, command_client
+from pricefeed.exchange.rest import RestPoller
+from pricefeed.ticks import PriceTick
+from pricefeed.exchange.feed import BinanceFeed
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,12 @@ class Node:
 
     def _leader_delivering(self) -> bool:
         """Redis is back and a live leader's ticks reach us: our own feed's are redundant."""
-        return isinstance(self.bus, RedisBus) and self.bus.subscribed and self._leader_live()
+        return self.bus.subscribed and self._leader_live()
 
     def _leader_live(self) -> bool:
-        heartbeat = getattr(self.bus, "leader_heartbeat", None) or {}
-        return bool(isinstance(self.bus, RedisBus) and self.bus.leader_alive() and heartbeat.get("live"))
+        """Another worker leads, and its exchange connection delivers."""
+        heartbeat = self.bus.leader_heartbeat or {}
+        return bool(self.bus.leader_alive() and heartbeat.get("live"))
 
     def _on_leader_heartbeat(self, heartbeat: dict) -> None:
         epoch = heartbeat.get("epoch")
@@ -256,7 +258,7 @@ class Node:
         """Seconds since the exchange connection feeding us last delivered data (ours or the leader's)."""
         if self.election is None or self.election.leading or self.fallback.local:
             return self.feed.data_age()
-        heartbeat = getattr(self.bus, "leader_heartbeat", None) or {}
+        heartbeat = self.bus.leader_heartbeat or {}
         age = heartbeat.get("data_age_s")
         if not self._leader_live() or not isinstance(age, (int, float)):
             return None
@@ -266,7 +268,6 @@ class Node:
         if self.election is None:
             return Observation(redis_configured=False, redis_up=False, leading=True,
                                feed_live=self.feed.is_live(), leader_live=False)
-        assert isinstance(self.bus, RedisBus)
         return Observation(
             redis_configured=True,
             redis_up=self.bus.subscribed and not self.election.redis_failing,
@@ -290,8 +291,8 @@ class Node:
                 self.rest.stop()
 
     def _send_heartbeat(self) -> None:
-        assert isinstance(self.bus, RedisBus)
-        lease = self.bus.lease
+        assert self.election is not None
+        lease = self.election.lease
         try:
             self.bus.publish_heartbeat({
                 "worker": self.worker_id, "epoch": lease.epoch, "since": lease.since,
@@ -304,7 +305,7 @@ class Node:
     def simulated(self) -> bool:
         if self.config.simulated or self.feed.simulated:
             return True
-        heartbeat = getattr(self.bus, "leader_heartbeat", None)
+        heartbeat = self.bus.leader_heartbeat
         if heartbeat and heartbeat.get("simulated"):
             return True
         return any(entry.tick.source == "simulator" for entry in self.hub.book.values())
@@ -316,7 +317,3 @@ class Node:
             detail += "; prices shown are the last received" if self.hub.book else "; no prices yet"
         return {"mode": self.mode, "simulated": self.simulated, "stale": self.hub.stale_pairs(),
                 "server_time": int(time.time() * 1000), "detail": detail}
-
-    def health(self) -> tuple[dict, int]:
-        from .health import health_report
-        return health_report(self)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pricefeed.lease import Lease, LeaseTimings
-from pricefeed.redis_bus import RedisBus, command_client
+from pricefeed.cluster.lease import Lease, LeaseTimings
+from pricefeed.cluster.redis_bus import RedisBus, command_client
 from pricefeed.ticks import PriceTick
 from tests.support.redis_server import RedisServer
 

@@ -157,7 +157,7 @@ def test_a_paused_leader_never_delivers_an_old_epoch_tick_and_demotes_itself(two
             epochs = epochs_seen(client)
             assert epochs == sorted(epochs), f"a tick from an older epoch arrived after a newer one: {epochs}"
         # The resumed worker itself noticed it no longer holds the lease.
-        assert re.search(rf"{pid} WARNING pricefeed.lease: lease: epoch \d+ lost", a.output() + b.output())
+        assert re.search(rf"{pid} WARNING pricefeed.cluster.lease: lease: epoch \d+ lost", a.output() + b.output())
     finally:
         for client in clients:
             client.close()

@@ -18,7 +18,7 @@ import pytest
 
 from pricefeed.breakers import new_breaker
 from pricefeed.pairs import PairCatalog
-from pricefeed.rest import RestPoller
+from pricefeed.exchange.rest import RestPoller
 from pricefeed.ticks import PriceTick
 from tests.support.simulator import SimulatorProcess
 from tests.support.waiting import wait_until
@@ -127,7 +127,7 @@ def test_retry_after_stops_every_request_until_it_has_passed(sim, caplog, status
     assert poller.poll_once() == 2                    # the fault has expired: polling resumes
     assert rest_requests(sim) == 2
     assert {t.symbol: t.price for t in ticks} == exchange_prices(sim)
-    errors = [r for r in caplog.records if r.name == "pricefeed.rest" and r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "pricefeed.exchange.rest" and r.levelno >= logging.ERROR]
     assert bool(errors) == (status == 418)
     assert poller.status()["failures"] == 1
 

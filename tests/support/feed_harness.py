@@ -17,9 +17,9 @@ import time  # noqa: E402
 
 import gevent  # noqa: E402
 
-from pricefeed.backoff import ReconnectPolicy  # noqa: E402
+from pricefeed.exchange.backoff import ReconnectPolicy  # noqa: E402
 from pricefeed.pairs import PairCatalog  # noqa: E402
-from pricefeed.upstream import BinanceFeed  # noqa: E402
+from pricefeed.exchange.feed import BinanceFeed  # noqa: E402
 
 
 class ObservedFeed(BinanceFeed):

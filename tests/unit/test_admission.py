@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pricefeed.admission import AdmissionGate
+from pricefeed.delivery.admission import AdmissionGate
 
 
 class ManualClock:

@@ -1,7 +1,7 @@
 """Reconnect policy: full jitter under a capped exponential ceiling, Retry-After, and the attempt cap."""
 from __future__ import annotations
 
-from pricefeed.backoff import ReconnectPolicy
+from pricefeed.exchange.backoff import ReconnectPolicy
 
 
 class Clock:

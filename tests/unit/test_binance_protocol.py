@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from pricefeed.binance import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
+from pricefeed.exchange.protocol import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
                                Trade, Unused, combined_stream_url, parse_frame, stream_names)
 from pricefeed.pairs import PairCatalog
 from tests.conftest import capture_frames, last_trade_prices, unicornfy_samples

@@ -1,7 +1,7 @@
 """The fallback chain's decisions and their hysteresis, on a manual clock."""
 from __future__ import annotations
 
-from pricefeed.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
+from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 
 
 class Clock:

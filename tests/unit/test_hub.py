@@ -12,9 +12,9 @@ import time
 import gevent
 import pytest
 
-from pricefeed import sse
-from pricefeed.flusher import Flusher, chunk_for
-from pricefeed.hub import Hub, HubClosed, HubFull
+from pricefeed.delivery import sse
+from pricefeed.delivery.flusher import Flusher, chunk_for
+from pricefeed.delivery.hub import Hub, HubClosed, HubFull
 from pricefeed.ticks import PriceTick
 
 
@@ -278,7 +278,7 @@ def test_capacity_is_enforced():
 
 
 def test_a_flusher_far_behind_falls_back_to_the_latest_price_per_pair():
-    from pricefeed import hub as hub_module
+    from pricefeed.delivery import hub as hub_module
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
     wire = Wire(hub, ("BTC/USD",))
     flush(hub)

@@ -62,7 +62,7 @@ def test_a_stream_outside_gunicorn_gets_its_chunks_through_wsgi():
     assert not client.direct                           # ... and no socket to write to directly
     import gevent
 
-    from pricefeed.flusher import Flusher
+    from pricefeed.delivery.flusher import Flusher
     from tests.unit.test_hub import tick
     reader = gevent.spawn(next, body)                 # the server asks for the next chunk ...
     gevent.sleep(0)                                   # ... so the client is ready and waits

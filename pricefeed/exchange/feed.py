@@ -28,12 +28,12 @@ import gevent.event
 import pybreaker
 import websocket
 
-from .backoff import ReconnectPolicy
-from .binance import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
+from pricefeed.exchange.backoff import ReconnectPolicy
+from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
                       combined_stream_url, parse_frame)
-from .pairs import PairCatalog
-from .ticks import PriceTick
-from .upstream_connection import FeedStats, UpstreamConnection
+from pricefeed.pairs import PairCatalog
+from pricefeed.ticks import PriceTick
+from pricefeed.exchange.connection import FeedStats, UpstreamConnection
 
 log = logging.getLogger(__name__)
 

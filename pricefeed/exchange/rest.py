@@ -32,9 +32,9 @@ from typing import Any, Callable
 import gevent
 import pybreaker
 
-from .breakers import new_breaker
-from .pairs import PairCatalog
-from .ticks import PriceTick
+from pricefeed.breakers import new_breaker
+from pricefeed.pairs import PairCatalog
+from pricefeed.ticks import PriceTick
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,11 @@ import threading
 
 from flask import Flask
 
-from .config import Config
-from .node import Node
-from .views import EXTENSION_KEY, create_api_blueprint, create_dashboard_blueprint, remember_start_response
+from pricefeed.config import Config
+from pricefeed.node import Node
+from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
+from pricefeed.web.dashboard import create_dashboard_blueprint
+from pricefeed.web.sse_response import remember_start_response
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
-
-from .breakers import breaker_status
-from .fallback import LIVE
-from .redis_bus import RedisBus
-
-if TYPE_CHECKING:
-    from .node import Node
+from pricefeed.breakers import breaker_status
+from pricefeed.cluster.fallback import LIVE
+from pricefeed.node import Node
 
 
-def health_report(node: "Node") -> tuple[dict, int]:
+def health_report(node: Node) -> tuple[dict, int]:
     """The document and its HTTP status: 503 only when no price can be served."""
     now_wall = time.time()
     hub = node.hub
@@ -60,7 +55,7 @@ def health_report(node: "Node") -> tuple[dict, int]:
     return body, 503 if overall == "down" else 200
 
 
-def _leader(node: "Node") -> dict:
+def _leader(node: Node) -> dict:
     if node.election is None:
         return {"worker": node.worker_id, "host": socket.gethostname(), "epoch": node.bus.status().get("epoch"),
                 "since": node.started_at, "this_worker": True,
@@ -73,8 +68,8 @@ def _leader(node: "Node") -> dict:
         return {"worker": node.worker_id, "host": socket.gethostname(), "epoch": lease.epoch,
                 "since": lease.since, "this_worker": True, "lease": timings}
     bus = node.bus
-    heartbeat = (bus.leader_heartbeat if isinstance(bus, RedisBus) else None) or {}
-    alive = isinstance(bus, RedisBus) and bus.leader_alive()
+    heartbeat = bus.leader_heartbeat or {}
+    alive = bus.leader_alive()
     worker = heartbeat.get("worker") if alive else None
     return {"worker": worker, "host": worker.rsplit(":", 1)[0] if worker else None,
             "epoch": heartbeat.get("epoch") if alive else None,
@@ -82,7 +77,7 @@ def _leader(node: "Node") -> dict:
             "this_worker": False, "lease": timings}
 
 
-def _redis(node: "Node") -> dict:
+def _redis(node: Node) -> dict:
     election = node.election
     if election is None:
         return {"configured": False, "reachable": None, "latency_ms": None}

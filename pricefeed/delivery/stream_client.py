@@ -5,7 +5,7 @@ The flusher writes a client's chunk in one of two ways:
   chunk, straight to the client's socket. This is the fast path: no greenlet
   switch, no trip through the WSGI stack. It is used only where we know how the
   server frames a response body — plain HTTP/1.1 under gunicorn's gevent worker
-  (views.direct_socket decides) — and only after the server has sent the
+  (the web layer's sse_response.direct_socket decides) — and only after the server has sent the
   response head and the first chunk itself.
 - through WSGI: the chunk is handed to the client's greenlet, which yields it to
   the server like any streaming response (other servers, TLS, HTTP/1.0, tests).
@@ -75,7 +75,7 @@ class StreamClient:
         return False
 
     def use_wsgi(self) -> None:
-        """Write through the server after all (views.py found it frames the body its own way)."""
+        """Write through the server after all (the web layer found it frames the body its own way)."""
         self._sock = None
         self._fd = -1
 

@@ -16,9 +16,9 @@ import time
 
 import gevent
 
-from . import sse
-from .hub import Batch, Hub
-from .stream_client import StreamClient
+from pricefeed.delivery import sse
+from pricefeed.delivery.hub import Batch, Hub
+from pricefeed.delivery.stream_client import StreamClient
 
 log = logging.getLogger(__name__)
 

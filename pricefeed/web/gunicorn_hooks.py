@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .views import EXTENSION_KEY
+from pricefeed.web.api import EXTENSION_KEY
 
 
 def _extension(worker: Any):
@@ -25,7 +25,7 @@ def post_worker_init(worker: Any) -> None:
     node = extension.node
     # Direct socket writes need gevent's non-blocking sockets and gunicorn's own response
     # framing: its gevent worker only (not gevent_pywsgi, not sync/gthread). TLS, HTTP/1.0, the
-    # uwsgi protocol and rewriting middleware are ruled out per stream (views.direct_socket).
+    # uwsgi protocol and rewriting middleware are ruled out per stream (sse_response.direct_socket).
     node.direct_writes = node.config.direct_writes and type(worker).__name__ == "GeventWorker"
     extension.start()
     import gevent

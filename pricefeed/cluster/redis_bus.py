@@ -26,9 +26,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .bus import Bus, Deliver
-from .lease import Lease
-from .ticks import PriceTick
+from pricefeed.cluster.bus import Bus, Deliver
+from pricefeed.cluster.lease import Lease
+from pricefeed.ticks import PriceTick
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def command_client(url: str, timeout: float = 1.0) -> redis.Redis:
 class RedisBus(Bus):
     def __init__(self, client: redis.Redis, prefix: str, lease: Lease, heartbeat_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, breaker: pybreaker.CircuitBreaker | None = None):
+        super().__init__()
         self.client = client
         self.breaker = breaker
         self.lease = lease
@@ -73,12 +74,10 @@ class RedisBus(Bus):
         self._greenlet: gevent.Greenlet | None = None
         self._seq = itertools.count(1)
         self._seq_epoch: int | None = None
-        self.on_release: Callable[[], None] = lambda: None
-        self.on_heartbeat: Callable[[dict], None] = lambda heartbeat: None
-        self.subscribed = False
+        self._subscribed = False
         self.subscriptions = 0
         self.last_message_at: float | None = None
-        self.leader_heartbeat: dict | None = None
+        self._leader_heartbeat: dict | None = None
         self.leader_heartbeat_at: float | None = None
         self.published = 0
         self.fenced = 0
@@ -96,7 +95,7 @@ class RedisBus(Bus):
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
-        self.subscribed = False
+        self._subscribed = False
 
     def publish(self, tick: PriceTick) -> PriceTick | None:
         if not self.lease.held():
@@ -157,6 +156,14 @@ class RedisBus(Bus):
 
     # -- subscribing -------------------------------------------------------------------
 
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed
+
+    @property
+    def leader_heartbeat(self) -> dict | None:
+        return self._leader_heartbeat
+
     def heartbeat_age(self) -> float:
         at = self.leader_heartbeat_at
         return 0.0 if at is None else self._clock() - at
@@ -172,7 +179,7 @@ class RedisBus(Bus):
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 self._guarded(pubsub.subscribe, self.channel, self.lease.events_channel)
-                self.subscribed = True
+                self._subscribed = True
                 self.subscriptions += 1
                 failures = 0
                 self._reload_last_prices()
@@ -183,7 +190,7 @@ class RedisBus(Bus):
                 failures += 1
                 log.warning("bus: subscription lost (%s: %s)", type(exc).__name__, exc)
             finally:
-                self.subscribed = False
+                self._subscribed = False
                 try:
                     pubsub.close()
                 except Exception:  # noqa: BLE001
@@ -223,7 +230,7 @@ class RedisBus(Bus):
         if channel.decode() == self.lease.events_channel:
             if text.startswith("released"):
                 # That leader is gone now, not when its last heartbeat goes quiet.
-                self.leader_heartbeat = self.leader_heartbeat_at = None
+                self._leader_heartbeat = self.leader_heartbeat_at = None
                 self.on_release()
             return
         try:
@@ -235,7 +242,7 @@ class RedisBus(Bus):
                 heartbeat = json.loads(text[1:])
                 if not isinstance(heartbeat, dict):
                     raise ValueError("heartbeat is not an object")
-                self.leader_heartbeat = heartbeat
+                self._leader_heartbeat = heartbeat
                 self.leader_heartbeat_at = self._clock()
                 self.on_heartbeat(heartbeat)
             else:

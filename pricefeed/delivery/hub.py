@@ -28,9 +28,9 @@ from typing import Callable, Iterable
 
 import gevent.event
 
-from . import sse
-from .stream_client import StreamClient
-from .ticks import PriceTick
+from pricefeed.delivery import sse
+from pricefeed.delivery.stream_client import StreamClient
+from pricefeed.ticks import PriceTick
 
 SLOT_PERIOD = 0.05          # seconds between flushes of consecutive slots (conflated pace)
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Union
 from urllib.parse import urlsplit
 
-from .pairs import Pair
+from pricefeed.pairs import Pair
 
 MAX_STREAMS_PER_CONNECTION = 1024
 

@@ -1,0 +1,36 @@
+"""The dashboard blueprint: `/` and `/dashboard`, with the browser client under /pricefeed-static."""
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, render_template, url_for
+
+from pricefeed.web.api import API_BLUEPRINT, current_node
+
+# templates/ and static/ sit at the top of the project, beside the package.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DASHBOARD_BLUEPRINT = "pricefeed_dashboard"
+
+
+def create_dashboard_blueprint() -> Blueprint:
+    dashboard = Blueprint(DASHBOARD_BLUEPRINT, __name__,
+                          template_folder=os.path.join(_ROOT, "templates"),
+                          static_folder=os.path.join(_ROOT, "static"),
+                          static_url_path="/pricefeed-static")
+
+    @dashboard.route("/")
+    @dashboard.route("/dashboard")
+    def page():
+        node = current_node()
+        return render_template(
+            "dashboard.html",
+            title="pricefeed",
+            pairs=[p.name for p in node.catalog.pairs],
+            stream_url=url_for(f"{API_BLUEPRINT}.stream"),
+            prices_url=url_for(f"{API_BLUEPRINT}.prices"),
+            health_url=url_for(f"{API_BLUEPRINT}.health"),
+            static_url=url_for(f"{DASHBOARD_BLUEPRINT}.static", filename="").rstrip("/"),
+            stale_after_ms=int(node.config.stale_after * 1000),
+        )
+
+    return dashboard

@@ -1,0 +1,102 @@
+"""The body of one SSE response, and the checks that let the flusher write to its socket directly.
+
+gunicorn sends the head and the preamble (retry + snapshot). From then on the flusher
+writes framed chunks itself when it may (direct writes, delivery/stream_client.py); this
+greenlet only finishes a backlog the flusher could not write without blocking, or yields
+the chunks handed over when the server frames the body its own way.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Iterator
+
+from pricefeed.delivery.hub import Hub
+from pricefeed.delivery.stream_client import StreamClient
+
+START_RESPONSE_KEY = "pricefeed.start_response"
+
+
+def direct_socket(direct_writes: bool, sock: socket.socket | None, environ: dict) -> socket.socket | None:
+    """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI).
+
+    A candidate only under gunicorn's gevent worker (node.direct_writes, set by the hooks),
+    over a plain socket (TLS must go through its own layer) and HTTP/1.1 (chunked transfer
+    encoding). The stream confirms it once gunicorn has sent the preamble
+    (framed_by_gunicorn), which also rules out the uwsgi protocol and rewriting middleware.
+    """
+    if sock is None or not direct_writes or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return None
+    if hasattr(sock, "getpeercert"):
+        return None
+    return sock
+
+
+def remember_start_response(wsgi_app):
+    """WSGI wrapper (installed by PriceFeed.init_app): keeps the server's start_response in the
+    environ, so a stream can check how the server framed its first bytes (framed_by_gunicorn)."""
+    def app(environ, start_response):
+        environ[START_RESPONSE_KEY] = start_response
+        return wsgi_app(environ, start_response)
+    app.__wrapped__ = wsgi_app
+    return app
+
+
+def server_response(environ: dict) -> object | None:
+    """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
+    responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)
+    kind = type(responder)
+    if kind.__module__ == "gunicorn.http.wsgi" and kind.__name__ == "Response":
+        return responder
+    return None
+
+
+def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
+    """True if gunicorn sent the head and exactly our preamble as a chunked body: then our own
+    chunks continue its stream byte for byte. Not so if a middleware or an after_request hook
+    set a Content-Length, compressed or buffered the body — then the WSGI path it is."""
+    return (responder is not None and getattr(responder, "chunked", False) is True
+            and getattr(responder, "headers_sent", False) is True
+            and getattr(responder, "sent", None) == preamble_length)
+
+
+def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
+                  sock: socket.socket | None, responder: object | None = None) -> Iterator[bytes]:
+    """The response body: the preamble, then whatever the flusher could not write itself."""
+    try:
+        yield preamble
+        hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, len(preamble)))
+        while True:
+            client.wait()
+            if client.gone or client.closed:
+                # Gone, or the worker is shutting down. Without the hang-up the connection would
+                # sit in keep-alive after the stream ends, and the worker could not exit for seconds.
+                hang_up(sock)
+                return
+            if client.backlog is not None:
+                try:
+                    sock.sendall(client.backlog)   # bounded by WRITE_TIMEOUT (bound_writes)
+                except OSError:                    # includes the timeout: a client that stopped reading
+                    hang_up(sock)
+                    return
+                client.backlog = None
+                hub.catch_up(client)
+            if client.outbox is not None:
+                chunk, client.outbox = client.outbox, None
+                yield chunk
+                hub.catch_up(client)
+    finally:
+        hub.disconnect(client)
+
+
+def hang_up(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def bound_writes(sock: socket.socket | None, write_timeout: float) -> None:
+    """A client that stops reading blocks only its own greenlet, and only for `write_timeout`."""
+    if sock is not None:
+        sock.settimeout(write_timeout)

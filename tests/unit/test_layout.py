@@ -1,0 +1,158 @@
+"""The package layout is the architecture: imports point one way and nothing below the web layer knows Flask.
+
+    web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
+
+Read from the source with `ast` (every import, including those inside functions),
+so the rule holds for what the code could import, not only for what one test run loads.
+"""
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
+
+BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers"}
+SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
+WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Every module `path` imports, absolute, resolved against the package for relative imports."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue   # `if TYPE_CHECKING:` imports never run
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            # `from pricefeed.delivery import sse` imports a module, not a name.
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                if _path_of(candidate) is not None:
+                    found.add(candidate)
+    found.discard(module)
+    return found
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def _path_of(module: str) -> pathlib.Path | None:
+    if not module.startswith("pricefeed"):
+        return None
+    relative = pathlib.Path(*module.split("."))
+    for candidate in (PACKAGE.parent / relative.with_suffix(".py"), PACKAGE.parent / relative / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        graph[_module_name(path)] = {m for m in _imports(path) if _path_of(m) is not None}
+    return graph
+
+
+def _layer(module: str) -> str:
+    if module in BASE:
+        return "base"
+    for side in SIDES:
+        if module == side or module.startswith(side + "."):
+            return side
+    if module.startswith("pricefeed.web"):
+        return "web"
+    if module.startswith("pricefeed.simulator"):
+        return "simulator"
+    return module   # pricefeed, pricefeed.node
+
+
+def test_the_package_has_no_import_cycle():
+    graph = _graph()
+    visiting, done, cycles = [], set(), []
+
+    def visit(module: str) -> None:
+        if module in done:
+            return
+        if module in visiting:
+            cycles.append(visiting[visiting.index(module):] + [module])
+            return
+        visiting.append(module)
+        for target in sorted(graph.get(module, ())):
+            # A package's __init__ importing its own children is how packages work, not a cycle.
+            if target.startswith(module + "."):
+                continue
+            visit(target)
+        visiting.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+ALLOWED = {
+    "base": {"base"},
+    "pricefeed.exchange": {"base", "pricefeed.exchange"},
+    "pricefeed.cluster": {"base", "pricefeed.cluster"},
+    "pricefeed.delivery": {"base", "pricefeed.delivery"},
+    "pricefeed.node": {"base", *SIDES},
+    "web": {"base", *SIDES, "pricefeed.node", "web", "pricefeed"},
+    "simulator": {"simulator"},
+}
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_point_one_way(layer):
+    wrong = []
+    for module, targets in _graph().items():
+        if _layer(module) != layer:
+            continue
+        for target in targets:
+            if _layer(target) not in ALLOWED[layer] and target != "pricefeed":
+                wrong.append(f"{module} imports {target}")
+            if target == "pricefeed" and layer != "web" and layer != "simulator":
+                wrong.append(f"{module} imports the package top level (it belongs to the web layer)")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_nothing_below_the_web_layer_imports_flask():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if _layer(module) in ("web", "pricefeed"):
+            continue
+        for target in _imports(path):
+            if target.split(".")[0] in WEB_ONLY_LIBRARIES:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_walk_sees_the_whole_package():
+    """A guard for the tests above: an import walk that found nothing would pass them all."""
+    graph = _graph()
+    assert {"pricefeed.node", "pricefeed.web.api", "pricefeed.exchange.feed", "pricefeed.cluster.redis_bus",
+            "pricefeed.delivery.hub"} <= set(graph)
+    assert "pricefeed.delivery.hub" in graph["pricefeed.node"]
+    assert "pricefeed.node" in graph["pricefeed.web.api"]
