@@ -67,8 +67,10 @@ def _pairs(text: str) -> tuple[str, ...]:
 
 
 def _asset(text: str) -> str:
+    if not text.isascii():   # before upper(): "ß".upper() is "SS"
+        raise ValueError("expected an asset code like USDT")
     text = text.strip().upper()
-    if not text.isascii() or not text.isalnum():
+    if not text.isalnum():
         raise ValueError("expected an asset code like USDT")
     return text
 

@@ -44,9 +44,10 @@ class Pair:
 
 def parse_pair(text: str, stable_quote: str = "USDT") -> Pair:
     """Parse `BASE/QUOTE`, case-insensitively; USD maps to the stable quote."""
-    cleaned = text.strip().upper()
+    # ASCII first: Unicode case folding turns "ß" into "SS", a symbol nobody asked for.
+    cleaned = text.strip().upper() if text.isascii() else ""
     base, sep, quote = cleaned.partition("/")
-    if not sep or not _ASSET.match(base) or not _ASSET.match(quote):
+    if not sep or not _ASSET.fullmatch(base) or not _ASSET.fullmatch(quote):
         raise PairError("malformed_pair", f"{text[:40]!r} is not a pair like BTC/USD")
     exchange_quote = stable_quote if quote == "USD" else quote
     return Pair(base, quote, exchange_quote)
@@ -64,7 +65,7 @@ class PairCatalog:
             raise PairError("duplicate_pair", "two configured pairs map to the same exchange symbol")
 
     def by_symbol(self, symbol: str) -> Pair | None:
-        return self._by_symbol.get(symbol.upper())
+        return self._by_symbol.get(symbol.upper()) if symbol.isascii() else None
 
     def resolve(self, text: str) -> Pair:
         """The served pair a client means by `text`; PairError if malformed or not served."""

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import pricefeed.validation as validation
+from pricefeed.validation import Rejected
+
 _PERCENT = Decimal("0.001")
+_PAIR = re.compile(r"[A-Z0-9]{1,20}/[A-Z0-9]{1,20}", re.ASCII)
+_SOURCE = re.compile(r"[a-z]{1,20}", re.ASCII)
+# A bus message longer than this is not a tick we wrote (ours are ~150 bytes).
+MAX_WIRE_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +74,25 @@ class PriceTick:
                            self.open24h, self.epoch, self.seq], separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "PriceTick":
-        """ValueError for anything that is not a tick `to_json` wrote (e.g. another version's)."""
-        fields = json.loads(text)
+    def from_json(cls, text: str | bytes, max_skew_ms: int | None = None) -> "PriceTick":
+        """Parse a tick `to_json` wrote, with every rule of `pricefeed.validation` checked again
+        (Redis is not trusted more than the exchange). Raises `Rejected` (a ValueError) whose
+        `reason` names the broken rule. With `max_skew_ms`, `ts` must lie that close to now."""
+        if len(text) > MAX_WIRE_LENGTH:
+            raise Rejected("tick_too_long", f"{len(text)} bytes")
+        try:
+            fields = json.loads(text)
+        except (ValueError, RecursionError):
+            raise Rejected("not_json", "tick is not JSON") from None
         if not isinstance(fields, list) or len(fields) != 8:
-            raise ValueError("malformed tick on the bus")
+            raise Rejected("bad_shape", "tick is not an 8-item list")
         pair, symbol, price, ts, source, open24h, epoch, seq = fields
-        if not (isinstance(pair, str) and isinstance(symbol, str) and isinstance(price, str)
-                and isinstance(source, str) and (open24h is None or isinstance(open24h, str))
-                and all(isinstance(n, int) and not isinstance(n, bool) for n in (ts, epoch, seq))):
-            raise ValueError("malformed tick on the bus")
-        return cls(pair, symbol, price, ts, source, open24h, epoch, seq)
+        if not isinstance(pair, str) or not _PAIR.fullmatch(pair):
+            raise Rejected("pair_shape", f"pair {str(pair)[:40]!r}")
+        if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+            raise Rejected("source_shape", f"source {str(source)[:40]!r}")
+        ts = (validation.identifier(ts, "ts") if max_skew_ms is None
+              else validation.event_time(ts, max_skew_ms, field="ts"))
+        return cls(pair, validation.symbol(symbol), validation.price(price),
+                   ts, source, validation.optional_price(open24h, "open24h"),
+                   validation.identifier(epoch, "epoch"), validation.identifier(seq, "seq"))
