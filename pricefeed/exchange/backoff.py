@@ -3,16 +3,28 @@
 Binance bans an IP past 300 connection attempts per 5 minutes; a client that
 reconnects in a tight loop (or a whole fleet reconnecting in step) gets there
 fast. Full jitter spreads a fleet out; the sliding-window cap makes the ban
-impossible whatever the backoff says.
+impossible whatever the backoff says. With a `HostAttemptBudget` the cap holds
+for the whole host (every worker), which is what Binance counts.
 """
 from __future__ import annotations
 
 import random
 import time
 from collections import deque
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from pricefeed.exchange.attempt_budget import HostAttemptBudget
 
 ATTEMPT_WINDOW_SECONDS = 300.0
+
+
+class AttemptBudgetSpent(Exception):
+    """The host's attempts for the window are spent (by other workers): no attempt now."""
+
+    def __init__(self, wait: float):
+        super().__init__(f"the host's connection attempts for 5 minutes are spent; next in {wait:.1f}s")
+        self.wait = wait
 
 
 class ReconnectPolicy:
@@ -21,13 +33,15 @@ class ReconnectPolicy:
     def __init__(self, base: float, cap: float, max_attempts_per_window: int,
                  window: float = ATTEMPT_WINDOW_SECONDS,
                  clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[float, float], float] = random.uniform):
+                 rand: Callable[[float, float], float] = random.uniform,
+                 host_budget: "HostAttemptBudget | None" = None):
         self.base = base
         self.cap = cap
         self.max_attempts = max_attempts_per_window
         self.window = window
         self._clock = clock
         self._rand = rand
+        self.host_budget = host_budget
         self._failures = 0
         self._attempts: deque[float] = deque()
         self._not_before = 0.0
@@ -47,7 +61,16 @@ class ReconnectPolicy:
             wait = self._rand(0.0, ceiling)
         if len(self._attempts) >= self.max_attempts:
             wait = max(wait, self._attempts[0] + self.window - now)
+        if self.host_budget is not None:
+            wait = max(wait, self.host_budget.wait())
         return max(wait, self._not_before - now, 0.0)
+
+    def take_host_attempt(self) -> None:
+        """Take one of the host's attempts (shared by its workers); AttemptBudgetSpent if none is left."""
+        if self.host_budget is not None:
+            wait = self.host_budget.take()
+            if wait > 0:
+                raise AttemptBudgetSpent(wait)
 
     def attempted(self) -> None:
         """Record that an attempt is being made now."""

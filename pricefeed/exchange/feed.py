@@ -4,15 +4,21 @@
 frames into `PriceTick`s. What it guards against, each learnt from users of
 other clients (BINANCE.md):
 
-- silent stalls: a watchdog on the *data*, not the socket — no data message for
-  `silence_timeout` and the connection is replaced even if pings still flow;
+- silent stalls: a watchdog on the *data*, not the socket. A connection quiet for
+  `probe_after` is asked one cheap question (LIST_SUBSCRIPTIONS); no answer within
+  `probe_timeout` and it is replaced even if pings still flow. A quiet market on a
+  live connection answers, so it is neither replaced nor stale;
 - giving up: it never does; waits follow `ReconnectPolicy` (full jitter, capped,
   and a hard cap under Binance's 300 attempts per 5 minutes);
 - double pongs: websocket-client answers each ping with exactly one pong
   echoing its payload; we send nothing else, so we stay far below 5 msgs/s;
 - losing data at the 24 h limit and at `serverShutdown`: make-before-break —
-  the replacement connection is opened and delivering before the old one is
-  closed, and per-symbol trade ids drop the duplicates of the overlap.
+  the replacement takes over once it is open and confirmed (its first data or
+  the answer to its first control request, whichever comes first: no trade is
+  needed), after a short overlap whose duplicates the per-symbol ids drop;
+- hostile frames: a size cap read from the frame header, every value checked
+  by `pricefeed.validation`, bad events counted by reason and skipped, and a
+  cooperative yield inside frames with many events.
 
 Each connection has its own reader greenlet; one supervisor greenlet decides
 when to connect, rotate and give a connection up.
@@ -20,6 +26,7 @@ when to connect, rotate and give a connection up.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Callable
 
@@ -28,20 +35,28 @@ import gevent.event
 import pybreaker
 import websocket
 
-from pricefeed.exchange.backoff import ReconnectPolicy
-from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
-                      combined_stream_url, parse_frame)
+from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
+from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
+from pricefeed.exchange.dedup import Deduplicator
+from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, RejectedEvent, ServerShutdown, Ticker,
+                                         Trade, combined_stream_url, parse_frame)
+from pricefeed.logs import RateLimitedLog, excerpt
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
-from pricefeed.exchange.connection import FeedStats, UpstreamConnection
+from pricefeed.validation import DEFAULT_MAX_CLOCK_SKEW_MS
 
 log = logging.getLogger(__name__)
 
 SIMULATOR_HEADER = "x-pricefeed-simulator"
-# How long both connections run side by side during a rotation once the new one delivers.
-ROTATION_OVERLAP_SECONDS = 1.0
+# How long both connections run side by side once the replacement is confirmed. Short: the
+# old one keeps reading what it already has until its close handshake ends anyway.
+ROTATION_OVERLAP_SECONDS = 0.5
 SUPERVISE_INTERVAL_SECONDS = 0.1
 BREAKER_OPEN_POLL_SECONDS = 0.5
+# A frame with many events (!miniTicker@arr) yields to the other greenlets this often.
+EVENTS_PER_YIELD = 100
+# Certificates are always verified: there is no setting that turns this off.
+_TLS_OPTIONS = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
 
 
 class BinanceFeed:
@@ -51,8 +66,16 @@ class BinanceFeed:
                  silence_timeout: float = 15.0, connect_timeout: float = 10.0,
                  rotate_after: float = 23 * 3600.0, policy: ReconnectPolicy,
                  force_simulated: bool = False, clock: Callable[[], float] = time.monotonic,
-                 breaker: pybreaker.CircuitBreaker | None = None):
+                 breaker: pybreaker.CircuitBreaker | None = None, probe_after: float | None = None,
+                 probe_timeout: float = 3.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS):
         self.url = combined_stream_url(url, catalog.pairs)
+        # Quiet this long, a connection is asked whether it still works (never later than the
+        # silence timeout); it is replaced only if that goes unanswered for `probe_timeout`.
+        self.probe_after = min(silence_timeout, probe_after) if probe_after else silence_timeout
+        self.probe_timeout = probe_timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.breaker = breaker
         self.catalog = catalog
         self.on_tick = on_tick
@@ -70,8 +93,8 @@ class BinanceFeed:
         self._wake = gevent.event.Event()
         self._stopping = False
         self._greenlet: gevent.Greenlet | None = None
-        self._last_trade_id: dict[tuple[str, str], int] = {}
-        self._last_ticker_time: dict[str, int] = {}
+        self._dedup = Deduplicator()
+        self._rejections_log = RateLimitedLog(log)
         self._open24h: dict[str, str] = {}
         self._last_price: dict[str, tuple[int, str]] = {}   # symbol -> (event time, price) emitted
         self._connected_since_wall: float | None = None
@@ -105,17 +128,18 @@ class BinanceFeed:
         return self._greenlet is not None
 
     def is_live(self) -> bool:
-        """Connected and data arrived within the silence timeout."""
-        conn = self.active
-        return (conn is not None and not conn.ended
-                and self._clock() - conn.last_data_at < self.silence_timeout)
+        """Connected, and the exchange proved the connection current (data, or an answered
+        probe) recently enough that the watchdog has not given up on it."""
+        age = self.data_age()
+        return age is not None and age < self.probe_after + self.probe_timeout
 
     def data_age(self) -> float | None:
-        """Seconds since the active connection last delivered data; None when not connected."""
+        """Seconds since the active connection was last known current — its last data or the
+        answer to a probe (a quiet market on a live connection is current); None when not connected."""
         conn = self.active
         if conn is None or conn.ended:
             return None
-        return self._clock() - conn.last_data_at
+        return self._clock() - conn.last_heard_at
 
     @property
     def simulated(self) -> bool:
@@ -150,8 +174,7 @@ class BinanceFeed:
                 self.stats.reconnects += 1
             # A fresh connection after a gap: trade ids may restart (exchange failover);
             # only an overlap needs the per-symbol dedup memory.
-            self._last_trade_id.clear()
-            self._last_ticker_time.clear()
+            self._dedup.clear()
             self.active = conn
             self._connected_since_wall = time.time()
 
@@ -166,28 +189,44 @@ class BinanceFeed:
         if standby is not None:
             if standby.ended:
                 self.standby = None
-            elif standby.first_data_at is not None and now - standby.first_data_at >= ROTATION_OVERLAP_SECONDS:
+            elif standby.confirmed_at is not None and (
+                    now - standby.confirmed_at >= ROTATION_OVERLAP_SECONDS or conn.replace_reason):
+                # Confirmed: its subscriptions are live. (An unreadable old one needs no overlap.)
                 self._promote(standby)
                 return
-            elif standby.first_data_at is None and now - standby.opened_at >= self.silence_timeout:
-                log.warning("upstream: replacement #%d delivered nothing; abandoning it", standby.number)
-                standby.close("replacement silent")
+            elif standby.confirmed_at is None and now - standby.opened_at >= self.probe_timeout:
+                log.warning("upstream: replacement #%d neither delivered nor answered; abandoning it",
+                            standby.number)
+                standby.close("replacement unconfirmed")
                 self.standby = None
-        if now - conn.last_data_at >= self.silence_timeout:
-            self.stats.silence_timeouts += 1
-            log.warning("upstream: no data for %.1fs on connection #%d; replacing it",
-                        now - conn.last_data_at, conn.number)
-            conn.close("silence")
-            self._lost(conn)
+        if self._watchdog(conn, now):
             return
-        if self.standby is None and (conn.shutdown_announced or conn.age() >= self.rotate_after) \
-                and now >= self._next_replacement_at:
-            reason = "serverShutdown" if conn.shutdown_announced else "rotation before 24 h"
-            log.info("upstream: opening a replacement for connection #%d (%s)", conn.number, reason)
+        replace = conn.replace_reason or ("serverShutdown" if conn.shutdown_announced else "") or (
+            "rotation before 24 h" if conn.age() >= self.rotate_after else "")
+        if self.standby is None and replace and now >= self._next_replacement_at:
+            log.info("upstream: opening a replacement for connection #%d (%s)", conn.number, replace)
             self.standby = self._open()
             if self.standby is None:
                 # Keep the old connection and try again after the backoff (and any Retry-After).
                 self._next_replacement_at = now + max(SUPERVISE_INTERVAL_SECONDS, self.policy.delay())
+
+    def _watchdog(self, conn: UpstreamConnection, now: float) -> bool:
+        """Probe a quiet connection; replace it if the probe goes unanswered. True if replaced."""
+        if conn.probe_sent_at is not None and conn.last_data_at > conn.probe_sent_at:
+            conn.probe_sent_at = None   # data is an answer too
+        if conn.probe_sent_at is not None:
+            if now - conn.probe_sent_at < self.probe_timeout:
+                return False
+            self.stats.silence_timeouts += 1
+            log.warning("upstream: connection #%d quiet for %.1fs and its probe unanswered for %.1fs; "
+                        "replacing it", conn.number, now - conn.last_heard_at, now - conn.probe_sent_at)
+            conn.close("silence: probe unanswered")
+            self._lost(conn)
+            return True
+        if now - conn.last_heard_at >= self.probe_after:
+            self.stats.probes += 1
+            conn.send_probe()
+        return False
 
     def _lost(self, conn: UpstreamConnection) -> None:
         """The active connection ended: take the standby if there is one, else reconnect."""
@@ -220,10 +259,17 @@ class BinanceFeed:
         # Counted here, inside the breaker: an attempt the open breaker refused costs nothing.
         self.policy.attempted()
         self.stats.connect_attempts += 1
+        # No handshake redirects (a redirect could lead off TLS or to another host); TLS verified.
         return websocket.create_connection(self.url, timeout=self.connect_timeout, enable_multithread=True,
-                                           suppress_origin=True, skip_utf8_validation=True)
+                                           suppress_origin=True, skip_utf8_validation=True,
+                                           redirect_limit=0, sslopt=dict(_TLS_OPTIONS))
 
     def _open(self) -> UpstreamConnection | None:
+        try:
+            self.policy.take_host_attempt()
+        except AttemptBudgetSpent as exc:
+            self._failed(str(exc), exc.wait)
+            return None
         try:
             ws = self.breaker.call(self._connect) if self.breaker is not None else self._connect()
         except pybreaker.CircuitBreakerError:
@@ -241,6 +287,7 @@ class BinanceFeed:
             self._failed(f"{type(exc).__name__}: {exc}", None)
             return None
         ws.settimeout(None)  # reads block in their greenlet; the supervisor watches the data
+        cap_frame_size(ws, self.max_frame_bytes)
         self._numbers += 1
         headers = ws.getheaders() or {}
         conn = UpstreamConnection(ws, self._numbers, SIMULATOR_HEADER in headers,
@@ -248,6 +295,9 @@ class BinanceFeed:
         self.stats.connects += 1
         log.info("upstream: connection #%d open to %s%s", conn.number, self.url.split("?")[0],
                  " (simulator)" if conn.simulated else "")
+        # Confirms the subscriptions without waiting for a trade (a quiet market has none).
+        self.stats.probes += 1
+        conn.send_probe()
         return conn
 
     def _failed(self, reason: str, retry_after: float | None) -> None:
@@ -258,6 +308,9 @@ class BinanceFeed:
                     f" (Retry-After {retry_after:.0f}s)" if retry_after else "")
 
     def _on_end(self, conn: UpstreamConnection) -> None:
+        if conn.replace_reason and not conn.ended:
+            self.stats.oversized_frames += 1
+            self._reject(conn, "frame_too_large", conn.replace_reason, b"")
         self._wake.set()
 
     # -- frames --------------------------------------------------------------------
@@ -269,38 +322,44 @@ class BinanceFeed:
             self.policy.succeeded()
         try:
             if binary:
-                raise MalformedFrame("binary frame (Binance sends text)")
-            messages = parse_frame(data)
+                raise MalformedFrame("binary_frame", "binary frame (Binance sends text)")
+            messages = parse_frame(data, max_skew_ms=self.max_clock_skew_ms)
         except MalformedFrame as exc:
             self.stats.malformed += 1
-            if self.stats.malformed <= 10 or self.stats.malformed % 100 == 0:
-                log.warning("upstream: malformed frame #%d skipped: %s; frame starts %r",
-                            self.stats.malformed, exc, data[:120])
+            self._reject(conn, exc.reason, exc.detail, data)
             return
-        for message in messages:
+        for index, message in enumerate(messages):
+            if index and index % EVENTS_PER_YIELD == 0:
+                gevent.sleep(0)   # a frame of thousands of events must not hold the hub
             if isinstance(message, Trade):
                 self._on_trade(conn, message)
             elif isinstance(message, Ticker):
                 self._on_ticker(conn, message)
+            elif isinstance(message, RejectedEvent):
+                self._reject(conn, message.reason, message.detail, data)
             elif isinstance(message, ServerShutdown):
                 log.info("upstream: serverShutdown on connection #%d", conn.number)
                 conn.shutdown_announced = True
                 self._wake.set()
             elif isinstance(message, ControlReply):
-                log.info("upstream: control reply %r", message)
+                self.stats.probes_answered += 1
+                conn.reply_received(message.request_id)
             else:
                 self.stats.unused += 1
+
+    def _reject(self, conn: UpstreamConnection, reason: str, detail: str, data: bytes | str) -> None:
+        """Count a bad frame or event by reason; log it (rate-limited, `repr`, truncated)."""
+        self.stats.rejected[reason] += 1
+        self._rejections_log.warning("upstream: rejected on connection #%d (%s): %s; frame starts %s",
+                                     conn.number, reason, excerpt(detail, 120), excerpt(data, 120))
 
     def _on_trade(self, conn: UpstreamConnection, trade: Trade) -> None:
         pair = self.catalog.by_symbol(trade.symbol)
         if pair is None:
             self.stats.unused += 1
             return
-        key = (trade.kind, trade.symbol)
-        if trade.trade_id <= self._last_trade_id.get(key, -1):
-            self.stats.duplicates += 1
+        if not self._dedup.accept((trade.kind, trade.symbol), trade.trade_id, trade.event_time):
             return
-        self._last_trade_id[key] = trade.trade_id
         self._emit(PriceTick(pair.name, trade.symbol, trade.price, trade.event_time,
                              self._source(conn), self._open24h.get(trade.symbol)))
 
@@ -309,12 +368,13 @@ class BinanceFeed:
         if pair is None:
             self.stats.unused += 1
             return
-        if ticker.event_time <= self._last_ticker_time.get(ticker.symbol, -1):
-            self.stats.duplicates += 1
+        resets = self._dedup.resets
+        if not self._dedup.accept(("ticker", ticker.symbol), ticker.event_time, ticker.event_time):
             return
-        self._last_ticker_time[ticker.symbol] = ticker.event_time
         self._open24h[ticker.symbol] = ticker.open
         last = self._last_price.get(ticker.symbol)
+        if self._dedup.resets != resets:
+            last = None   # the exchange's clock went back: what we emitted before proves nothing
         if last is None or (ticker.event_time > last[0] and ticker.close != last[1]):
             # The ticker's close is the exchange's own last price at its event time. It
             # gives a quiet pair a price at all, and repairs one whose last trade fell
@@ -347,6 +407,7 @@ class BinanceFeed:
             "connected_since": self._connected_since_wall,
             "connection_age_s": round(conn.age(), 3) if conn else None,
             "last_message_age_s": round(now - conn.last_data_at, 3) if conn else None,
+            "last_confirmed_age_s": round(now - conn.last_heard_at, 3) if conn else None,
             "pings_on_connection": conn.pings if conn else None,
             "rotating": self.standby is not None,
             "connects": self.stats.connects,
@@ -355,11 +416,19 @@ class BinanceFeed:
             "connect_attempts": self.stats.connect_attempts,
             "connect_failures": self.stats.connect_failures,
             "attempts_last_5min": self.policy.attempts_in_window(),
+            "host_attempt_budget": self.policy.host_budget.status() if self.policy.host_budget else None,
             "handshake_refusals": self.stats.handshake_refusals,
             "silence_timeouts": self.stats.silence_timeouts,
+            "probes": self.stats.probes,
+            "probes_answered": self.stats.probes_answered,
+            "probe_after_s": self.probe_after,
             "messages": self.stats.messages,
             "malformed": self.stats.malformed,
-            "duplicates_dropped": self.stats.duplicates,
+            "rejected": dict(self.stats.rejected),
+            "oversized_frames": self.stats.oversized_frames,
+            "max_frame_bytes": self.max_frame_bytes,
+            "duplicates_dropped": self._dedup.duplicates,
+            "dedup_resets": self._dedup.resets,
             "unused": self.stats.unused,
             "last_error": self.stats.last_error,
         }

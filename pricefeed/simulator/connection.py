@@ -23,6 +23,7 @@ from geventwebsocket.websocket import WebSocket
 
 from .control import INVALID_REQUEST, ControlError, ControlRequest, parse_request, result_text
 from .faults import FaultState, malformed_frames
+from .hostile import hostile_frame
 from .handler import SimulatorWebSocket
 from .options import SimulatorOptions
 from .stats import Stats
@@ -124,11 +125,22 @@ class Connection:
         for frame in malformed_frames(count, stream, self.combined, _ms()):
             self._enqueue(_MALFORMED, frame)
 
-    def announce_shutdown(self, grace: float) -> None:
-        """Send `serverShutdown`, then close after `grace` seconds."""
+    def announce_shutdown(self, grace: float, close: bool = True) -> None:
+        """Send `serverShutdown`, then close after `grace` seconds (or, without `close`, never:
+        a server that announces and leaves the closing to the client)."""
         notice = MarketEvent("!serverShutdown", {"e": "serverShutdown", "E": _ms()})
         self._enqueue(_NOTICE, notice.text(self.combined, self.microseconds))
-        self._greenlets.append(gevent.spawn_later(grace, self.close, *SHUTDOWN_CLOSE))
+        if close:
+            self._greenlets.append(gevent.spawn_later(grace, self.close, *SHUTDOWN_CLOSE))
+
+    def send_hostile(self, kind: str, last_trades: dict[str, dict[str, Any]]) -> None:
+        """One hostile frame on this client's first trade stream, dressed as its last real trade."""
+        streams = list(self._subscriptions.values())
+        stream = next((s for s in streams if s.endswith("@aggTrade")), streams[0] if streams else "btcusdt@aggTrade")
+        last = last_trades.get(stream.partition("@")[0].upper(), {})
+        frame = hostile_frame(kind, stream, self.combined, last.get("price") or "1.00", _ms(),
+                              last.get("trade_id") or 1)
+        self._enqueue(_MALFORMED, frame)
 
     def _enqueue(self, kind: str, frame: str | bytes) -> None:
         if self._closing:
@@ -173,6 +185,9 @@ class Connection:
             self._write_lock.release()
 
     def _reply(self, text: str) -> None:
+        if self._faults.replies_withheld:
+            self._stats.replies_withheld += 1
+            return
         if self._write(text, WebSocket.OPCODE_TEXT, timeout=CONTROL_WRITE_TIMEOUT):
             self._stats.responses_sent += 1
 
@@ -193,7 +208,9 @@ class Connection:
                 self._stats.lifetime_closes += 1
                 self.close(1000)
                 return
-            if now >= next_ping:
+            if now >= next_ping and self._faults.stalled:
+                next_ping = now + options.ping_interval   # a stalled peer sends nothing at all
+            elif now >= next_ping:
                 self._ping(now)
                 next_ping = max(next_ping + options.ping_interval, now)
                 oldest = min(self._outstanding_pings.values())

@@ -132,8 +132,19 @@ class Exchange:
                 connection.send_malformed(fault.count or 1)
         elif fault.name == "shutdown":
             for connection in connections:
-                connection.announce_shutdown(self.options.shutdown_grace)
-        elif fault.name in ("refuse", "rest", "clear"):
+                connection.announce_shutdown(self.options.shutdown_grace, fault.close)
+        elif fault.name == "hostile":
+            if fault.kind == "ids_jump_back":
+                restart = getattr(self.source, "restart_ids", None)
+                if restart is None:
+                    raise ValueError("ids_jump_back needs the random-walk market (not a replay)")
+                restart()
+                return len(connections)
+            last_trades = self.quotes.last_trades()
+            self.stats.hostile_sent += len(connections)
+            for connection in connections:
+                connection.send_hostile(fault.kind, last_trades)
+        elif fault.name in ("refuse", "rest", "clear", "quiet", "stall"):
             return 0
         return len(connections)
 

@@ -1,8 +1,13 @@
 """Faults a test can inject through `POST /_sim/fault`, and the state they leave.
 
-Connection-wide actions (drop, close, malformed, shutdown) are carried out at
-once by the exchange on every open connection; timed faults (silence,
-ignore_pongs, refuse, rest) stay active here until they expire or are cleared.
+Connection-wide actions (drop, close, malformed, shutdown, hostile) are carried
+out at once by the exchange on every open connection; timed faults (silence,
+quiet, stall, ignore_pongs, refuse, rest) stay active here until they expire or
+are cleared. What the timed silences keep and stop:
+
+    quiet    no market data; pings and control replies go on (an illiquid market)
+    silence  no market data and no control replies; pings go on (a stuck stream)
+    stall    nothing at all: no data, no replies, no pings (a dead peer behind open TCP)
 """
 from __future__ import annotations
 
@@ -11,19 +16,20 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from .hostile import HOSTILE_KINDS
 from .streams import encode_json
 
-FAULTS = ("drop", "silence", "ignore_pongs", "malformed", "refuse", "close", "shutdown",
-          "rest", "clear")
+FAULTS = ("drop", "silence", "quiet", "stall", "ignore_pongs", "malformed", "refuse", "close", "shutdown",
+          "hostile", "rest", "clear")
 _FIELDS = {
-    "drop": set(), "shutdown": set(), "clear": set(),
-    "silence": {"duration"}, "ignore_pongs": {"duration"},
+    "drop": set(), "shutdown": {"close"}, "clear": set(), "hostile": {"kind"},
+    "silence": {"duration"}, "quiet": {"duration"}, "stall": {"duration"}, "ignore_pongs": {"duration"},
     "malformed": {"count"},
     "refuse": {"status", "count", "duration", "retry_after"},
     "close": {"code", "reason"},
     "rest": {"status", "duration", "retry_after"},
 }
-_NEEDS_DURATION = ("silence", "ignore_pongs", "rest")
+_NEEDS_DURATION = ("silence", "quiet", "stall", "ignore_pongs", "rest")
 MAX_DURATION = 3600.0
 MAX_MALFORMED = 1000
 
@@ -43,6 +49,8 @@ class Fault:
     retry_after: int = 1
     code: int = 1000
     reason: str = ""
+    close: bool = True        # shutdown: close after the grace (False: announce only)
+    kind: str = ""            # hostile: which frame
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
@@ -93,9 +101,15 @@ def parse_fault(body: Any) -> Fault:
         raise FaultError(f"{code} is not a close code a server may send")
     if not isinstance(reason, str) or len(reason.encode()) > 123:
         raise FaultError("reason must be a string of at most 123 bytes")
+    close = body.get("close", True)
+    if not isinstance(close, bool):
+        raise FaultError("close must be true or false")
+    kind = body.get("kind", "")
+    if name == "hostile" and kind not in HOSTILE_KINDS:
+        raise FaultError(f"hostile needs a kind, one of: {', '.join(HOSTILE_KINDS)}")
     return Fault(name, duration, count, status,
                  1 if retry_after is None else retry_after,
-                 1000 if code is None else code, reason)
+                 1000 if code is None else code, reason, close, kind)
 
 
 def status_line(status: int) -> str:
@@ -129,6 +143,8 @@ class FaultState:
 
     def clear(self) -> None:
         self._silence_until = 0.0
+        self._quiet_until = 0.0
+        self._stall_until = 0.0
         self._ignore_pongs_until = 0.0
         self._refusal: _Refusal | None = None
         self._rest_failure: _RestFailure | None = None
@@ -139,6 +155,10 @@ class FaultState:
         until = now + fault.duration if fault.duration is not None else None
         if fault.name == "silence":
             self._silence_until = until
+        elif fault.name == "quiet":
+            self._quiet_until = until
+        elif fault.name == "stall":
+            self._stall_until = until
         elif fault.name == "ignore_pongs":
             self._ignore_pongs_until = until
         elif fault.name == "refuse":
@@ -150,7 +170,20 @@ class FaultState:
 
     @property
     def silenced(self) -> bool:
-        return time.monotonic() < self._silence_until
+        """No market data reaches any client (quiet, silence and stall all stop it)."""
+        now = time.monotonic()
+        return now < self._silence_until or now < self._quiet_until or now < self._stall_until
+
+    @property
+    def replies_withheld(self) -> bool:
+        """Control requests go unanswered (silence and stall)."""
+        now = time.monotonic()
+        return now < self._silence_until or now < self._stall_until
+
+    @property
+    def stalled(self) -> bool:
+        """Not even pings are sent."""
+        return time.monotonic() < self._stall_until
 
     @property
     def ignoring_pongs(self) -> bool:
@@ -182,8 +215,10 @@ class FaultState:
         """The active faults, with seconds left, for `GET /_sim/fault`."""
         now = time.monotonic()
         active: dict[str, Any] = {}
-        if now < self._silence_until:
-            active["silence"] = {"remaining": round(self._silence_until - now, 3)}
+        for name, until in (("silence", self._silence_until), ("quiet", self._quiet_until),
+                            ("stall", self._stall_until)):
+            if now < until:
+                active[name] = {"remaining": round(until - now, 3)}
         if now < self._ignore_pongs_until:
             active["ignore_pongs"] = {"remaining": round(self._ignore_pongs_until - now, 3)}
         refusal = self._refusal

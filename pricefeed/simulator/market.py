@@ -27,6 +27,8 @@ Publish = Callable[[Iterable[MarketEvent]], None]
 _DAY_MS = 24 * 60 * 60 * 1000
 # A typical tick moves the price by up to about one basis point.
 _MOVE_PER_TICK = 10_000
+# How far ids go back on `restart_ids`: far beyond any overlap a client could be de-duplicating.
+ID_JUMP_BACK = 50_000_000
 
 
 def now_ms() -> int:
@@ -119,6 +121,12 @@ class RandomWalkMarket:
             self._paused = paused
         self._wake.set()
         return {"source": "random_walk", "paused": self._paused, "rate": self._rate}
+
+    def restart_ids(self) -> None:
+        """Trade ids start again far lower, as after an exchange failover (ids_jump_back)."""
+        for state in self._states.values():
+            state.next_agg_id = max(1, state.next_agg_id - ID_JUMP_BACK)
+            state.next_trade_id = max(1, state.next_trade_id - ID_JUMP_BACK)
 
     def run(self) -> None:
         """Publish ticks forever (run in its own greenlet)."""

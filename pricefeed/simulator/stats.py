@@ -32,6 +32,8 @@ class Stats:
     drops: int = 0                   # connections dropped by the drop fault
     malformed_sent: int = 0
     shutdown_notices_sent: int = 0
+    hostile_sent: int = 0            # frames of the hostile fault
+    replies_withheld: int = 0        # control requests left unanswered (silence, stall)
     rest_requests: int = 0
     rest_rejected: int = 0           # REST answered 429 for exceeding the weight limit
     rest_failed: int = 0             # REST failed on purpose by the rest fault

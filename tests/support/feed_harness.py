@@ -47,6 +47,8 @@ def main() -> None:
         url, PairCatalog(pairs), emit,
         silence_timeout=number("silence_timeout", 15), connect_timeout=number("connect_timeout", 5),
         rotate_after=number("rotate_after", 3600),
+        probe_after=number("probe_after", 0) or None, probe_timeout=number("probe_timeout", 1.0),
+        max_frame_bytes=int(number("max_frame_bytes", 1 << 20)),
         policy=ReconnectPolicy(number("backoff_base", 0.1), number("backoff_cap", 1),
                                int(number("max_attempts", 100))))
     feed.start()
