@@ -149,6 +149,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Test only: expose POST {prefix}/_fault/block-hub?seconds=N[&worker=ID] to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
+    # -- issue 10: the exchange connection against a real peer --------------------------------
+    Setting("UPSTREAM_PROBE_TIMEOUT", float, 3.0,
+            "Seconds a quiet exchange connection has to answer its LIST_SUBSCRIPTIONS probe before it is "
+            "replaced (it is probed after PRICEFEED_UPSTREAM_SILENCE_TIMEOUT, or half PRICEFEED_STALE_AFTER "
+            "if shorter, without data).", minimum=0.1, maximum=60),
+    Setting("UPSTREAM_MAX_FRAME_BYTES", int, 1 << 20,
+            "Largest exchange WebSocket frame read; a longer one gets the connection replaced (counted).",
+            minimum=4096, maximum=64 << 20),
+    Setting("REST_MAX_BODY_BYTES", int, 1 << 20, "Largest REST ticker response body read; longer is malformed.",
+            minimum=4096, maximum=64 << 20),
+    Setting("MAX_CLOCK_SKEW", float, 86400.0,
+            "Seconds an exchange event time (or a tick read from Redis) may be from the local clock, "
+            "past or future; outside it the tick is rejected and counted.", minimum=1, maximum=30 * 86400),
+    Setting("UPSTREAM_ATTEMPT_BUDGET_DIR", str, "",
+            "Directory of the file in which the workers of a host share one budget of exchange connection "
+            "attempts (PRICEFEED_UPSTREAM_MAX_ATTEMPTS_PER_5MIN per host). Empty: <tmp>/pricefeed-<uid>."),
+    Setting("ALLOW_INSECURE_UPSTREAM", _bool, False,
+            "Allow ws:// and http:// exchange URLs to hosts other than loopback (TLS is otherwise required)."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -192,6 +210,12 @@ class Config:
     bus_heartbeat_interval: float
     fault_injection: bool
     simulated: bool
+    upstream_probe_timeout: float
+    upstream_max_frame_bytes: int
+    rest_max_body_bytes: int
+    max_clock_skew: float
+    upstream_attempt_budget_dir: str
+    allow_insecure_upstream: bool
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -214,6 +238,7 @@ class Config:
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")
         _check_pairs(config)
+        _check_tls(config)
         if config.min_update_interval >= config.heartbeat_interval:
             raise ConfigError("PRICEFEED_MIN_UPDATE_INTERVAL must be below PRICEFEED_HEARTBEAT_INTERVAL "
                               "(a stream waiting that long would miss its keep-alive)")
@@ -260,6 +285,29 @@ def _check_pairs(config: "Config") -> None:
         raise ConfigError(f"PRICEFEED_PAIRS is invalid: {exc.detail}") from None
     except ValueError as exc:
         raise ConfigError(f"PRICEFEED_PAIRS is invalid: {exc}") from None
+
+
+def _check_tls(config: "Config") -> None:
+    """Plaintext to the exchange only on loopback (the simulator), unless explicitly allowed."""
+    if config.allow_insecure_upstream:
+        return
+    for key, url, plain in (("PRICEFEED_UPSTREAM_URL", config.upstream_url, "ws"),
+                            ("PRICEFEED_REST_URL", config.rest_url, "http")):
+        parts = urlsplit(url)
+        if parts.scheme == plain and not _is_loopback(parts.hostname or ""):
+            # Scheme and host only: the URL may carry credentials.
+            raise ConfigError(f"{key} uses plaintext {plain}:// to {parts.hostname!r}, which is not loopback; "
+                              f"use {plain}s:// or set PRICEFEED_ALLOW_INSECURE_UPSTREAM=true")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _redact(url: str | None) -> str | None:

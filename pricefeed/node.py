@@ -14,11 +14,13 @@ import os
 import socket
 import time
 from typing import Callable
+from urllib.parse import urlsplit
 
 import gevent
 import pybreaker
 
 from pricefeed.delivery.admission import AdmissionGate
+from pricefeed.exchange.attempt_budget import HostAttemptBudget
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.breakers import new_breaker
 from pricefeed.cluster.bus import Bus
@@ -77,10 +79,17 @@ class Node:
             connect_timeout=config.upstream_connect_timeout,
             rotate_after=config.upstream_rotate_after,
             policy=ReconnectPolicy(config.upstream_backoff_base, config.upstream_backoff_cap,
-                                   config.upstream_max_attempts_per_5min),
-            force_simulated=config.simulated, clock=clock, breaker=self.breakers["upstream"])
+                                   config.upstream_max_attempts_per_5min,
+                                   host_budget=HostAttemptBudget(config.upstream_attempt_budget_dir,
+                                                                 urlsplit(config.upstream_url).netloc.rpartition("@")[2],
+                                                                 config.upstream_max_attempts_per_5min)),
+            force_simulated=config.simulated, clock=clock, breaker=self.breakers["upstream"],
+            # Probed before its prices would turn stale: a quiet market stays current.
+            probe_after=min(config.upstream_silence_timeout, config.stale_after / 2),
+            probe_timeout=config.upstream_probe_timeout, max_frame_bytes=config.upstream_max_frame_bytes,
+            max_clock_skew_ms=int(config.max_clock_skew * 1000))
         self.rest = RestPoller(config.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
-                               clock=clock)
+                               clock=clock, max_body_bytes=config.rest_max_body_bytes)
         self.bus: Bus
         self.election: Election | None = None
         if config.redis_url:
@@ -94,6 +103,7 @@ class Node:
                           clock)
             self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
                                 breaker=self.breakers["redis_bus"])
+            self.bus.max_clock_skew_ms = int(config.max_clock_skew * 1000)
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
                                      epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from typing import Callable
 
 import gevent
@@ -28,7 +29,9 @@ from redis.retry import Retry
 
 from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
+from pricefeed.logs import RateLimitedLog, excerpt
 from pricefeed.ticks import PriceTick
+from pricefeed.validation import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ class RedisBus(Bus):
         self.fenced = 0
         self.received = 0
         self.malformed = 0
+        # Ticks read back from Redis are checked like the exchange's (None: no time window).
+        self.max_clock_skew_ms: int | None = None
+        self.rejected: Counter[str] = Counter()
+        self._rejections_log = RateLimitedLog(log)
 
     # -- Bus -------------------------------------------------------------------------
 
@@ -125,9 +132,9 @@ class RedisBus(Bus):
         ticks = []
         for raw in self._guarded(self.client.hvals, self.last_key):
             try:
-                ticks.append(PriceTick.from_json(raw[1:]))
-            except (ValueError, TypeError):
-                self.malformed += 1
+                ticks.append(PriceTick.from_json(raw[1:], self.max_clock_skew_ms))
+            except (ValueError, TypeError) as exc:
+                self._reject(exc, raw)
         return sorted(ticks, key=lambda t: (t.epoch, t.seq))
 
     def status(self) -> dict:
@@ -137,8 +144,27 @@ class RedisBus(Bus):
             "subscriptions": self.subscriptions,
             "last_message_age_s": None if self.last_message_at is None else round(now - self.last_message_at, 3),
             "epoch": self.lease.epoch, "published": self.published, "fenced": self.fenced,
-            "received": self.received, "malformed": self.malformed,
+            "received": self.received, "malformed": self.malformed, "rejected": dict(self.rejected),
         }
+
+    def _reject(self, exc: Exception, raw: bytes | str) -> None:
+        """One bad entry or message: counted by reason, logged (rate-limited), skipped."""
+        self.malformed += 1
+        reason = exc.reason if isinstance(exc, Rejected) else "malformed"
+        self.rejected[reason] += 1
+        self._rejections_log.warning("bus: rejected (%s: %s): %s", reason, excerpt(str(exc), 120),
+                                     excerpt(raw, 120))
+
+    def _deliver_safely(self, tick: PriceTick) -> None:
+        """No single tick can end the subscription, whatever the hub makes of it."""
+        if self._deliver is None:
+            return
+        try:
+            self._deliver(tick)
+        except Exception as exc:  # noqa: BLE001 - a consumer bug must cost one tick, not the subscription
+            self.rejected["delivery_failed"] += 1
+            self._rejections_log.warning("bus: delivering %s failed (%s: %s); skipped", tick.pair,
+                                         type(exc).__name__, excerpt(str(exc), 120))
 
     # -- publishing --------------------------------------------------------------------
 
@@ -199,10 +225,8 @@ class RedisBus(Bus):
             gevent.sleep(random.uniform(0, ceiling))
 
     def _reload_last_prices(self) -> None:
-        deliver = self._deliver
         for tick in self.last_prices():
-            if deliver is not None:
-                deliver(tick)
+            self._deliver_safely(tick)
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         heard_at = self._clock()
@@ -235,9 +259,7 @@ class RedisBus(Bus):
             return
         try:
             if text.startswith(TICK):
-                tick = PriceTick.from_json(text[1:])
-                if self._deliver is not None:
-                    self._deliver(tick)
+                self._deliver_safely(PriceTick.from_json(text[1:], self.max_clock_skew_ms))
             elif text.startswith(HEARTBEAT):
                 heartbeat = json.loads(text[1:])
                 if not isinstance(heartbeat, dict):
@@ -247,6 +269,5 @@ class RedisBus(Bus):
                 self.on_heartbeat(heartbeat)
             else:
                 raise ValueError("unknown message kind")
-        except (ValueError, TypeError) as exc:
-            self.malformed += 1
-            log.warning("bus: malformed message skipped (%s): %r", exc, text[:120])
+        except (ValueError, TypeError, RecursionError) as exc:
+            self._reject(exc, text)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +31,9 @@ from typing import Any, Callable
 import gevent
 import pybreaker
 
+import pricefeed.validation as validation
 from pricefeed.breakers import new_breaker
+from pricefeed.logs import excerpt
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 
@@ -50,7 +51,18 @@ USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 REFUSAL_PAUSE_SECONDS = 60.0
 # When a 429/418 comes without Retry-After (Binance always sends one): 418 bans last >= 2 min.
 DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
-_PRICE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead off TLS or to another host: it is answered as the 3xx it is."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - urllib's hook
+        return None
+
+
+# Proxies from the environment still apply (build_opener keeps its ProxyHandler).
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class ExchangeServerError(Exception):
@@ -68,7 +80,7 @@ class RestPoller:
     def __init__(self, rest_url: str, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], *,
                  interval: float = 2.0, weight_budget_per_minute: int = 600, timeout: float = 3.0,
                  breaker: pybreaker.CircuitBreaker | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.catalog = catalog
         self.on_tick = on_tick
         self.interval = interval
@@ -77,6 +89,7 @@ class RestPoller:
         self.breaker = (breaker if breaker is not None
                         else new_breaker("rest", fail_max=3, reset_timeout=30.0))
         self._clock = clock
+        self.max_body_bytes = max_body_bytes
         self.url, self.weight = _ticker_url(rest_url, [pair.symbol for pair in catalog.pairs])
         self._greenlet: gevent.Greenlet | None = None
         self._spent: deque[tuple[float, int]] = deque()   # (when, weight) of requests sent
@@ -157,14 +170,19 @@ class RestPoller:
         self.polls += 1
         sent.append(True)
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
-                return response.status, response.headers, response.read()
+            with _OPENER.open(self.url, timeout=self.timeout) as response:
+                return response.status, response.headers, self._read_capped(response)
         except urllib.error.HTTPError as error:
             with error:
-                body = error.read()
+                body = self._read_capped(error)
             if error.code >= 500:
                 raise ExchangeServerError(error.code, _retry_after(error.headers)) from None
             return error.code, error.headers, body
+
+    def _read_capped(self, response) -> bytes:
+        """At most `max_body_bytes` (+1, to tell an oversized body, which then parses as malformed)."""
+        body = response.read(self.max_body_bytes + 1)
+        return b"" if len(body) > self.max_body_bytes else body
 
     def _publish(self, body: bytes) -> int:
         # The REST ticker carries no event time: the tick is stamped with when we received it.
@@ -177,15 +195,18 @@ class RestPoller:
             rows = [rows]       # `symbol=` answers with one object, `symbols=` with a list
         if not isinstance(rows, list):
             self.failures += 1
-            self._count_malformed(f"body is not a ticker list: {body[:120]!r}")
+            self._count_malformed(f"body is not a ticker list: {excerpt(body, 120)}")
             return 0
         self._last_success_at = self._clock()
         published = 0
         for row in rows:
             symbol = row.get("symbol") if isinstance(row, dict) else None
             price = row.get("price") if isinstance(row, dict) else None
-            if not isinstance(symbol, str) or not isinstance(price, str) or not _PRICE.fullmatch(price):
-                self._count_malformed(f"row {str(row)[:120]}")
+            try:
+                validation.symbol(symbol)
+                validation.price(price)
+            except validation.Rejected as exc:
+                self._count_malformed(f"row rejected ({exc.reason}): {excerpt(row, 120)}")
                 continue
             pair = self.catalog.by_symbol(symbol)
             if pair is None or self._last_price.get(pair.symbol) == price:
