@@ -37,10 +37,8 @@ import websocket
 
 from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
-from pricefeed.exchange.dedup import Deduplicator
-from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, RejectedEvent, ServerShutdown, Ticker,
-                                         Trade, combined_stream_url, parse_frame)
-from pricefeed.logs import RateLimitedLog, excerpt
+from pricefeed.exchange.frames import FrameHandler
+from pricefeed.exchange.protocol import combined_stream_url
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 from pricefeed.validation import DEFAULT_MAX_CLOCK_SKEW_MS
@@ -53,8 +51,6 @@ SIMULATOR_HEADER = "x-pricefeed-simulator"
 ROTATION_OVERLAP_SECONDS = 0.5
 SUPERVISE_INTERVAL_SECONDS = 0.1
 BREAKER_OPEN_POLL_SECONDS = 0.5
-# A frame with many events (!miniTicker@arr) yields to the other greenlets this often.
-EVENTS_PER_YIELD = 100
 # Certificates are always verified: there is no setting that turns this off.
 _TLS_OPTIONS = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
 
@@ -93,10 +89,8 @@ class BinanceFeed:
         self._wake = gevent.event.Event()
         self._stopping = False
         self._greenlet: gevent.Greenlet | None = None
-        self._dedup = Deduplicator()
-        self._rejections_log = RateLimitedLog(log)
-        self._open24h: dict[str, str] = {}
-        self._last_price: dict[str, tuple[int, str]] = {}   # symbol -> (event time, price) emitted
+        self.frames = FrameHandler(catalog, on_tick, self.stats, max_clock_skew_ms, force_simulated,
+                                   on_first_data=policy.succeeded, on_shutdown=self._wake.set)
         self._connected_since_wall: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -174,7 +168,7 @@ class BinanceFeed:
                 self.stats.reconnects += 1
             # A fresh connection after a gap: trade ids may restart (exchange failover);
             # only an overlap needs the per-symbol dedup memory.
-            self._dedup.clear()
+            self.frames.dedup.clear()
             self.active = conn
             self._connected_since_wall = time.time()
 
@@ -291,7 +285,7 @@ class BinanceFeed:
         self._numbers += 1
         headers = ws.getheaders() or {}
         conn = UpstreamConnection(ws, self._numbers, SIMULATOR_HEADER in headers,
-                                  self._on_data, self._on_end, self._clock)
+                                  self.frames.on_data, self._on_end, self._clock)
         self.stats.connects += 1
         log.info("upstream: connection #%d open to %s%s", conn.number, self.url.split("?")[0],
                  " (simulator)" if conn.simulated else "")
@@ -310,87 +304,8 @@ class BinanceFeed:
     def _on_end(self, conn: UpstreamConnection) -> None:
         if conn.replace_reason and not conn.ended:
             self.stats.oversized_frames += 1
-            self._reject(conn, "frame_too_large", conn.replace_reason, b"")
+            self.frames.reject(conn, "frame_too_large", conn.replace_reason, b"")
         self._wake.set()
-
-    # -- frames --------------------------------------------------------------------
-
-    def _on_data(self, conn: UpstreamConnection, data: bytes, binary: bool) -> None:
-        self.stats.messages += 1
-        if conn.first_data_at == conn.last_data_at:
-            # The first data on this connection: it works, so backoff starts afresh.
-            self.policy.succeeded()
-        try:
-            if binary:
-                raise MalformedFrame("binary_frame", "binary frame (Binance sends text)")
-            messages = parse_frame(data, max_skew_ms=self.max_clock_skew_ms)
-        except MalformedFrame as exc:
-            self.stats.malformed += 1
-            self._reject(conn, exc.reason, exc.detail, data)
-            return
-        for index, message in enumerate(messages):
-            if index and index % EVENTS_PER_YIELD == 0:
-                gevent.sleep(0)   # a frame of thousands of events must not hold the hub
-            if isinstance(message, Trade):
-                self._on_trade(conn, message)
-            elif isinstance(message, Ticker):
-                self._on_ticker(conn, message)
-            elif isinstance(message, RejectedEvent):
-                self._reject(conn, message.reason, message.detail, data)
-            elif isinstance(message, ServerShutdown):
-                log.info("upstream: serverShutdown on connection #%d", conn.number)
-                conn.shutdown_announced = True
-                self._wake.set()
-            elif isinstance(message, ControlReply):
-                self.stats.probes_answered += 1
-                conn.reply_received(message.request_id)
-            else:
-                self.stats.unused += 1
-
-    def _reject(self, conn: UpstreamConnection, reason: str, detail: str, data: bytes | str) -> None:
-        """Count a bad frame or event by reason; log it (rate-limited, `repr`, truncated)."""
-        self.stats.rejected[reason] += 1
-        self._rejections_log.warning("upstream: rejected on connection #%d (%s): %s; frame starts %s",
-                                     conn.number, reason, excerpt(detail, 120), excerpt(data, 120))
-
-    def _on_trade(self, conn: UpstreamConnection, trade: Trade) -> None:
-        pair = self.catalog.by_symbol(trade.symbol)
-        if pair is None:
-            self.stats.unused += 1
-            return
-        if not self._dedup.accept((trade.kind, trade.symbol), trade.trade_id, trade.event_time):
-            return
-        self._emit(PriceTick(pair.name, trade.symbol, trade.price, trade.event_time,
-                             self._source(conn), self._open24h.get(trade.symbol)))
-
-    def _on_ticker(self, conn: UpstreamConnection, ticker: Ticker) -> None:
-        pair = self.catalog.by_symbol(ticker.symbol)
-        if pair is None:
-            self.stats.unused += 1
-            return
-        resets = self._dedup.resets
-        if not self._dedup.accept(("ticker", ticker.symbol), ticker.event_time, ticker.event_time):
-            return
-        self._open24h[ticker.symbol] = ticker.open
-        last = self._last_price.get(ticker.symbol)
-        if self._dedup.resets != resets:
-            last = None   # the exchange's clock went back: what we emitted before proves nothing
-        if last is None or (ticker.event_time > last[0] and ticker.close != last[1]):
-            # The ticker's close is the exchange's own last price at its event time. It
-            # gives a quiet pair a price at all, and repairs one whose last trade fell
-            # in a reconnect gap (the exchange does not resend missed trades).
-            self._emit(PriceTick(pair.name, ticker.symbol, ticker.close, ticker.event_time,
-                                 self._source(conn), ticker.open))
-
-    def _source(self, conn: UpstreamConnection) -> str:
-        return "simulator" if (self.force_simulated or conn.simulated) else "binance"
-
-    def _emit(self, tick: PriceTick) -> None:
-        self._last_price[tick.symbol] = (tick.ts, tick.price)
-        try:
-            self.on_tick(tick)
-        except Exception:  # noqa: BLE001 - a consumer bug must not end the connection
-            log.exception("upstream: tick consumer failed for %s", tick.pair)
 
     # -- health --------------------------------------------------------------------
 
@@ -427,8 +342,8 @@ class BinanceFeed:
             "rejected": dict(self.stats.rejected),
             "oversized_frames": self.stats.oversized_frames,
             "max_frame_bytes": self.max_frame_bytes,
-            "duplicates_dropped": self._dedup.duplicates,
-            "dedup_resets": self._dedup.resets,
+            "duplicates_dropped": self.frames.dedup.duplicates,
+            "dedup_resets": self.frames.dedup.resets,
             "unused": self.stats.unused,
             "last_error": self.stats.last_error,
         }

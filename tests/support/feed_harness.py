@@ -27,10 +27,15 @@ class ObservedFeed(BinanceFeed):
 
     current_trade_id = None
 
-    def _on_trade(self, conn, trade):
-        self.current_trade_id = trade.trade_id
-        super()._on_trade(conn, trade)
-        self.current_trade_id = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        on_trade = self.frames._on_trade
+
+        def observed(conn, trade):
+            self.current_trade_id = trade.trade_id
+            on_trade(conn, trade)
+            self.current_trade_id = None
+        self.frames._on_trade = observed
 
 
 def main() -> None:
