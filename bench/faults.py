@@ -1,6 +1,6 @@
 """The fault table: every fault of the fallback suite, repeated, with what users would observe.
 
-    .venv/bin/python -m bench.faults --repeats 10 [--only drop,redis_kill]
+    .venv/bin/python -m bench.faults --repeats 10 [--only drop,redis_kill] [--quiet-seconds 300]
 
 A Redis deployment (one gunicorn instance, 2 gevent workers, its own redis-server),
 the simulator at 20 ticks/s on 3 pairs, 8 SSE clients. Per fault and repeat:
@@ -9,7 +9,9 @@ the simulator at 20 ticks/s on 3 pairs, 8 SSE clients. Per fault and repeat:
 - recovery: fault → every client holds a tick stamped by the exchange after the fault ended;
 - ticks lost: trades the exchange made in that window that no client price event carried
   (the exchange does not resend; the miniTicker repairs the final price);
-- clients disconnected, and the slowest /health answer during the fault.
+- clients disconnected, mode changes the clients were told, and the slowest /health answer;
+- for the quiet-market and hostile rows, what they are about (`notes`): seconds until the
+  exchange sees one connection again, reconnects and stale flags during a quiet market.
 Loopback only; bounded; stops by itself. Prints a markdown table and JSON.
 """
 from __future__ import annotations
@@ -42,7 +44,9 @@ class Run:
     recovery_s: float | None = None
     ticks_lost: int = 0
     disconnected: int = 0
+    mode_changes: int = 0
     health_ms_max: float = 0.0
+    notes: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Deployment:
     sim: SimulatorProcess
     app: GunicornProcess
     clients: list[SSEClient] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)   # what the fault action measured itself
 
     def leader_upstream(self) -> dict | None:
         """The leader's upstream counters, or None if no leader answered (e.g. it is frozen)."""
@@ -118,6 +123,57 @@ def hub_block(d: Deployment) -> float:
     return time.time()
 
 
+QUIET_SECONDS = [300.0]   # --quiet-seconds
+HOSTILE_KINDS = ("time_400_digits", "time_far_future", "price_negative", "price_zero", "price_leading_zeros",
+                 "price_100k_digits", "symbol_unicode", "frame_12mb", "huge_trade_id", "ids_jump_back")
+
+
+def shutdown_on_quiet_market(d: Deployment) -> float:
+    """No trades; serverShutdown without a close (the server leaves it to us): time to one connection."""
+    d.sim.market(paused=True)
+    time.sleep(0.5)
+    d.sim.reset_stats()
+    announced = time.monotonic()
+    d.sim.fault(fault="shutdown", close=False)
+    wait_until(lambda: d.sim.stats()["connections_total"] >= 1 and d.sim.stats()["connections_open"] == 1,
+               30, interval=0.01, message="one connection again")
+    d.notes["one_connection_s"] = round(time.monotonic() - announced, 3)
+    d.sim.market(paused=False)
+    return time.time()
+
+
+def quiet_market(d: Deployment) -> float:
+    """No trades for QUIET_SECONDS while pings and control replies go on: nothing may happen."""
+    upstream = d.leader_upstream() or {}
+    d.sim.market(paused=True)
+    d.sim.reset_stats()
+    stale_seen, ends = 0, time.monotonic() + QUIET_SECONDS[0]
+    while time.monotonic() < ends:
+        health = d.app.health()
+        stale_seen += sum(1 for p in health["pairs"].values() if p and p["stale"]) + (health["mode"] != "live")
+        time.sleep(1.0)
+    after = d.leader_upstream() or {}
+    stats = d.sim.stats()
+    d.notes.update(quiet_s=QUIET_SECONDS[0], exchange_connections=stats["connections_total"],
+                   reconnects=after.get("reconnects", 0) - upstream.get("reconnects", 0),
+                   probes_answered=after.get("probes_answered", 0) - upstream.get("probes_answered", 0),
+                   health_samples_stale_or_not_live=stale_seen,
+                   pings=stats["pings_sent"], replies=stats["responses_sent"])
+    d.sim.market(paused=False)
+    return time.time()
+
+
+def hostile_frames(d: Deployment) -> float:
+    """Every hostile frame of the simulator, one after another."""
+    d.sim.reset_stats()
+    for kind in HOSTILE_KINDS:
+        d.sim.fault(fault="hostile", kind=kind)
+        time.sleep(0.3)
+    wait_until(lambda: d.sim.stats()["connections_open"] == 1, 10, message="one connection")
+    d.notes["max_concurrent_connections"] = d.sim.stats()["max_concurrent"]
+    return time.time()
+
+
 FAULTS: dict[str, FaultAction] = {
     "drop": upstream_fault({"fault": "drop"}),
     "silence 3 s": upstream_fault({"fault": "silence", "duration": 3}, lasts=3),
@@ -133,6 +189,9 @@ FAULTS: dict[str, FaultAction] = {
     "redis kill -9 + restart": redis_kill,
     "redis SIGSTOP 4 s": redis_freeze,
     "leader hub blocked 3 s": hub_block,
+    "serverShutdown on a quiet market": shutdown_on_quiet_market,
+    "quiet market": quiet_market,
+    "hostile frames x10": hostile_frames,
 }
 
 
@@ -148,6 +207,7 @@ FAULTS["exchange down 8 s + REST 500"] = exchange_and_rest_down
 
 def run_once(d: Deployment, inject: FaultAction) -> Run:
     run = Run()
+    d.notes = {}
     for client in d.clients:
         client.wait_for(lambda c: c.of("price"), 15, "prices before the fault")
     upstream_before = d.leader_upstream() or {}
@@ -186,7 +246,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
         run.detection_s = time.time() - started
     except AssertionError:
         run.detection_s = None
-    injector.join(timeout=60)
+    injector.join(timeout=QUIET_SECONDS[0] + 120)
     ended_ms = int(max(fault_ended[0] if fault_ended else time.time(), started) * 1000)
 
     def fresh_everywhere():
@@ -202,6 +262,8 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
                 if started * 1000 <= e.json()["ts"] <= recovered * 1000})
     run.ticks_lost = max(0, made - seen)
     run.disconnected = sum(1 for c in d.clients if c.closed)
+    run.mode_changes = sum(len(mode_sequence(c)) - n for c, n in zip(d.clients, modes_before))
+    run.notes = dict(d.notes)
     return run
 
 
@@ -219,16 +281,30 @@ def summarize(name: str, runs: list[Run]) -> dict:
         "recovery_s_p50": med([r.recovery_s for r in runs]), "recovery_s_max": worst([r.recovery_s for r in runs]),
         "ticks_lost_p50": med([r.ticks_lost for r in runs]), "ticks_lost_max": worst([r.ticks_lost for r in runs]),
         "clients_disconnected": sum(r.disconnected for r in runs),
+        "mode_changes": sum(r.mode_changes for r in runs),
+        "notes": _merge_notes([r.notes for r in runs]),
         "undetected": sum(1 for r in runs if r.detection_s is None),
         "health_ms_max": worst([r.health_ms_max for r in runs]),
     }
+
+
+def _merge_notes(notes: list[dict]) -> dict:
+    """Per key: the single value, or p50 / max over the runs."""
+    merged = {}
+    for key in sorted({k for n in notes for k in n}):
+        values = [n[key] for n in notes if key in n]
+        merged[key] = values[0] if len(values) == 1 else f"{statistics.median(values)} / {max(values)}"
+    return merged
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated fault names (default: all)")
+    parser.add_argument("--quiet-seconds", type=float, default=300.0, help="how long the quiet market lasts")
     args = parser.parse_args()
+    QUIET_SECONDS[0] = args.quiet_seconds
+    print(f"load average before: {open('/proc/loadavg').read().strip()}", flush=True)
     wanted = [n for n in FAULTS if not args.only or n in args.only.split(",")]
     rows = []
     for name in wanted:
@@ -257,12 +333,13 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     print()
     print("| fault | runs | detection p50 / max | recovery p50 / max | ticks lost p50 / max "
-          "| clients disconnected | slowest /health |")
-    print("|---|---|---|---|---|---|---|")
+          "| clients disconnected | mode changes | slowest /health | notes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        notes = ", ".join(f"{k} {v}" for k, v in r["notes"].items())
         print(f"| {r['fault']} | {r['runs']} | {r['detection_s_p50']} / {r['detection_s_max']} s "
               f"| {r['recovery_s_p50']} / {r['recovery_s_max']} s | {r['ticks_lost_p50']} / {r['ticks_lost_max']} "
-              f"| {r['clients_disconnected']} | {r['health_ms_max']} ms |")
+              f"| {r['clients_disconnected']} | {r['mode_changes']} | {r['health_ms_max']} ms | {notes} |")
 
 
 if __name__ == "__main__":
