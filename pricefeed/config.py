@@ -161,7 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=4096, maximum=64 << 20),
     Setting("MAX_CLOCK_SKEW", float, 86400.0,
             "Seconds an exchange event time (or a tick read from Redis) may be from the local clock, "
-            "past or future; outside it the tick is rejected and counted.", minimum=1, maximum=30 * 86400),
+            "past or future; outside it the tick is rejected and counted. 0: no window (replaying old captures).",
+            minimum=0, maximum=30 * 86400),
     Setting("UPSTREAM_ATTEMPT_BUDGET_DIR", str, "",
             "Directory of the file in which the workers of a host share one budget of exchange connection "
             "attempts (PRICEFEED_UPSTREAM_MAX_ATTEMPTS_PER_5MIN per host). Empty: <tmp>/pricefeed-<uid>."),

@@ -87,7 +87,7 @@ class Node:
             # Probed before its prices would turn stale: a quiet market stays current.
             probe_after=min(config.upstream_silence_timeout, config.stale_after / 2),
             probe_timeout=config.upstream_probe_timeout, max_frame_bytes=config.upstream_max_frame_bytes,
-            max_clock_skew_ms=int(config.max_clock_skew * 1000))
+            max_clock_skew_ms=int(config.max_clock_skew * 1000) or None)
         self.rest = RestPoller(config.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
                                clock=clock, max_body_bytes=config.rest_max_body_bytes)
         self.bus: Bus
@@ -103,7 +103,7 @@ class Node:
                           clock)
             self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
                                 breaker=self.breakers["redis_bus"])
-            self.bus.max_clock_skew_ms = int(config.max_clock_skew * 1000)
+            self.bus.max_clock_skew_ms = int(config.max_clock_skew * 1000) or None
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
                                      epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake

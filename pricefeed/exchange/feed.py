@@ -64,7 +64,7 @@ class BinanceFeed:
                  force_simulated: bool = False, clock: Callable[[], float] = time.monotonic,
                  breaker: pybreaker.CircuitBreaker | None = None, probe_after: float | None = None,
                  probe_timeout: float = 3.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS):
+                 max_clock_skew_ms: int | None = DEFAULT_MAX_CLOCK_SKEW_MS):
         self.url = combined_stream_url(url, catalog.pairs)
         # Quiet this long, a connection is asked whether it still works (never later than the
         # silence timeout); it is replaced only if that goes unanswered for `probe_timeout`.

@@ -31,7 +31,7 @@ class FrameHandler:
     """Turns the frames of the feed's connections into PriceTicks for `on_tick`."""
 
     def __init__(self, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], stats: FeedStats,
-                 max_clock_skew_ms: int, force_simulated: bool, on_first_data: Callable[[], None],
+                 max_clock_skew_ms: int | None, force_simulated: bool, on_first_data: Callable[[], None],
                  on_shutdown: Callable[[], None]):
         self.catalog = catalog
         self.on_tick = on_tick
