@@ -178,10 +178,8 @@ class FeedStats:
         self.probes = 0              # LIST_SUBSCRIPTIONS sent to a quiet connection
         self.probes_answered = 0
         self.oversized_frames = 0    # frames over the cap: the connection was replaced
-        self.dedup_resets = 0        # ids or times that jumped back: the exchange restarted its ids
         self.messages = 0            # data frames received
         self.malformed = 0
         self.rejected: Counter[str] = Counter()   # malformed frames and events, by reason
-        self.duplicates = 0          # dropped during rotation overlap
         self.unused = 0              # well-formed but not needed (depth, bookTicker, other symbols)
         self.last_error = ""
