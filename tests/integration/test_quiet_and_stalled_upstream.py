@@ -61,6 +61,18 @@ def test_server_shutdown_on_a_quiet_market_leaves_one_connection_within_two_seco
     assert_no_gap_and_no_duplicate(feed)
 
 
+def test_server_shutdown_without_close_on_a_trading_market_has_no_gap_and_no_duplicate(sim, feed):
+    sim.reset_stats()
+    announced = time.monotonic()
+    sim.fault(fault="shutdown", close=False)
+    wait_until(lambda: feed.status.get("rotations", 0) >= 1 and sim.stats()["connections_open"] == 1, 2,
+               interval=0.02, message="one connection within 2 s of serverShutdown")
+    assert time.monotonic() - announced < 2
+    feed.wait_ticks(20)
+    assert sim.stats()["max_concurrent"] == 2 and feed.status["reconnects"] == 0
+    assert_no_gap_and_no_duplicate(feed)
+
+
 def test_rotation_on_a_quiet_market_needs_no_trade():
     with SimulatorProcess(pairs=SYMBOLS, rate=40, ping_interval=0.5) as sim, \
             FeedProcess(sim.ws_url, PAIRS, rotate_after=1.5, silence_timeout=SILENCE, probe_timeout=1,
@@ -113,6 +125,8 @@ def test_a_quiet_market_for_three_silence_timeouts_is_neither_replaced_nor_stale
             upstream = health["upstream"]
             assert upstream["reconnects"] == 0 and upstream["silence_timeouts"] == 0 and upstream["connects"] == 1
             assert upstream["probes_answered"] >= 2, "the quiet connection was never asked"
+            budget = upstream["host_attempt_budget"]
+            assert budget["scope"] == "host" and budget["attempts_last_5min"] >= 1 and budget["errors"] == 0
             assert sim.stats()["connections_total"] == 0 and sim.stats()["pings_sent"] >= 4
             statuses = [e.json() for e in client.of("status")]
             assert all(s["mode"] == "live" and not s["stale"] for s in statuses), statuses
