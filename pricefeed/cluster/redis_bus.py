@@ -31,6 +31,7 @@ from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
 from pricefeed.logs import RateLimitedLog, excerpt
 from pricefeed.ticks import PriceTick
+import pricefeed.validation as validation
 from pricefeed.validation import Rejected
 
 log = logging.getLogger(__name__)
@@ -261,9 +262,7 @@ class RedisBus(Bus):
             if text.startswith(TICK):
                 self._deliver_safely(PriceTick.from_json(text[1:], self.max_clock_skew_ms))
             elif text.startswith(HEARTBEAT):
-                heartbeat = json.loads(text[1:])
-                if not isinstance(heartbeat, dict):
-                    raise ValueError("heartbeat is not an object")
+                heartbeat = _checked_heartbeat(json.loads(text[1:]))
                 self._leader_heartbeat = heartbeat
                 self.leader_heartbeat_at = self._clock()
                 self.on_heartbeat(heartbeat)
@@ -271,3 +270,19 @@ class RedisBus(Bus):
                 raise ValueError("unknown message kind")
         except (ValueError, TypeError, RecursionError) as exc:
             self._reject(exc, text)
+
+
+def _checked_heartbeat(body: object) -> dict:
+    """The leader's heartbeat, with the fields the node computes with checked (a 400-digit age
+    would raise in every monitor pass of every worker)."""
+    if not isinstance(body, dict):
+        raise Rejected("bad_shape", "heartbeat is not an object")
+    age = body.get("data_age_s")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 <= age < 1e9):
+        raise Rejected("heartbeat_shape", "data_age_s is not a small non-negative number")
+    if body.get("epoch") is not None:
+        validation.identifier(body["epoch"], "epoch")
+    worker = body.get("worker")
+    if worker is not None and (not isinstance(worker, str) or len(worker) > 256):
+        raise Rejected("heartbeat_shape", "worker is not a short string")
+    return body

@@ -57,3 +57,15 @@ def test_a_message_whose_delivery_fails_costs_that_message_only(bus):
     bus._on_message(bus.channel.encode(), wire("ETH/USD", "ETHUSDT", "1.5", 10**30, "binance", None, 1, 2).encode())
     assert delivered == ["ETH/USD"]
     assert bus.rejected == {"delivery_failed": 1, "time_out_of_window": 1}
+
+
+def test_a_heartbeat_with_numbers_no_one_can_compute_with_is_skipped(bus):
+    _, bus = bus
+    heard = []
+    bus.on_heartbeat = heard.append
+    for body in ('{"epoch":1,"live":true,"data_age_s":1' + "0" * 400 + "}", '{"epoch":1,"data_age_s":NaN}',
+                 '{"epoch":-1}', '[1]'):
+        bus._on_message(bus.channel.encode(), ("H" + body).encode())
+    bus._on_message(bus.channel.encode(), b'H{"epoch":1,"live":true,"data_age_s":0.25}')
+    assert heard == [{"epoch": 1, "live": True, "data_age_s": 0.25}]
+    assert sum(bus.rejected.values()) == 4
