@@ -177,6 +177,7 @@ def hostile_frames(d: Deployment) -> float:
 FAULTS: dict[str, FaultAction] = {
     "drop": upstream_fault({"fault": "drop"}),
     "silence 3 s": upstream_fault({"fault": "silence", "duration": 3}, lasts=3),
+    "stall 6 s": upstream_fault({"fault": "stall", "duration": 6}, lasts=6),
     "no pongs 3 s": upstream_fault({"fault": "ignore_pongs", "duration": 3}, lasts=3),
     "malformed x20": upstream_fault({"fault": "malformed", "count": 20}),
     "close 1008": upstream_fault({"fault": "close", "code": 1008, "reason": "Too many requests"}),
@@ -302,6 +303,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated fault names (default: all)")
     parser.add_argument("--quiet-seconds", type=float, default=300.0, help="how long the quiet market lasts")
+    parser.add_argument("--probe-timeout", type=float, default=3.0,
+                        help="PRICEFEED_UPSTREAM_PROBE_TIMEOUT of the deployment (its default is 3 s)")
     args = parser.parse_args()
     QUIET_SECONDS[0] = args.quiet_seconds
     print(f"load average before: {open('/proc/loadavg').read().strip()}", flush=True)
@@ -312,7 +315,8 @@ def main() -> None:
         sim = SimulatorProcess(pairs=SYMBOLS, rate=20, ping_interval=0.5, pong_timeout=2)
         env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_UPSTREAM_SILENCE_TIMEOUT="1.5",
                            PRICEFEED_FAULT_INJECTION="true", PRICEFEED_REST_URL=sim.http_url,
-                           PRICEFEED_LOG_LEVEL="WARNING")
+                           PRICEFEED_LOG_LEVEL="WARNING",
+                           PRICEFEED_UPSTREAM_PROBE_TIMEOUT=str(args.probe_timeout))
         app = GunicornProcess(workers=2, env=env)
         deployment = Deployment(redis_server, sim, app)
         runs = []
