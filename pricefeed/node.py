@@ -29,7 +29,8 @@ from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
-from pricefeed.cluster.redis_bus import RedisBus, command_client
+from pricefeed.cluster.redis_bus import RedisBus
+from pricefeed.cluster.redis_client import redis_client
 from pricefeed.exchange.rest import RestPoller
 from pricefeed.ticks import PriceTick
 from pricefeed.exchange.feed import BinanceFeed
@@ -88,14 +89,15 @@ class Node:
             # publishing must never queue the lease renewal behind it.
             self.breakers["redis_lease"] = new_breaker("redis_lease", fail_max=3, reset_timeout=2)
             self.breakers["redis_bus"] = new_breaker("redis_bus", fail_max=3, reset_timeout=2)
-            client = command_client(config.redis_url)
+            client = redis_client(config.redis_url, sentinel_username=config.redis_sentinel_username,
+                                  sentinel_password=config.redis_sentinel_password)
             lease = Lease(client, config.redis_prefix,
                           LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline),
                           clock)
             self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
                                 breaker=self.breakers["redis_bus"])
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
-                                     epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis_lease"])
+                                     epoch_floor=self._epoch_floor, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
             self.bus.on_heartbeat = self._on_leader_heartbeat
         else:
@@ -105,6 +107,7 @@ class Node:
         self._stopping = False
         self._last_heartbeat = 0.0
         self._feed_down_since: float | None = None
+        self._heartbeat_epoch = 0     # the highest epoch a leader's heartbeat announced
         self.mode = DEGRADED
         self.mode_since = time.time()
         self._announced: tuple | None = None
@@ -197,8 +200,15 @@ class Node:
         heartbeat = self.bus.leader_heartbeat or {}
         return bool(self.bus.leader_alive() and heartbeat.get("live"))
 
+    def _epoch_floor(self) -> int:
+        """The highest epoch this worker knows of: a lease taken on a promoted replica that missed
+        the last INCR must still get a larger one (a heartbeat counts: a quiet market sends no tick)."""
+        return max(self.hub.epoch, self._heartbeat_epoch)
+
     def _on_leader_heartbeat(self, heartbeat: dict) -> None:
         epoch = heartbeat.get("epoch")
+        if isinstance(epoch, int) and epoch > self._heartbeat_epoch:
+            self._heartbeat_epoch = epoch
         if isinstance(epoch, int) and 0 < epoch < self.hub.epoch:
             log.warning("the leader's epoch %d is below the %d seen before: Redis lost its epoch "
                         "counter; following the new epoch", epoch, self.hub.epoch)
@@ -235,6 +245,7 @@ class Node:
         mode = self.fallback.update(self._observe())
         self._sync_feed()
         self._steer_rest(now)
+        self._yield_if_exchange_unreachable(now)
         if self.election is not None and self.election.leading \
                 and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
             self._last_heartbeat = now
@@ -289,6 +300,16 @@ class Node:
             if self.rest.running:
                 log.warning("REST polling stopped (%s)", "WebSocket live" if self.feed.is_live() else "not ours")
                 self.rest.stop()
+
+    def _yield_if_exchange_unreachable(self, now: float) -> None:
+        """Redis works but our exchange connection has been down for LEADER_YIELD_AFTER: let
+        another worker, perhaps on a host whose route works, lead (issue 15)."""
+        after = self.config.leader_yield_after
+        if (after and self.election is not None and self.election.leading and not self.election.redis_failing
+                and self._feed_down_since is not None and now - self._feed_down_since >= after):
+            log.warning("exchange unreachable for %.0fs while Redis works: yielding the lease", after)
+            self._feed_down_since = None
+            self.election.yield_lease(hold_off=after)
 
     def _send_heartbeat(self) -> None:
         assert self.election is not None

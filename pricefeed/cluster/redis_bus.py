@@ -23,11 +23,10 @@ import gevent
 import gevent.event
 import pybreaker
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
+from pricefeed.cluster.redis_client import command_client  # noqa: F401 - re-exported for callers
 from pricefeed.ticks import PriceTick
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,6 @@ return redis.call('PUBLISH', ARGV[2], ARGV[4])
 TICK, HEARTBEAT = "T", "H"
 RESUBSCRIBE_BACKOFF_BASE = 0.1
 RESUBSCRIBE_BACKOFF_CAP = 2.0
-
-
-def command_client(url: str, timeout: float = 1.0) -> redis.Redis:
-    """A client whose commands run exactly once: no silent retries (TRAPS.md: PUBLISH and SET NX)."""
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
 
 class RedisBus(Bus):
