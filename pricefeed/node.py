@@ -309,7 +309,9 @@ class Node:
                 and self._feed_down_since is not None and now - self._feed_down_since >= after):
             log.warning("exchange unreachable for %.0fs while Redis works: yielding the lease", after)
             self._feed_down_since = None
-            self.election.yield_lease(hold_off=after)
+            # Out for two turns: a sibling on this host (the same broken route) that takes the lease
+            # next yields it before we would compete again, so another host gets its turn.
+            self.election.yield_lease(hold_off=2 * after)
 
     def _send_heartbeat(self) -> None:
         assert self.election is not None

@@ -85,7 +85,10 @@ class Topology:
             self.master_ip, self.replica_ip = self.net.ip("redis", 0), self.net.ip("redis", 1)
             self.exchange = self._spawn("exchange", [sys.executable, "-m", "pricefeed.simulator", "--host",
                                                      self.net.ip("exchange"), "--port", str(SIM_PORT),
-                                                     "--pairs", SYMBOLS, "--rate", str(rate)])
+                                                     "--pairs", SYMBOLS, "--rate", str(rate),
+                                                     # A connection to a host cut off is closed within
+                                                     # 3 s, as Binance's own ping/pong would, slower.
+                                                     "--ping-interval", "1", "--pong-timeout", "2"])
             self.sim_url = f"http://{self.net.ip('exchange')}:{SIM_PORT}"
             self.redis_servers = {MASTER_PORT: self._start_redis(self.master_ip, MASTER_PORT),
                                   REPLICA_PORT: self._start_redis(self.replica_ip, REPLICA_PORT,
