@@ -96,3 +96,19 @@ def test_publish_is_fenced_to_the_current_holder(server, client):
 def test_commands_are_not_retried_behind_our_back(client):
     retry = client.get_connection_kwargs().get("retry")
     assert retry is not None and retry.get_retries() == 0
+
+
+def test_a_yielded_lease_goes_to_another_worker_and_the_yielder_holds_off(client):
+    from pricefeed.cluster.lease import Election
+    events = []
+    a_lease, b_lease = lease(client, prefix="y"), lease(client, prefix="y")
+    a = Election(a_lease, on_elected=lambda: events.append("a+"), on_demoted=lambda: events.append("a-"))
+    b = Election(b_lease, on_elected=lambda: events.append("b+"), on_demoted=lambda: events.append("b-"))
+    a._once()
+    assert a.leading
+    a.yield_lease(hold_off=60)          # its exchange connection has been down too long
+    a._once()                           # holding off: it does not take the lease straight back
+    b._once()
+    assert (a.leading, b.leading) == (False, True)
+    assert events == ["a+", "a-", "b+"]
+    assert b_lease.epoch > 1
