@@ -142,9 +142,8 @@ def test_a_leader_cut_off_from_the_exchange_yields_the_lease_to_a_host_whose_rou
 def test_loss_and_delay_between_the_app_hosts_and_redis_keep_one_connection_and_deliver(topology, deployment):
     clients = deployment
     reset_exchange_stats(topology)
-    delay = 100 if netns.netem_available() else 0
     for host in APP_HOSTS:
-        topology.net.degrade(host, "redis", loss_percent=5, delay_ms=delay)
+        topology.net.degrade(host, "redis", loss_percent=5, delay_ms=100)
     marks = [len(c.of("price")) for c in all_of(clients)]
     for client, mark in zip(all_of(clients), marks):
         client.wait_for(lambda c: len(c.of("price")) >= mark + 20, 20, "ticks through the lossy path")

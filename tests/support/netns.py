@@ -14,12 +14,15 @@ machine's interfaces: nothing sent inside can leave. Everything is removed on ex
 a failed test; namespaces left by runs whose process is gone are removed first.
 
 Faults are nftables rules inside the hosts' namespaces (drop, or drop a share at random for
-loss) and, where the kernel has sch_netem, `tc netem` delay on the host's veth.
-Needs root, `ip` and `nft`: `unavailable()` says why a test must skip.
+loss) and delay: `tc netem` on the host's veth where the kernel has sch_netem, else an NFQUEUE
+rule (iptables) and tests/support/packet_delay.py holding the packets in user space.
+Needs root, `ip` and `nft` (and `iptables` for delay without netem): `unavailable()` says
+why a test must skip.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import ipaddress
 import os
@@ -27,6 +30,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from typing import Callable, TypeVar
 
@@ -35,18 +39,21 @@ NAME_PREFIX = "pfnet-"
 SUBNET = "10.213.77.0/24"
 CLONE_NEWNET = 0x40000000
 _counter = itertools.count(1)
+DELAY_QUEUE = 7
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def unavailable() -> str | None:
     """Why namespaced hosts cannot be made here (None: they can)."""
     if os.geteuid() != 0:
         return "network namespaces need root (CI here runs as root)"
-    for tool in ("ip", "nft"):
+    for tool in ("ip", "nft", "iptables"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (./test.sh installs nftables with apt-get)"
+            return f"`{tool}` is not installed (./test.sh installs nftables and iptables with apt-get)"
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def netem_available() -> bool:
     """The kernel has sch_netem (delay). Some VM kernels are built without it."""
     probe = f"{NAME_PREFIX}{os.getpid()}-probe"
@@ -111,6 +118,7 @@ class Network:
         self._processes: list[subprocess.Popen] = []
         self._rules: dict[str, list[str]] = {}
         self._netem: set[str] = set()
+        self._delayers: dict[str, subprocess.Popen] = {}
         try:
             self._build()
         except BaseException:
@@ -222,10 +230,27 @@ class Network:
             for address in self._addresses[other]:
                 self._add_rule(host, f"ip daddr {address} numgen random mod 100 < {loss_percent} drop",
                                f"ip saddr {address} numgen random mod 100 < {loss_percent} drop")
-        if delay_ms and host not in self._netem:
-            _run(["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "add", "dev", "eth0", "root",
-                  "netem", "delay", f"{delay_ms}ms", f"{delay_ms // 4}ms"])
-            self._netem.add(host)
+        if delay_ms and netem_available():
+            if host not in self._netem:
+                _run(["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "add", "dev", "eth0", "root",
+                      "netem", "delay", f"{delay_ms}ms", f"{delay_ms // 4}ms"])
+                self._netem.add(host)
+        elif delay_ms:
+            self._delay_in_user_space(host, other, delay_ms)
+
+    def _delay_in_user_space(self, host: str, other: str, delay_ms: int) -> None:
+        """No sch_netem in this kernel: NFQUEUE (through iptables' xt target, which nft lacks
+        here) to tests/support/packet_delay.py, one listener per host, outgoing packets only."""
+        if host not in self._delayers:
+            proc = self.spawn(host, [sys.executable, "-m", "tests.support.packet_delay", str(DELAY_QUEUE),
+                                     str(delay_ms), str(delay_ms // 4)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"packet_delay did not start in {host}")
+            self._delayers[host] = proc
+        for address in self._addresses[other]:
+            _run(["ip", "netns", "exec", self.ns(host), "iptables", "-A", "OUTPUT", "-d", address, "-j", "NFQUEUE",
+                  "--queue-num", str(DELAY_QUEUE), "--queue-bypass"])
 
     def _add_rule(self, host: str, output_rule: str, input_rule: str) -> None:
         self._nft(host, f"add rule inet pfnet out {output_rule}\nadd rule inet pfnet in {input_rule}\n")
@@ -239,6 +264,11 @@ class Network:
         for host in self._netem:
             _run(["ip", "netns", "exec", self.ns(host), "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
         self._netem.clear()
+        for host, proc in self._delayers.items():
+            _run(["ip", "netns", "exec", self.ns(host), "iptables", "-F", "OUTPUT"], check=False)
+            proc.kill()
+            proc.wait(timeout=5)
+        self._delayers.clear()
 
 
 _NFT_TABLE = """
