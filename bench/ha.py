@@ -89,7 +89,9 @@ class Generator:
 
 
 def exchange_open(topo: Topology) -> int:
-    return topo.sim_stats()["connections_open"] - OBSERVER
+    """The service's connections at the exchange (the observer subscribes to no miniTicker)."""
+    connections = json.loads(topo._get(topo.sim_url + "/_sim/connections")[1])
+    return sum(1 for c in connections if any("miniTicker" in s for s in c["streams"]))
 
 
 def reset_stats(topo: Topology) -> None:
