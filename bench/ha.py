@@ -159,10 +159,12 @@ def partition(topo: Topology, gen: Generator, per_host: int, name: str, apply, h
         wait_until(lambda: gen.first_seen(epoch), 90, interval=0.05, message=f"{name}: a newer epoch")
         detection = round(gen.first_seen(epoch) - started, 2)
     # A bench holds the fault for a fixed time (tests wait on conditions), watching the exchange.
-    single_since = None
+    single_since, changes = None, []
     until = time.time() + hold
     while time.time() < until:
         count = exchange_open(topo)
+        if not changes or changes[-1][1] != count:
+            changes.append((round(time.time() - started, 2), count))
         if count != 1:
             single_since = None
         elif single_since is None:
@@ -179,7 +181,7 @@ def partition(topo: Topology, gen: Generator, per_host: int, name: str, apply, h
     return {"fault": name, "detection_s": detection, "recovery_s": round(time.time() - healed, 2),
             "single_again_during_s": None if single_since is None else round(single_since - started, 2),
             "connections_during_max": during, "connections_at_heal": open_during,
-            "connections_after": exchange_open(topo), "epoch_changes": gen.newest_epoch() - epoch,
+            "connections_after": exchange_open(topo), "connection_changes": changes, "epoch_changes": gen.newest_epoch() - epoch,
             "disconnected": diff(gen.ended(), ended)}
 
 

@@ -29,6 +29,7 @@ from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
+from pricefeed.cluster.publisher import TickPublisher
 from pricefeed.cluster.redis_bus import RedisBus
 from pricefeed.cluster.redis_client import redis_client
 from pricefeed.exchange.rest import RestPoller
@@ -84,6 +85,7 @@ class Node:
                                clock=clock)
         self.bus: Bus
         self.election: Election | None = None
+        self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
         if config.redis_url:
             # Two breakers, because pybreaker holds its lock for the whole call: per-tick
             # publishing must never queue the lease renewal behind it.
@@ -99,6 +101,7 @@ class Node:
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
                                      epoch_floor=self._epoch_floor, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
+            self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
             self.bus.on_heartbeat = self._on_leader_heartbeat
         else:
             self.bus = InProcessBus()
@@ -132,6 +135,8 @@ class Node:
         self.started_at = time.time()
         self.flusher.start()
         self.bus.start(self.hub.publish)
+        if self.publisher is not None:
+            self.publisher.start()
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
         else:
@@ -151,6 +156,8 @@ class Node:
             self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS)   # no tick of ours after the release
             self.election.resign()
         self.feed.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()
@@ -182,6 +189,9 @@ class Node:
         if self._publishes_locally():
             if not self._leader_delivering():
                 self.hub.publish_local(tick)
+            return
+        if self.publisher is not None:
+            self.publisher.submit(tick)
             return
         try:
             self.bus.publish(tick)
