@@ -139,19 +139,23 @@ def test_a_leader_cut_off_from_the_exchange_yields_the_lease_to_a_host_whose_rou
     assert_fenced_and_connected(clients, hosts=APP_HOSTS)
 
 
-def test_loss_and_delay_between_the_app_hosts_and_redis_keep_one_connection_and_deliver(topology, deployment):
+def test_loss_and_delay_between_the_app_hosts_and_redis_move_nothing(topology, deployment):
+    """5 % loss both ways and 200 ms more on every packet to Redis: the lease holds (one exchange
+    connection, no new epoch), every browser stays `live` and keeps getting ticks."""
     clients = deployment
+    epoch_before = newest_epoch(all_of(clients))
     reset_exchange_stats(topology)
     for host in APP_HOSTS:
-        topology.net.degrade(host, "redis", loss_percent=5, delay_ms=100)
+        topology.net.degrade(host, "redis", loss_percent=5, delay_ms=200)
     marks = [len(c.of("price")) for c in all_of(clients)]
     for client, mark in zip(all_of(clients), marks):
-        client.wait_for(lambda c: len(c.of("price")) >= mark + 20, 20, "ticks through the lossy path")
-    topology.net.heal()
+        client.wait_for(lambda c: len(c.of("price")) >= mark + 40, 30, "ticks through the slow, lossy path")
     during = topology.sim_stats()
-    assert during["max_concurrent"] <= 1 + WORKERS, during
-    wait_until(lambda: topology.sim_stats()["connections_open"] == 1, 20, interval=0.2,
-               message="one exchange connection")
+    topology.net.heal()
+    assert during["max_concurrent"] == 1, during
+    assert newest_epoch(all_of(clients)) == epoch_before, "the lease moved"
+    for client in all_of(clients):
+        assert mode_sequence(client) == ["live"], mode_sequence(client)
     converge(topology, all_of(clients))
     assert_fenced_and_connected(clients)
 
