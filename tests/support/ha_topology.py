@@ -120,7 +120,8 @@ class Topology:
         name = name or host
         log = Path(self.dir) / f"{name}.log"
         self.logs[name] = log
-        return self.net.spawn(host, args, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        with log.open("ab") as out:     # the child keeps its own copy of the descriptor
+            return self.net.spawn(host, args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def _start_redis(self, ip: str, port: int, replica_of: tuple[str, int] | None = None):
         args = ["redis-server", "--port", str(port), "--bind", ip, "--bind-source-addr", ip, "--save", "",
