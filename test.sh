@@ -9,6 +9,9 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# tests/faults/test_multihost.py: faults between namespaced hosts are nftables rules (iptables: NFQUEUE delay)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   sudo=""

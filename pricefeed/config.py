@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 PREFIX = "PRICEFEED_"
 
@@ -26,6 +26,7 @@ class Setting:
     doc: str
     minimum: float | None = None
     maximum: float | None = None
+    secret: bool = False           # never echoed in an error message (credentials)
 
 
 def _bool(text: str) -> bool:
@@ -45,11 +46,6 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
             raise ValueError(f"expected a {'/'.join(schemes)} URL")
         return text.strip().rstrip("/")
     return parse
-
-
-def _optional_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
-    parse_url = _url(schemes)
-    return lambda text: parse_url(text) if text.strip() else None
 
 
 def _prefix(text: str) -> str:
@@ -75,9 +71,97 @@ def _asset(text: str) -> str:
     return text
 
 
+# -- issue 15: Redis Sentinel URLs -------------------------------------------------------------
+
+SENTINEL_SCHEME = "redis+sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """`redis+sentinel://[user:password@]h1:26379[,h2:26379]/<master>[/<db>]`, parsed once.
+
+    The credentials are the master's (and its replicas'); the sentinels' own come from
+    PRICEFEED_REDIS_SENTINEL_USERNAME / _PASSWORD.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_sentinel_url(text: str) -> SentinelURL:
+    """Parse strictly; a ValueError names what is wrong and never contains the password."""
+    scheme, sep, rest = text.strip().partition("://")
+    if scheme != SENTINEL_SCHEME or not sep:
+        raise ValueError(f"expected {SENTINEL_SCHEME}://host:port[,host:port]/master[/db]")
+    if "?" in rest or "#" in rest:
+        raise ValueError("a sentinel URL takes no query or fragment")
+    authority, _, path = rest.partition("/")
+    userinfo, at, hostlist = authority.rpartition("@")
+    if not at:
+        userinfo, hostlist = "", authority
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+        if not colon and user:
+            # redis://secret@host is read by redis-py as a password: do the same.
+            username, password = None, unquote(user)
+    sentinels = tuple(_sentinel_address(item) for item in hostlist.split(","))
+    parts = path.split("/") if path else []
+    if not parts or not parts[0] or len(parts) > 2:
+        raise ValueError("expected the master's name after the hosts: .../<master-name>[/<db>]")
+    master = unquote(parts[0])
+    if not all(c.isalnum() or c in "-_." for c in master):
+        raise ValueError("the master name may hold letters, digits, '-', '_' and '.' only")
+    db = 0
+    if len(parts) == 2:
+        if not parts[1].isdigit() or int(parts[1]) > 15:
+            raise ValueError("the database must be a number 0-15")
+        db = int(parts[1])
+    return SentinelURL(sentinels, master, db, username, password)
+
+
+def _sentinel_address(item: str) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):
+        host, close, port_text = item[1:].partition("]")
+        port_text = port_text[1:] if port_text.startswith(":") else port_text
+        if not close or not host:
+            raise ValueError("malformed [IPv6] sentinel address")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host or not all(c.isalnum() or c in "-_.:" for c in host):
+        raise ValueError("every sentinel needs a host (host:port, comma-separated)")
+    if not port_text:
+        return host, DEFAULT_SENTINEL_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("a sentinel port must be a number 1-65535")
+    return host, int(port_text)
+
+
+def _redis_url(text: str) -> str | None:
+    if not text.strip():
+        return None
+    if text.strip().startswith(SENTINEL_SCHEME + ":"):
+        parse_sentinel_url(text)
+        return text.strip()
+    return _url(("redis", "rediss", "unix"))(text)
+
+
+def _optional_text(text: str) -> str | None:
+    return text.strip() or None
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("REDIS_URL", _optional_url(("redis", "rediss", "unix")), None,
-            "Redis for the shared lease, bus and price cache. Unset: single-host in-process bus."),
+    Setting("REDIS_URL", _redis_url, None,
+            "Redis for the shared lease, bus and price cache (redis://, rediss://, unix:// or "
+            "redis+sentinel://[user:password@]h1:26379[,h2:26379]/<master>[/<db>]). "
+            "Unset: single-host in-process bus.", secret=True),
     Setting("UPSTREAM_URL", _url(("ws", "wss")), "wss://stream.binance.com:9443",
             "Exchange WebSocket base; the client appends /stream?streams=..."),
     Setting("REST_URL", _url(("http", "https")), "https://api.binance.com",
@@ -168,6 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
             "attempts (PRICEFEED_UPSTREAM_MAX_ATTEMPTS_PER_5MIN per host). Empty: <tmp>/pricefeed-<uid>."),
     Setting("ALLOW_INSECURE_UPSTREAM", _bool, False,
             "Allow ws:// and http:// exchange URLs to hosts other than loopback (TLS is otherwise required)."),
+    # issue 15: Sentinel credentials and the leader's yield
+    Setting("REDIS_SENTINEL_USERNAME", _optional_text, None,
+            "Username for the sentinels themselves (redis+sentinel:// URLs; the URL's credentials are the master's)."),
+    Setting("REDIS_SENTINEL_PASSWORD", _optional_text, None,
+            "Password for the sentinels themselves (redis+sentinel:// URLs).", secret=True),
+    Setting("LEADER_YIELD_AFTER", float, 30.0,
+            "Seconds a leader's exchange connection may stay down (while Redis works) before it yields the "
+            "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -217,6 +309,9 @@ class Config:
     max_clock_skew: float
     upstream_attempt_budget_dir: str
     allow_insecure_upstream: bool
+    redis_sentinel_username: str | None
+    redis_sentinel_password: str | None
+    leader_yield_after: float
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -252,6 +347,7 @@ class Config:
         """The settings safe to show in /health (no credentials)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["redis_url"] = _redact(self.redis_url)
+        shown["redis_sentinel_password"] = None if self.redis_sentinel_password is None else "***"
         return shown
 
 
@@ -263,7 +359,8 @@ def _validate(setting: Setting, key: str, raw: Any) -> Any:
     try:
         value = setting.parse(text)
     except ValueError as exc:
-        raise ConfigError(f"{key}={text[:80]!r} is invalid: {exc}") from None
+        shown = f"{key}" if setting.secret else f"{key}={text[:80]!r}"
+        raise ConfigError(f"{shown} is invalid: {exc}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value:  # NaN
             raise ConfigError(f"{key} is not a number")
@@ -314,6 +411,14 @@ def _is_loopback(host: str) -> bool:
 def _redact(url: str | None) -> str | None:
     if not url:
         return url
+    if url.startswith(SENTINEL_SCHEME + ":"):
+        scheme, _, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        userinfo, at, hosts = authority.rpartition("@")
+        if not at:
+            return url
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        return f"{scheme}://{user}:***@{hosts}{slash}{path}"
     parts = urlsplit(url)
     if parts.password is None:
         return url

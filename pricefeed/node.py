@@ -31,7 +31,9 @@ from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
-from pricefeed.cluster.redis_bus import RedisBus, command_client
+from pricefeed.cluster.publisher import TickPublisher
+from pricefeed.cluster.redis_bus import RedisBus
+from pricefeed.cluster.redis_client import redis_client
 from pricefeed.exchange.rest import RestPoller
 from pricefeed.ticks import PriceTick
 from pricefeed.exchange.feed import BinanceFeed
@@ -92,12 +94,14 @@ class Node:
                                clock=clock, max_body_bytes=config.rest_max_body_bytes)
         self.bus: Bus
         self.election: Election | None = None
+        self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
         if config.redis_url:
             # Two breakers, because pybreaker holds its lock for the whole call: per-tick
             # publishing must never queue the lease renewal behind it.
             self.breakers["redis_lease"] = new_breaker("redis_lease", fail_max=3, reset_timeout=2)
             self.breakers["redis_bus"] = new_breaker("redis_bus", fail_max=3, reset_timeout=2)
-            client = command_client(config.redis_url)
+            client = redis_client(config.redis_url, sentinel_username=config.redis_sentinel_username,
+                                  sentinel_password=config.redis_sentinel_password)
             lease = Lease(client, config.redis_prefix,
                           LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline),
                           clock)
@@ -105,8 +109,9 @@ class Node:
                                 breaker=self.breakers["redis_bus"])
             self.bus.max_clock_skew_ms = int(config.max_clock_skew * 1000) or None
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
-                                     epoch_floor=lambda: self.hub.epoch, breaker=self.breakers["redis_lease"])
+                                     epoch_floor=self._epoch_floor, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
+            self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
             self.bus.on_heartbeat = self._on_leader_heartbeat
         else:
             self.bus = InProcessBus()
@@ -115,6 +120,7 @@ class Node:
         self._stopping = False
         self._last_heartbeat = 0.0
         self._feed_down_since: float | None = None
+        self._heartbeat_epoch = 0     # the highest epoch a leader's heartbeat announced
         self.mode = DEGRADED
         self.mode_since = time.time()
         self._announced: tuple | None = None
@@ -139,6 +145,8 @@ class Node:
         self.started_at = time.time()
         self.flusher.start()
         self.bus.start(self.hub.publish)
+        if self.publisher is not None:
+            self.publisher.start()
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
         else:
@@ -158,6 +166,8 @@ class Node:
             self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS)   # no tick of ours after the release
             self.election.resign()
         self.feed.stop()
+        if self.publisher is not None:
+            self.publisher.stop()
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()
@@ -190,6 +200,9 @@ class Node:
             if not self._leader_delivering():
                 self.hub.publish_local(tick)
             return
+        if self.publisher is not None:
+            self.publisher.submit(tick)
+            return
         try:
             self.bus.publish(tick)
         except (Exception, pybreaker.CircuitBreakerError) as exc:  # noqa: BLE001 - Redis trouble
@@ -207,8 +220,15 @@ class Node:
         heartbeat = self.bus.leader_heartbeat or {}
         return bool(self.bus.leader_alive() and heartbeat.get("live"))
 
+    def _epoch_floor(self) -> int:
+        """The highest epoch this worker knows of: a lease taken on a promoted replica that missed
+        the last INCR must still get a larger one (a heartbeat counts: a quiet market sends no tick)."""
+        return max(self.hub.epoch, self._heartbeat_epoch)
+
     def _on_leader_heartbeat(self, heartbeat: dict) -> None:
         epoch = heartbeat.get("epoch")
+        if isinstance(epoch, int) and epoch > self._heartbeat_epoch:
+            self._heartbeat_epoch = epoch
         if isinstance(epoch, int) and 0 < epoch < self.hub.epoch:
             log.warning("the leader's epoch %d is below the %d seen before: Redis lost its epoch "
                         "counter; following the new epoch", epoch, self.hub.epoch)
@@ -245,6 +265,7 @@ class Node:
         mode = self.fallback.update(self._observe())
         self._sync_feed()
         self._steer_rest(now)
+        self._yield_if_exchange_unreachable(now)
         if self.election is not None and self.election.leading \
                 and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
             self._last_heartbeat = now
@@ -299,6 +320,18 @@ class Node:
             if self.rest.running:
                 log.warning("REST polling stopped (%s)", "WebSocket live" if self.feed.is_live() else "not ours")
                 self.rest.stop()
+
+    def _yield_if_exchange_unreachable(self, now: float) -> None:
+        """Redis works but our exchange connection has been down for LEADER_YIELD_AFTER: let
+        another worker, perhaps on a host whose route works, lead (issue 15)."""
+        after = self.config.leader_yield_after
+        if (after and self.election is not None and self.election.leading and not self.election.redis_failing
+                and self._feed_down_since is not None and now - self._feed_down_since >= after):
+            log.warning("exchange unreachable for %.0fs while Redis works: yielding the lease", after)
+            self._feed_down_since = None
+            # Out for two turns: a sibling on this host (the same broken route) that takes the lease
+            # next yields it before we would compete again, so another host gets its turn.
+            self.election.yield_lease(hold_off=2 * after)
 
     def _send_heartbeat(self) -> None:
         assert self.election is not None

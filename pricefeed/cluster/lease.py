@@ -210,6 +210,8 @@ class Election:
         self.redis_latency_ms: float | None = None
         self.last_error = ""
         self._wake = gevent.event.Event()
+        self._hold_off_until = 0.0                # monotonic; no acquiring before (after a yield)
+        self.yields = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -228,6 +230,9 @@ class Election:
     def _once(self) -> None:
         lease = self.lease
         started = time.monotonic()
+        if lease.epoch is None and started < self._hold_off_until:
+            self._sync(False)
+            return
         command = lease.renew if lease.epoch is not None else lambda: lease.try_acquire(self.epoch_floor())
         try:
             if self.breaker is not None:
@@ -250,6 +255,12 @@ class Election:
         elif not holding and self.leading:
             self.leading = False
             self.on_demoted()
+
+    def yield_lease(self, hold_off: float) -> None:
+        """Step down and let another worker (another host, another route) lead for `hold_off` s."""
+        self.yields += 1
+        self._hold_off_until = time.monotonic() + hold_off
+        self.resign()
 
     def resign(self) -> None:
         """Graceful stop: stop the feed first (no tick after release), then release."""

@@ -96,3 +96,37 @@ def test_publish_is_fenced_to_the_current_holder(server, client):
 def test_commands_are_not_retried_behind_our_back(client):
     retry = client.get_connection_kwargs().get("retry")
     assert retry is not None and retry.get_retries() == 0
+
+
+def test_a_yielded_lease_goes_to_another_worker_and_the_yielder_holds_off(client):
+    from pricefeed.cluster.lease import Election
+    events = []
+    a_lease, b_lease = lease(client, prefix="y"), lease(client, prefix="y")
+    a = Election(a_lease, on_elected=lambda: events.append("a+"), on_demoted=lambda: events.append("a-"))
+    b = Election(b_lease, on_elected=lambda: events.append("b+"), on_demoted=lambda: events.append("b-"))
+    a._once()
+    assert a.leading
+    a.yield_lease(hold_off=60)          # its exchange connection has been down too long
+    a._once()                           # holding off: it does not take the lease straight back
+    b._once()
+    assert (a.leading, b.leading) == (False, True)
+    assert events == ["a+", "a-", "b+"]
+    assert b_lease.epoch > 1
+
+
+def test_ticks_published_in_one_round_trip_arrive_in_order_and_stay_fenced(server, client):
+    a, b = lease(client), lease(client)
+    bus_a = RedisBus(client, "t", a)
+    pubsub = server.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("t:ticks")
+    a.try_acquire()
+    server.client.script_flush()                        # a fresh master (a promoted replica) has no scripts
+    ticks = [PriceTick("BTC/USD", "BTCUSDT", f"{n}.00", n, "binance") for n in range(1, 6)]
+    assert [t.seq for t in bus_a.publish_many(ticks)] == [1, 2, 3, 4, 5]
+    heard = [m for m in (pubsub.get_message(timeout=0.2) for _ in range(20)) if m]
+    assert [PriceTick.from_json(m["data"][1:]).price for m in heard] == ["1.00", "2.00", "3.00", "4.00", "5.00"]
+    client.delete("t:lease")
+    assert b.try_acquire()
+    a._renewed_at = a._clock()                          # a still believes it holds it
+    assert bus_a.publish_many(ticks[:2]) == [None, None] and a.epoch is None
+    assert PriceTick.from_json(server.client.hget("t:last", "BTC/USD")[1:]).price == "5.00"
