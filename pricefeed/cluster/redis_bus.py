@@ -28,6 +28,7 @@ from redis.retry import Retry
 
 from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
+from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.ticks import PriceTick
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class RedisBus(Bus):
         self.fenced = 0
         self.received = 0
         self.malformed = 0
+        self._warnings = RateLimitedLog(log, 10.0)
 
     # -- Bus -------------------------------------------------------------------------
 
@@ -249,4 +251,5 @@ class RedisBus(Bus):
                 raise ValueError("unknown message kind")
         except (ValueError, TypeError) as exc:
             self.malformed += 1
-            log.warning("bus: malformed message skipped (%s): %r", exc, text[:120])
+            self._warnings.warning("malformed", "bus: malformed message #%d skipped (%s): %s",
+                                   self.malformed, outside(str(exc)), outside(text))

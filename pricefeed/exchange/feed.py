@@ -31,6 +31,7 @@ import websocket
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
                       combined_stream_url, parse_frame)
+from pricefeed.logs import RateLimitedLog, outside, short_reason
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 from pricefeed.exchange.connection import FeedStats, UpstreamConnection
@@ -63,6 +64,7 @@ class BinanceFeed:
         self.force_simulated = force_simulated
         self._clock = clock
         self.stats = FeedStats()
+        self._warnings = RateLimitedLog(log, 10.0)
         self.active: UpstreamConnection | None = None
         self.standby: UpstreamConnection | None = None
         self._numbers = 0
@@ -238,7 +240,7 @@ class BinanceFeed:
             self._failed(f"handshake refused with HTTP {exc.status_code}", retry_after)
             return None
         except Exception as exc:  # noqa: BLE001 - DNS, TCP, TLS, protocol: all mean "try later"
-            self._failed(f"{type(exc).__name__}: {exc}", None)
+            self._failed(short_reason(exc), None)
             return None
         ws.settimeout(None)  # reads block in their greenlet; the supervisor watches the data
         self._numbers += 1
@@ -273,9 +275,8 @@ class BinanceFeed:
             messages = parse_frame(data)
         except MalformedFrame as exc:
             self.stats.malformed += 1
-            if self.stats.malformed <= 10 or self.stats.malformed % 100 == 0:
-                log.warning("upstream: malformed frame #%d skipped: %s; frame starts %r",
-                            self.stats.malformed, exc, data[:120])
+            self._warnings.warning("malformed", "upstream: malformed frame #%d skipped: %s; frame starts %s",
+                                   self.stats.malformed, outside(str(exc)), outside(data))
             return
         for message in messages:
             if isinstance(message, Trade):
