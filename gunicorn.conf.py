@@ -8,8 +8,9 @@ import os
 bind = os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFEED_REDIS_URL") else "1"))
 worker_class = "gevent"
-# Every open stream holds one of these; PRICEFEED_MAX_CLIENTS stays below it so
-# the app can still answer 503 (with Retry-After) instead of gunicorn refusing silently.
+# Every open stream holds one of these; streams are capped at this minus
+# PRICEFEED_CONNECTION_RESERVE (gunicorn_hooks), so /health, /prices and the 503 (with
+# Retry-After) for one stream too many always find a free connection.
 worker_connections = int(os.environ.get("PRICEFEED_WORKER_CONNECTIONS", "1000"))
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30
@@ -17,9 +18,13 @@ timeout = 30
 # to exit (gunicorn_hooks._stop_when_told_to_exit), so this is rarely reached.
 graceful_timeout = 10
 keepalive = 5
-# 0 lets gunicorn read request lines up to its 1 MB hard cap, so the app can answer an
-# oversized query with its own JSON 400 rather than gunicorn's plain-text one.
-limit_request_line = 0
+# Bounded before their cost grows: gunicorn's pure-Python parser re-scans a request line
+# as it arrives (quadratic in its length), so an unbounded one (0) let one 8 MB line freeze a
+# worker for seconds. Past 8190 bytes gunicorn answers its own 400 and closes; shorter
+# oversized queries get the app's JSON 400 (PRICEFEED_MAX_QUERY_LENGTH).
+limit_request_line = 8190
+limit_request_fields = 50
+limit_request_field_size = 8190
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
 preload_app = False
 accesslog = os.environ.get("PRICEFEED_ACCESS_LOG") or None

@@ -62,7 +62,9 @@ class Node:
                        config.resume_window, config.min_update_interval, clock)
         self.flusher = Flusher(self.hub)
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
-                                       config.new_stream_max_wait, clock)
+                                       config.new_stream_max_wait, clock,
+                                       address_share=config.new_streams_share_per_ip,
+                                       max_streams_per_address=config.max_streams_per_ip)
         # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
