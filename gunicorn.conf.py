@@ -23,7 +23,7 @@ keepalive = 5
 # worker for seconds. Past 8190 bytes gunicorn answers its own 400 and closes; shorter
 # oversized queries get the app's JSON 400 (PRICEFEED_MAX_QUERY_LENGTH).
 limit_request_line = 8190
-limit_request_fields = 50
+limit_request_fields = 100
 limit_request_field_size = 8190
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
 preload_app = False

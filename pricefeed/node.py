@@ -23,7 +23,7 @@ from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.breakers import new_breaker
 from pricefeed.cluster.bus import Bus
 from pricefeed.cluster.memory_bus import InProcessBus
-from pricefeed.config import Config
+from pricefeed.config import Config, reduce_url
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
@@ -137,7 +137,7 @@ class Node:
             self.feed.start()
         self._greenlets.append(gevent.spawn(self._monitor_forever))
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
-                 len(self.catalog.pairs), self.feed.url.split("?")[0], self.bus.status()["backend"])
+                 len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
 
     def stop(self) -> None:
         """Stop publishing, hand the lease over at once, close every stream (graceful shutdown)."""

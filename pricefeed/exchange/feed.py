@@ -31,6 +31,7 @@ import websocket
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, ServerShutdown, Ticker, Trade,
                       combined_stream_url, parse_frame)
+from pricefeed.config import reduce_url
 from pricefeed.logs import RateLimitedLog, outside, short_reason
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
@@ -339,7 +340,7 @@ class BinanceFeed:
         conn = self.active
         now = self._clock()
         return {
-            "url": self.url.split("?")[0],
+            "url": reduce_url(self.url),
             "streams": self.url.split("streams=", 1)[1].count("/") + 1,
             "connected": conn is not None and not conn.ended,
             "live": self.is_live(),

@@ -48,11 +48,14 @@ def client_ip(environ: dict, trusted: Iterable[Network]) -> IPAddress | None:
     """The client's address under the trusted-proxy rule (see the module docstring)."""
     trusted = tuple(trusted)
     address = peer_address(environ)
-    if not is_trusted(address, trusted):
+    # A peer without an IP came over a unix socket: only a local process (your proxy) can.
+    if address is not None and not is_trusted(address, trusted):
         return address
     hops = [hop for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(hops):
         forwarded = parse_ip(hop)
+        if forwarded is None and address is None:
+            return None
         if forwarded is None:
             # Our proxy wrote something unreadable: the last hop we could vouch for stands.
             return address

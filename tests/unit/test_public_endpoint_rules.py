@@ -41,6 +41,11 @@ def test_an_unreadable_hop_stops_the_walk_at_the_last_hop_we_trust():
     assert str(client_ip(environ("127.0.0.1", "198.51.100.7, bogus"), TRUSTED)) == "127.0.0.1"
 
 
+def test_over_a_unix_socket_the_local_proxy_is_believed():
+    assert str(client_ip({"REMOTE_ADDR": "", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 198.51.100.7"}, ())) == "198.51.100.7"
+    assert client_key({"REMOTE_ADDR": ""}, ()) == "unknown"
+
+
 def test_ipv6_clients_count_per_64():
     assert client_key(environ("2001:db8:1:2::7"), ()) == client_key(environ("2001:db8:1:2:ffff::1"), ())
     assert client_key(environ("2001:db8:1:2::7"), ()) != client_key(environ("2001:db8:1:3::7"), ())
