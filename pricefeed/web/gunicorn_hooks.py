@@ -45,7 +45,7 @@ def _keep_a_connection_reserve(worker: Any, node: Any) -> None:
     pool = getattr(getattr(worker, "cfg", None), "worker_connections", None)
     if not isinstance(pool, int):
         return
-    reserve = node.config.connection_reserve
+    reserve = min(node.config.connection_reserve, pool // 2)    # a small pool keeps half for streams
     cap = max(1, pool - reserve)
     if node.hub.max_clients > cap:
         worker.log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "

@@ -174,6 +174,30 @@ def test_one_address_with_2000_streams_hits_its_cap_while_others_and_health_are_
         assert app.health()["clients"]["admission"]["addresses"] == 0
 
 
+def test_a_worker_full_of_streams_keeps_connections_for_health_and_prices(exchange):
+    # A pool of 50 connections, 10 kept in reserve: the 41st stream is told to come back later,
+    # and /health and /prices still answer at once instead of waiting in the kernel's backlog.
+    with service(exchange, PRICEFEED_WORKER_CONNECTIONS="50", PRICEFEED_CONNECTION_RESERVE="10",
+                 PRICEFEED_MAX_CLIENTS="900", PRICEFEED_MAX_STREAMS_PER_IP="1000") as app:
+        held = []
+        try:
+            for _ in range(40):
+                held.append(RawHttp(app.port, PREFIX + "/stream?pairs=BTC/USD", source="127.0.0.2"))
+            assert {c.status for c in held} == {200}
+            one_too_many = RawHttp(app.port, PREFIX + "/stream?pairs=BTC/USD", source="127.0.0.3")
+            held.append(one_too_many)
+            assert one_too_many.status == 503 and one_too_many.json()["error"] == "at_capacity"
+            for path in ("/health", "/prices"):
+                started = time.monotonic()
+                assert app.get(PREFIX + path, timeout=2)[0] == 200
+                assert time.monotonic() - started < 0.5
+            assert app.health()["clients"]["max_clients"] == 40
+            assert "streams capped at 40 per worker" in app.output()
+        finally:
+            for client in held:
+                client.close()
+
+
 def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(exchange):
     with service(exchange, PRICEFEED_MAX_STREAMS_PER_IP="2", PRICEFEED_TRUSTED_PROXIES="127.0.0.4") as app:
         held = []
