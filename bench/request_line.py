@@ -1,7 +1,7 @@
 """How long a worker takes to refuse an oversized request line, and what it does to a stream meanwhile.
 
     .venv/bin/python -m bench.request_line                       # gunicorn.conf.py's limits
-    .venv/bin/python -m bench.request_line --limit-request-line 0  # the old, unbounded setting
+    .venv/bin/python -m bench.request_line --parser python --limit-request-line 0   # before issue 11
 
 Starts the simulator and one gunicorn worker on loopback, opens one watching SSE stream,
 then sends request lines of each size from 127.0.0.2 (one at a time) and reports the time
@@ -52,11 +52,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit-request-line", type=int, default=None,
                         help="override gunicorn.conf.py (0 = unbounded, as before issue 11)")
+    parser.add_argument("--parser", choices=("auto", "fast", "python"), default=None,
+                        help="gunicorn's http_parser (default: gunicorn.conf.py's choice)")
     parser.add_argument("--sizes", default="65536,1048576,8388608")
     args = parser.parse_args()
     env = {"PRICEFEED_PAIRS": "BTC/USD,ETH/USD", "PRICEFEED_LOG_LEVEL": "WARNING"}
+    overrides = []
     if args.limit_request_line is not None:
-        os.environ["GUNICORN_CMD_ARGS"] = f"--limit-request-line {args.limit_request_line}"
+        overrides.append(f"--limit-request-line {args.limit_request_line}")
+    if args.parser is not None:
+        overrides.append(f"--http-parser {args.parser}")
+    os.environ["GUNICORN_CMD_ARGS"] = " ".join(overrides)
     load_before = open("/proc/loadavg").read().split()[:3]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     rows = []
@@ -77,7 +83,7 @@ def main() -> None:
         watcher.close()
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "limit_request_line": args.limit_request_line if args.limit_request_line is not None else "gunicorn.conf.py",
+        "gunicorn_overrides": os.environ["GUNICORN_CMD_ARGS"] or "none (gunicorn.conf.py)",
         "loadavg_before": load_before, "rows": rows,
         "load_generator_cpu_s": round(cpu_after.ru_utime + cpu_after.ru_stime
                                       - cpu_before.ru_utime - cpu_before.ru_stime, 2),

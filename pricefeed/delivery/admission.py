@@ -12,7 +12,7 @@ idle greenlet — unless the queue is longer than `max_wait`, when it is told to
 come back later instead (503 with Retry-After).
 
 One address must not take the whole gate: each address has its own bucket with
-`address_share` of the rate and of the burst, checked first (beyond it: 429).
+`address_share` of the rate (at least one a second) and of the burst (beyond it: 429).
 Its queue is bounded by the same `max_wait`, so the slots one address holds or
 waits for are bounded too. A newcomer that leaves while it waits gives its slot
 back (`cancel`). Addresses are plain strings: the web layer decides what a
@@ -89,15 +89,16 @@ class AdmissionGate:
         now = self._clock()
         bucket = self._address_bucket(address, now) if address is not None else None
         wait = self._gate.wait(now)
+        # The worker's own queue first: when it is full, that is what the client is told (503).
+        if wait > self.max_wait:
+            self.refused += 1
+            return Admission(refused="gate")
         if bucket is not None:
             own = bucket.wait(now)
             if own > self.max_wait:
                 self.refused_address += 1
                 return Admission(refused="address")
             wait = max(wait, own)
-        if wait > self.max_wait:
-            self.refused += 1
-            return Admission(refused="gate")
         self._gate.take(now)
         if bucket is not None:
             bucket.take(now)
@@ -120,7 +121,9 @@ class AdmissionGate:
         if bucket is None:
             if len(self._addresses) >= ADDRESS_SWEEP_SIZE:
                 self._addresses = {key: b for key, b in self._addresses.items() if not b.idle(now)}
-            bucket = LeakyBucket(self.rate * self.address_share,
+            # At least one stream a second per address (or the whole rate, if lower): a share
+            # of a small gate must not make one browser's reconnect wait for minutes.
+            bucket = LeakyBucket(max(self.rate * self.address_share, min(self.rate, 1.0)),
                                  max(1, int(self.burst * self.address_share)), now)
             self._addresses[address] = bucket
         return bucket
