@@ -8,8 +8,9 @@ import os
 bind = os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFEED_REDIS_URL") else "1"))
 worker_class = "gevent"
-# Every open stream holds one of these; PRICEFEED_MAX_CLIENTS stays below it so
-# the app can still answer 503 (with Retry-After) instead of gunicorn refusing silently.
+# Every open stream holds one of these; streams are capped at this minus
+# PRICEFEED_CONNECTION_RESERVE (gunicorn_hooks), so /health, /prices and the 503 (with
+# Retry-After) for one stream too many always find a free connection.
 worker_connections = int(os.environ.get("PRICEFEED_WORKER_CONNECTIONS", "1000"))
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30
@@ -17,9 +18,21 @@ timeout = 30
 # to exit (gunicorn_hooks._stop_when_told_to_exit), so this is rarely reached.
 graceful_timeout = 10
 keepalive = 5
-# 0 lets gunicorn read request lines up to its 1 MB hard cap, so the app can answer an
-# oversized query with its own JSON 400 rather than gunicorn's plain-text one.
-limit_request_line = 0
+# The request line bounded before its cost grows: gunicorn's pure-Python parser re-scans a
+# line as it arrives (quadratic in its length), so unbounded (0) it let one 8 MB line freeze
+# a worker for seconds. With gunicorn's C parser (gunicorn_h1c, in requirements.txt) 0 means
+# its own 1 MB cap, parsed in linear time, and the app answers an oversized query with its
+# JSON 400 (PRICEFEED_MAX_QUERY_LENGTH). Without it, gunicorn's hard maximum for a bounded line,
+# 8190: longer lines get gunicorn's own 414 and a close.
+try:
+    import gunicorn_h1c  # noqa: F401 - only whether it is there
+    http_parser = "fast"
+    limit_request_line = 0
+except ImportError:
+    http_parser = "python"
+    limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
 preload_app = False
 accesslog = os.environ.get("PRICEFEED_ACCESS_LOG") or None

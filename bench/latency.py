@@ -17,6 +17,7 @@ import gevent  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
+from tests.support.deployment import ONE_ADDRESS_LOAD  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
@@ -36,7 +37,8 @@ def main() -> None:
     with SimulatorProcess(pairs=SYMBOLS, rate=args.rate) as sim, \
             GunicornProcess(workers=args.workers, env={
                 "PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS,
-                "PRICEFEED_MAX_CLIENTS": str(args.clients + 100), "PRICEFEED_LOG_LEVEL": "WARNING"}) as app:
+                "PRICEFEED_MAX_CLIENTS": str(args.clients + 100), "PRICEFEED_LOG_LEVEL": "WARNING",
+                **ONE_ADDRESS_LOAD}) as app:
         wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
         started = time.time()
         # The exchange goes quiet 2 s before the clients stop, so every client can be

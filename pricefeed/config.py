@@ -6,7 +6,9 @@ stops start-up with a `ConfigError` that names the variable.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
@@ -155,6 +157,45 @@ def _redis_url(text: str) -> str | None:
 
 def _optional_text(text: str) -> str | None:
     return text.strip() or None
+def _networks(text: str) -> tuple:
+    """IPs and CIDRs, comma-separated, as ip_network values (a bare IP is a /32 or /128)."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError("expected IPs or CIDRs like 127.0.0.1,10.0.0.0/8") from None
+    return tuple(networks)
+
+
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip().lower().rstrip("/") for item in text.split(",") if item.strip())
+    if "*" in items:
+        if len(items) > 1:
+            raise ValueError("`*` allows every origin: write it alone")
+        return items
+    if not all(_ORIGIN.match(item) for item in items):
+        raise ValueError("expected origins like https://example.com or http://localhost:8080, or `*`")
+    return items
+
+
+def _frame_ancestors(text: str) -> str:
+    items = text.split()
+    allowed = all(item in ("'none'", "'self'") or _ORIGIN.match(item.lower()) for item in items)
+    if not items or not allowed or ("'none'" in items and len(items) > 1):
+        raise ValueError("expected 'none', 'self' or origins like https://example.com, space-separated")
+    return " ".join(items)
+
+
+def _token(text: str) -> str:
+    text = text.strip()
+    if not re.fullmatch(r"[a-z-]{1,40}", text):
+        raise ValueError("expected a policy like no-referrer or strict-origin-when-cross-origin")
+    return text
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -260,6 +301,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEADER_YIELD_AFTER", float, 30.0,
             "Seconds a leader's exchange connection may stay down (while Redis works) before it yields the "
             "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
+    # -- issue 11: a public endpoint ---------------------------------------------------
+    Setting("MAX_STREAMS_PER_IP", int, 100,
+            "Per worker, concurrent streams one client address may hold; beyond it 429 too_many_streams "
+            "(IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
+    Setting("NEW_STREAMS_SHARE_PER_IP", float, 0.1,
+            "Fraction of the admission gate (burst and rate) one client address may use; beyond it 429 "
+            "too_many_new_streams.", minimum=0.001, maximum=1),
+    Setting("TRUSTED_PROXIES", _networks, (),
+            "IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (the right-most untrusted hop "
+            "is the client). Empty: the socket's peer is the client."),
+    Setting("CONNECTION_RESERVE", int, 100,
+            "Connections per worker kept free of streams so /health and /prices always answer: streams are "
+            "capped at gunicorn's worker_connections minus this.", minimum=0, maximum=1_000_000),
+    Setting("MAX_STREAM_LIFETIME", float, 0.0,
+            "Seconds after which a stream is closed (plus up to 10% jitter) so browsers reconnect, with "
+            "Last-Event-ID, and spread over new workers. 0: never.", minimum=0, maximum=7 * 86400),
+    Setting("ALLOWED_ORIGINS", _origins, (),
+            "Origins (scheme://host[:port], comma-separated, exact match) allowed to use the API from "
+            "another site; `*` for any. Empty: same origin only."),
+    Setting("ADMIN_TOKEN", lambda t: t.strip() or None, None,
+            "Bearer token for the detailed /health (and fault injection). Unset: only a direct loopback "
+            "peer that is not a trusted proxy sees it."),
+    Setting("FRAME_ANCESTORS", _frame_ancestors, "'none'",
+            "The dashboard's CSP frame-ancestors: who may embed it in a frame ('none', 'self' or origins)."),
+    Setting("REFERRER_POLICY", _token, "no-referrer", "Referrer-Policy sent on every response of pricefeed."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -312,6 +378,16 @@ class Config:
     redis_sentinel_username: str | None
     redis_sentinel_password: str | None
     leader_yield_after: float
+    # issue 11
+    max_streams_per_ip: int
+    new_streams_share_per_ip: float
+    trusted_proxies: tuple
+    connection_reserve: int
+    max_stream_lifetime: float
+    allowed_origins: tuple[str, ...]
+    admin_token: str | None
+    frame_ancestors: str
+    referrer_policy: str
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -346,29 +422,37 @@ class Config:
     def public(self) -> dict[str, Any]:
         """The settings safe to show in /health (no credentials)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        shown["redis_url"] = _redact(self.redis_url)
         shown["redis_sentinel_password"] = None if self.redis_sentinel_password is None else "***"
+        for name in ("redis_url", "upstream_url", "rest_url"):
+            shown[name] = reduce_url(shown[name])
+        shown["admin_token"] = "set" if self.admin_token else None
+        shown["trusted_proxies"] = [str(network) for network in self.trusted_proxies]
         return shown
 
 
 def _validate(setting: Setting, key: str, raw: Any) -> Any:
     # app.config may hold already-typed values (True, 3.0, a list of pairs).
-    if setting.parse is _pairs and isinstance(raw, (list, tuple)):
-        raw = ",".join(raw)
+    if setting.parse in (_pairs, _origins, _networks) and isinstance(raw, (list, tuple)):
+        raw = ",".join(str(item) for item in raw)
     text = raw if isinstance(raw, str) else str(raw)
+    # The value is never echoed (it may be a credential): the message names the variable and
+    # says what was expected. int() and float() put the text in their messages, so not theirs.
     try:
         value = setting.parse(text)
     except ValueError as exc:
-        shown = f"{key}" if setting.secret else f"{key}={text[:80]!r}"
-        raise ConfigError(f"{shown} is invalid: {exc}") from None
+        expected = _EXPECTED.get(setting.parse) or str(exc)
+        raise ConfigError(f"{key} is invalid: {expected}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value:  # NaN
+        if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{key} is not a number")
         if setting.minimum is not None and value < setting.minimum:
-            raise ConfigError(f"{key}={value} is below the minimum {setting.minimum}")
+            raise ConfigError(f"{key} is below the minimum {setting.minimum:g}")
         if setting.maximum is not None and value > setting.maximum:
-            raise ConfigError(f"{key}={value} is above the maximum {setting.maximum}")
+            raise ConfigError(f"{key} is above the maximum {setting.maximum:g}")
     return value
+
+
+_EXPECTED: dict[Callable, str] = {int: "expected a whole number", float: "expected a number"}
 
 
 def _check_pairs(config: "Config") -> None:
@@ -408,22 +492,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _redact(url: str | None) -> str | None:
+_SHOWN_PATH = re.compile(r"^(/[A-Za-z0-9_.-]{1,64}){0,2}$")
+
+
+def reduce_url(url: str | None) -> str | None:
+    """A URL as it may be shown anywhere: scheme://host:port[/db] — no user, password, query or
+    fragment (redis-py also takes `?password=`), and for Redis only a db (or sentinel master) path."""
     if not url:
         return url
-    if url.startswith(SENTINEL_SCHEME + ":"):
-        scheme, _, rest = url.partition("://")
-        authority, slash, path = rest.partition("/")
-        userinfo, at, hosts = authority.rpartition("@")
-        if not at:
-            return url
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        return f"{scheme}://{user}:***@{hosts}{slash}{path}"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        return "(unparsable URL)"
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]            # drop user:password@
+    path = ("/" + path) if slash else ""
+    if scheme == "unix":
+        return f"unix://{path}"
+    if not (scheme.startswith("redis") and _SHOWN_PATH.match(path.rstrip("/"))):
+        path = ""
+    return f"{scheme}://{authority}{path.rstrip('/')}"
+
+
 
 
 def setting_docs() -> list[tuple[str, str, str]]:
@@ -432,6 +522,6 @@ def setting_docs() -> list[tuple[str, str, str]]:
     for setting in SETTINGS:
         default = setting.default
         if isinstance(default, tuple):
-            default = ",".join(default)
+            default = ",".join(default) or "empty"
         rows.append((PREFIX + setting.name, "unset" if default is None else str(default), setting.doc))
     return rows

@@ -25,7 +25,7 @@ from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.breakers import new_breaker
 from pricefeed.cluster.bus import Bus
 from pricefeed.cluster.memory_bus import InProcessBus
-from pricefeed.config import Config
+from pricefeed.config import Config, reduce_url
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
@@ -66,7 +66,9 @@ class Node:
                        config.resume_window, config.min_update_interval, clock)
         self.flusher = Flusher(self.hub)
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
-                                       config.new_stream_max_wait, clock)
+                                       config.new_stream_max_wait, clock,
+                                       address_share=config.new_streams_share_per_ip,
+                                       max_streams_per_address=config.max_streams_per_ip)
         # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
@@ -153,7 +155,7 @@ class Node:
             self.feed.start()
         self._greenlets.append(gevent.spawn(self._monitor_forever))
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
-                 len(self.catalog.pairs), self.feed.url.split("?")[0], self.bus.status()["backend"])
+                 len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
 
     def stop(self) -> None:
         """Stop publishing, hand the lease over at once, close every stream (graceful shutdown)."""

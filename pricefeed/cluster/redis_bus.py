@@ -27,7 +27,7 @@ import redis
 
 from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
-from pricefeed.logs import RateLimitedLog, excerpt
+from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.cluster.redis_client import command_client  # noqa: F401 - re-exported for callers
 from pricefeed.ticks import PriceTick
 import pricefeed.validation as validation
@@ -187,8 +187,8 @@ class RedisBus(Bus):
         self.malformed += 1
         reason = exc.reason if isinstance(exc, Rejected) else "malformed"
         self.rejected[reason] += 1
-        self._rejections_log.warning("bus: rejected (%s: %s): %s", reason, excerpt(str(exc), 120),
-                                     excerpt(raw, 120))
+        self._rejections_log.warning(reason, "bus: rejected (%s: %s): %s", reason, outside(str(exc), 120),
+                                     outside(raw, 120))
 
     def _deliver_safely(self, tick: PriceTick) -> None:
         """No single tick can end the subscription, whatever the hub makes of it."""
@@ -198,8 +198,8 @@ class RedisBus(Bus):
             self._deliver(tick)
         except Exception as exc:  # noqa: BLE001 - a consumer bug must cost one tick, not the subscription
             self.rejected["delivery_failed"] += 1
-            self._rejections_log.warning("bus: delivering %s failed (%s: %s); skipped", tick.pair,
-                                         type(exc).__name__, excerpt(str(exc), 120))
+            self._rejections_log.warning("deliver_failed", "bus: delivering %s failed (%s: %s); skipped", tick.pair,
+                                         type(exc).__name__, outside(str(exc), 120))
 
     # -- publishing --------------------------------------------------------------------
 

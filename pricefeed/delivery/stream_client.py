@@ -95,7 +95,7 @@ class StreamClient:
                 pass
         self._wakeup.set()
 
-    def wait(self) -> None:
-        """Greenlet side: block until the flusher has something for this greenlet to do."""
-        self._wakeup.wait()
+    def wait(self, timeout: float | None = None) -> None:
+        """Greenlet side: block until the flusher has something for this greenlet to do (or `timeout`)."""
+        self._wakeup.wait(timeout)
         self._wakeup.clear()

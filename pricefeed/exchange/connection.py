@@ -10,6 +10,8 @@ import gevent
 import gevent.event
 import websocket
 
+from pricefeed.logs import short_reason
+
 CLOSE_GRACE_SECONDS = 1.0
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 _REQUEST_IDS = itertools.count(1)
@@ -107,7 +109,7 @@ class UpstreamConnection:
         except gevent.GreenletExit:
             self.end_reason = self.end_reason or "closed by us"
         except Exception as exc:  # noqa: BLE001 - any socket/protocol error ends this connection only
-            self.end_reason = self.end_reason or f"{type(exc).__name__}: {exc}"
+            self.end_reason = self.end_reason or short_reason(exc)
         finally:
             self.ended = True
             try:

@@ -39,6 +39,8 @@ from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
 from pricefeed.exchange.frames import FrameHandler
 from pricefeed.exchange.protocol import combined_stream_url
+from pricefeed.config import reduce_url
+from pricefeed.logs import short_reason
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 from pricefeed.validation import DEFAULT_MAX_CLOCK_SKEW_MS
@@ -278,7 +280,7 @@ class BinanceFeed:
             self._failed(f"handshake refused with HTTP {exc.status_code}", retry_after)
             return None
         except Exception as exc:  # noqa: BLE001 - DNS, TCP, TLS, protocol: all mean "try later"
-            self._failed(f"{type(exc).__name__}: {exc}", None)
+            self._failed(short_reason(exc), None)
             return None
         ws.settimeout(None)  # reads block in their greenlet; the supervisor watches the data
         cap_frame_size(ws, self.max_frame_bytes)
@@ -313,7 +315,7 @@ class BinanceFeed:
         conn = self.active
         now = self._clock()
         return {
-            "url": self.url.split("?")[0],
+            "url": reduce_url(self.url),
             "streams": self.url.split("streams=", 1)[1].count("/") + 1,
             "connected": conn is not None and not conn.ended,
             "live": self.is_live(),

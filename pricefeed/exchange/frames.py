@@ -17,7 +17,7 @@ from pricefeed.exchange.connection import FeedStats, UpstreamConnection
 from pricefeed.exchange.dedup import Deduplicator
 from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, RejectedEvent, ServerShutdown, Ticker,
                                          Trade, parse_frame)
-from pricefeed.logs import RateLimitedLog, excerpt
+from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 
@@ -81,8 +81,8 @@ class FrameHandler:
     def reject(self, conn: UpstreamConnection, reason: str, detail: str, data: bytes | str) -> None:
         """Count a bad frame or event by reason; log it (rate-limited, `repr`, truncated)."""
         self.stats.rejected[reason] += 1
-        self._rejections_log.warning("upstream: rejected on connection #%d (%s): %s; frame starts %s",
-                                     conn.number, reason, excerpt(detail, 120), excerpt(data, 120))
+        self._rejections_log.warning(reason, "upstream: rejected on connection #%d (%s): %s; frame starts %s",
+                                     conn.number, reason, outside(detail, 120), outside(data, 120))
 
     def _on_trade(self, conn: UpstreamConnection, trade: Trade) -> None:
         pair = self.catalog.by_symbol(trade.symbol)

@@ -33,7 +33,7 @@ import pybreaker
 
 import pricefeed.validation as validation
 from pricefeed.breakers import new_breaker
-from pricefeed.logs import excerpt
+from pricefeed.logs import RateLimitedLog, outside, short_reason
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 
@@ -102,6 +102,7 @@ class RestPoller:
         self.failures = 0       # requests that brought no prices
         self.malformed = 0      # bodies or rows that were not valid prices
         self.last_error = ""
+        self._warnings = RateLimitedLog(log, 10.0)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -154,8 +155,8 @@ class RestPoller:
             return 0
         except (OSError, http.client.HTTPException) as exc:   # URLError, timeouts, refused, cut short
             self.failures += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("rest: request failed: %s", self.last_error)
+            self.last_error = short_reason(exc)
+            self._warnings.warning("failed", "rest: request failed: %s", self.last_error)
             return 0
         self._note_server_weight(headers)
         if status != 200:
@@ -195,7 +196,7 @@ class RestPoller:
             rows = [rows]       # `symbol=` answers with one object, `symbols=` with a list
         if not isinstance(rows, list):
             self.failures += 1
-            self._count_malformed(f"body is not a ticker list: {excerpt(body, 120)}")
+            self._count_malformed(f"body is not a ticker list: {outside(body, 120)}")
             return 0
         self._last_success_at = self._clock()
         published = 0
@@ -206,7 +207,7 @@ class RestPoller:
                 validation.symbol(symbol)
                 validation.price(price)
             except validation.Rejected as exc:
-                self._count_malformed(f"row rejected ({exc.reason}): {excerpt(row, 120)}")
+                self._count_malformed(f"row rejected ({exc.reason}): {outside(row, 120)}")
                 continue
             pair = self.catalog.by_symbol(symbol)
             if pair is None or self._last_price.get(pair.symbol) == price:
@@ -221,9 +222,10 @@ class RestPoller:
 
     def _count_malformed(self, what: str) -> None:
         self.malformed += 1
-        self.last_error = f"malformed response: {what}"
-        if self.malformed <= 10 or self.malformed % 100 == 0:
-            log.warning("rest: malformed response #%d skipped: %s", self.malformed, what)
+        # /health keeps the kind of fault only; the exchange's bytes go to the log, cut and quoted.
+        self.last_error = "malformed response"
+        self._warnings.warning("malformed", "rest: malformed response #%d skipped: %s",
+                               self.malformed, outside(what))
 
     # -- limits --------------------------------------------------------------------
 
@@ -258,8 +260,9 @@ class RestPoller:
                         "minute; pausing polls for %.0fs", used, BINANCE_WEIGHT_LIMIT, rest_of_minute)
 
     def _refused(self, status: int, headers: HTTPMessage, body: bytes) -> None:
-        detail = body[:200].decode("utf-8", "replace")
-        self.last_error = f"HTTP {status}: {detail}"
+        # Never the body in /health: a status code is all an operator needs there.
+        detail = outside(body)
+        self.last_error = f"HTTP {status}"
         if status in (429, 418):
             wait = _retry_after(headers) or DEFAULT_RETRY_AFTER[status]
             self._block(wait)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Any, Callable
 
 from .faults import FaultError, parse_fault
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
     from .exchange import Exchange
 
 Endpoint = Callable[[dict[str, Any]], tuple[int, Any]]
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class AdminApi:
@@ -40,6 +50,10 @@ class AdminApi:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if not (self._exchange.options.admin_anywhere or _loopback(environ.get("REMOTE_ADDR"))):
+            # It injects faults and reads every connection: the machine's own tests only.
+            return json_response(start_response, 403, {"error": "the /_sim admin API answers loopback "
+                                                                "callers only (--admin-anywhere to change)"})
         path = environ.get("PATH_INFO", "").rstrip("/")
         method = environ.get("REQUEST_METHOD", "GET")
         endpoint = self._routes.get((method, path))

@@ -31,6 +31,7 @@ class SimulatorOptions:
     max_streams: int = 1024
     incoming_per_second: int = 5
     verbose: bool = False
+    admin_anywhere: bool = False        # /_sim from any address (default: loopback peers only)
 
 
 def _positive(text: str) -> float:
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--outbox-limit", type=_positive_int, default=defaults.outbox_limit,
         help="frames queued per slow client before the oldest are dropped")
     add("--verbose", action="store_true", help="log every HTTP request to stderr")
+    add("--admin-anywhere", action="store_true",
+        help="answer the /_sim admin API from any address (default: loopback callers only)")
     return parser
 
 
@@ -108,4 +111,5 @@ def parse_options(argv: Sequence[str] | None = None) -> SimulatorOptions:
         speed=args.speed, loop=args.loop, ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout, max_lifetime=args.max_lifetime,
         shutdown_grace=args.shutdown_grace, rest_weight_limit=args.rest_weight_limit,
-        seed=args.seed, outbox_limit=args.outbox_limit, verbose=args.verbose)
+        seed=args.seed, outbox_limit=args.outbox_limit, verbose=args.verbose,
+        admin_anywhere=args.admin_anywhere)

@@ -9,20 +9,42 @@ import random
 import re
 import time
 
+import logging
+
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Rule
 
 from pricefeed.delivery import sse
 from pricefeed.delivery.hub import HubClosed, HubFull
 from pricefeed.node import Node
 from pricefeed.pairs import PairError
-from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down
-from pricefeed.web.health import health_report
+from pricefeed.web.access import EXTENSION_KEY, admin_allowed, test_switch_allowed
+from pricefeed.web.client_address import client_key
+from pricefeed.web.client_presence import ADMITTED, CLOSED, GONE, wait_for_turn
+from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down, too_many_streams
+from pricefeed.web.health import health_report, public_health_report
+from pricefeed.web.origins import cors_headers, origin_allowed, preflight_headers
+from pricefeed.web.security_headers import add_common_headers
 from pricefeed.web.sse_response import bound_writes, direct_socket, server_response, stream_events
 
+log = logging.getLogger(__name__)
+
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
-EXTENSION_KEY = "pricefeed"
 API_BLUEPRINT = "pricefeed_api"
+# Every path under the prefix, every method: answered by the blueprint, so in JSON.
+_ANY_PATH = "pricefeed_any_path"
+_ROUTES = {"stream": "GET, HEAD, OPTIONS", "prices": "GET, HEAD, OPTIONS", "health": "GET, HEAD, OPTIONS",
+           "_fault/block-hub": "POST, OPTIONS"}
+# Up to 10% more, so streams opened together (after a deploy) do not all end together.
+LIFETIME_JITTER = 0.1
+
+
+class _AnyPath(BaseConverter):
+    """Matches anything after the prefix, empty or with slashes of its own."""
+
+    regex = ".*"
+    part_isolating = False
 
 
 def current_node() -> Node:
@@ -31,12 +53,31 @@ def current_node() -> Node:
 
 def create_api_blueprint() -> Blueprint:
     api = Blueprint(API_BLUEPRINT, __name__)
+    api.record(_route_every_path_and_method)
 
     @api.before_request
     def _reject_oversized_query() -> None:
         limit = current_node().config.max_query_length
         if len(request.query_string) > limit:
             raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
+
+    @api.before_request
+    def _refuse_other_sites() -> None:
+        # Data endpoints only: /health is for load balancers and operators, and an OPTIONS
+        # preflight is answered (or refused) by its own view.
+        if request.endpoint in (f"{API_BLUEPRINT}.stream", f"{API_BLUEPRINT}.prices"):
+            if not origin_allowed(request.headers.get("Origin"), request.host_url, current_node().config):
+                raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
+
+    @api.after_request
+    def _headers(response: Response) -> Response:
+        config = current_node().config
+        for key, value in cors_headers(request.headers.get("Origin"), request.host_url, config).items():
+            if key == "Vary":
+                response.vary.add(value)
+            else:
+                response.headers[key] = value
+        return add_common_headers(response, config)
 
     @api.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -46,7 +87,12 @@ def create_api_blueprint() -> Blueprint:
     def _http_error(exc: HTTPException):
         return json_error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
 
-    @api.route("/stream", methods=["GET"])
+    @api.errorhandler(Exception)
+    def _bug(exc: Exception):
+        log.exception("pricefeed: unexpected error serving %s %s", request.method, request.path[:200])
+        return json_error(500, "internal_error", "the server failed to answer; this is a bug")
+
+    @api.route("/stream", methods=["GET"], provide_automatic_options=False)
     def stream():
         node = current_node()
         pairs = _requested_pairs(node)
@@ -60,54 +106,45 @@ def create_api_blueprint() -> Blueprint:
         if node.hub.full:
             node.hub.clients_refused += 1
             raise at_capacity()
-        wait = node.admission.reserve()
-        if wait is None:
-            raise at_capacity("too many new streams on this worker at once; retry",
-                              node.admission.retry_after(), jitter=5)
-        if wait and node.hub.wait_closed(wait):
-            # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the wait.
-            raise shutting_down()
-        sock = request.environ.get("gunicorn.socket")
-        try:
-            client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ))
-        except HubFull:
-            raise at_capacity() from None
-        except HubClosed:
-            raise shutting_down() from None
-        bound_writes(sock, node.config.write_timeout)
-        # Registered and snapshotted without yielding in between: no tick falls in the gap.
-        snapshot = _snapshot_body(node, pairs)
-        if resume_from is not None:
-            snapshot["resume"] = node.hub.resume(resume_from, pairs)
-        retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
-        preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
-        responder = server_response(request.environ) if client.direct else None
-        response = Response(stream_events(node.hub, client, preamble, sock, responder),
-                            content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        response.call_on_close(lambda: node.hub.disconnect(client))
-        return response
+        address = client_key(request.environ, node.config.trusted_proxies)
+        streams = node.admission.streams
+        if not streams.acquire(address):
+            raise too_many_streams(streams.limit)
+        released = []
 
-    @api.route("/prices", methods=["GET"])
+        def release() -> None:
+            if not released:
+                released.append(True)
+                streams.release(address)
+        try:
+            return _open_stream(node, pairs, resume_from, address, release)
+        except BaseException:
+            release()
+            raise
+
+    @api.route("/prices", methods=["GET"], provide_automatic_options=False)
     def prices():
         node = current_node()
         response = jsonify(_snapshot_body(node, _requested_pairs(node)))
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @api.route("/health", methods=["GET"])
+    @api.route("/health", methods=["GET"], provide_automatic_options=False)
     def health():
-        body, status = health_report(current_node())
+        # Operators (the token, or the host's own shell) get every detail; anyone else the summary.
+        node = current_node()
+        body, status = health_report(node) if admin_allowed(request) else public_health_report(node)
         response = jsonify(body)
         response.status_code = status
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @api.route("/_fault/block-hub", methods=["POST"])
+    @api.route("/_fault/block-hub", methods=["POST"], provide_automatic_options=False)
     def block_hub():
         # Test-only: freezes this worker's whole gevent hub, as a CPU-bound request or a
         # blocking call would, so the fault suite can push a leader past its renew deadline.
         node = current_node()
-        if not node.config.fault_injection:
+        if not node.config.fault_injection or not test_switch_allowed(request):
             raise ApiError(404, "not_found", "fault injection is disabled")
         target = request.args.get("worker")
         if target is not None and target != node.worker_id:
@@ -121,28 +158,101 @@ def create_api_blueprint() -> Blueprint:
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
 
-    @api.route("/", defaults={"unknown": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    def not_found(unknown: str):
-        if unknown in ("stream", "prices", "health"):
-            raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use GET",
-                           {"Allow": "GET, HEAD"})
-        raise ApiError(404, "not_found", f"no such endpoint: {request.path[:200]}")
-
     return api
 
 
+def _route_every_path_and_method(state) -> None:
+    """Send every method on every path under the prefix to `_any_path` (via Rules with methods=None,
+    which Flask's route() cannot declare): a TRACE or PROPFIND on /stream, or //x, is ours and
+    answered in JSON, while the host app's own paths keep their own 404s and 405s."""
+    app, prefix = state.app, state.url_prefix or ""
+    app.url_map.converters.setdefault(_ANY_PATH, _AnyPath)
+    endpoint = f"{API_BLUEPRINT}.any_path"
+    for rule in (f"{prefix}/<{_ANY_PATH}:unknown>", prefix or "/"):
+        app.url_map.add(Rule(rule, endpoint=endpoint if "<" in rule else endpoint + "_root", methods=None,
+                             strict_slashes=False, merge_slashes=False))
+    app.view_functions[endpoint] = _any_path
+    app.view_functions[endpoint + "_root"] = _any_path
+
+
+def _any_path(unknown: str = ""):
+    """Whatever no route of ours took: OPTIONS (and CORS preflights), 405s, 404s."""
+    allow = _ROUTES.get(unknown)
+    if allow is None:
+        raise ApiError(404, "not_found", f"no such endpoint: {request.path[:200]!r}")
+    if request.method != "OPTIONS":
+        raise ApiError(405, "method_not_allowed", f"use {allow.rsplit(', ', 1)[0]} here", {"Allow": allow})
+    origin = request.headers.get("Origin")
+    response = jsonify({"allow": allow})
+    response.headers["Allow"] = allow
+    if origin is not None and "Access-Control-Request-Method" in request.headers:
+        if not origin_allowed(origin, request.host_url, current_node().config):
+            raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
+        response.headers.update(preflight_headers())
+    return response
+
+
+def _open_stream(node: Node, pairs: tuple[str, ...], resume_from: tuple[int, int] | None,
+                 address: str, release) -> Response:
+    """Admit (with this address's fair share of the gate), register and start one stream."""
+    sock = request.environ.get("gunicorn.socket")
+    admission = node.admission.admit(address)
+    if admission.refused == "address":
+        raise ApiError(429, "too_many_new_streams", "too many new streams from your address at once; retry",
+                       {"Retry-After": str(node.admission.retry_after(address))})
+    if admission.refused:
+        raise at_capacity("too many new streams on this worker at once; retry",
+                          node.admission.retry_after(), jitter=5)
+    if admission.wait:
+        # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the
+        # wait, and a client that leaves gives its slot back.
+        outcome = wait_for_turn(node.hub, admission.wait, sock)
+        if outcome != ADMITTED:
+            node.admission.cancel(address)
+            if outcome == CLOSED:
+                raise shutting_down()
+            assert outcome == GONE
+            raise ApiError(400, "client_gone", "the client left while waiting for admission")
+    try:
+        client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ))
+    except HubFull:
+        raise at_capacity() from None
+    except HubClosed:
+        raise shutting_down() from None
+    bound_writes(sock, node.config.write_timeout)
+    # Registered and snapshotted without yielding in between: no tick falls in the gap.
+    snapshot = _snapshot_body(node, pairs)
+    if resume_from is not None:
+        snapshot["resume"] = node.hub.resume(resume_from, pairs)
+    retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
+    preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
+    responder = server_response(request.environ) if client.direct else None
+    lifetime = node.config.max_stream_lifetime
+    lifetime = lifetime * (1 + random.uniform(0, LIFETIME_JITTER)) if lifetime else None
+    response = Response(stream_events(node.hub, client, preamble, sock, responder, lifetime),
+                        content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
+
+    def closed() -> None:
+        node.hub.disconnect(client)
+        release()
+    response.call_on_close(closed)
+    return response
+
+
 def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:
-    return {
+    body = {
         "prices": node.hub.snapshot(pairs),
         "mode": node.mode,
         "simulated": node.simulated,
         "stale": [p for p in node.hub.stale_pairs() if p in pairs],
         "stale_after_ms": int(node.config.stale_after * 1000),
         "server_time": int(time.time() * 1000),
-        "worker": node.worker_id,
         "resume": None,
     }
+    if admin_allowed(request):
+        # Which worker answered (host:pid) is the operator's business only; browsers never see it.
+        body["worker"] = node.worker_id
+    return body
 
 
 def _requested_pairs(node: Node) -> tuple[str, ...]:

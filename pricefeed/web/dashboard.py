@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, Response, render_template, url_for
 
 from pricefeed.web.api import API_BLUEPRINT, current_node
+from pricefeed.web.security_headers import add_dashboard_headers
 
 # templates/ and static/ sit at the top of the project, beside the package.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,6 +18,11 @@ def create_dashboard_blueprint() -> Blueprint:
                           template_folder=os.path.join(_ROOT, "templates"),
                           static_folder=os.path.join(_ROOT, "static"),
                           static_url_path="/pricefeed-static")
+
+    @dashboard.after_request
+    def _headers(response: Response) -> Response:
+        # The page and its static files: a CSP without inline script, nosniff, no referrer.
+        return add_dashboard_headers(response, current_node().config)
 
     @dashboard.route("/")
     @dashboard.route("/dashboard")

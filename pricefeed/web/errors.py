@@ -25,6 +25,15 @@ def at_capacity(detail: str = "this worker streams to its maximum number of clie
     return ApiError(503, "at_capacity", detail, {"Retry-After": str(retry_after + random.randint(0, jitter))})
 
 
+TOO_MANY_STREAMS_RETRY_AFTER_S = 30
+
+
+def too_many_streams(limit: int | None) -> ApiError:
+    # Long: the streams this address holds stay open; one more would only come when one ends.
+    return ApiError(429, "too_many_streams", f"your address already holds {limit} streams on this server",
+                    {"Retry-After": str(TOO_MANY_STREAMS_RETRY_AFTER_S + random.randint(0, 30))})
+
+
 def shutting_down() -> ApiError:
     # A short Retry-After: the browser should reconnect at once, to another worker.
     return ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})

@@ -27,9 +27,31 @@ def post_worker_init(worker: Any) -> None:
     # framing: its gevent worker only (not gevent_pywsgi, not sync/gthread). TLS, HTTP/1.0, the
     # uwsgi protocol and rewriting middleware are ruled out per stream (sse_response.direct_socket).
     node.direct_writes = node.config.direct_writes and type(worker).__name__ == "GeventWorker"
+    _keep_a_connection_reserve(worker, node)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)
+
+
+def _keep_a_connection_reserve(worker: Any, node: Any) -> None:
+    """Streams may take at most worker_connections minus PRICEFEED_CONNECTION_RESERVE connections.
+
+    gunicorn's gevent worker accepts at most worker_connections at once; past that a new
+    connection waits in the kernel's backlog, unanswered. Streams never end by themselves, so
+    if they could take every connection, /health and /prices (and the 503 that tells a
+    browser to come back) would wait behind them. Capping the hub below the pool keeps
+    `reserve` connections for short requests, which finish and hand their slot on.
+    """
+    pool = getattr(getattr(worker, "cfg", None), "worker_connections", None)
+    if not isinstance(pool, int):
+        return
+    reserve = min(node.config.connection_reserve, pool // 2)    # a small pool keeps half for streams
+    cap = max(1, pool - reserve)
+    if node.hub.max_clients > cap:
+        worker.log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
+                           "for /health and /prices; streams capped at %d per worker",
+                           node.hub.max_clients, reserve, pool, cap)
+        node.hub.max_clients = cap
 
 
 def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:

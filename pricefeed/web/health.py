@@ -12,18 +12,32 @@ from pricefeed.cluster.fallback import LIVE
 from pricefeed.node import Node
 
 
+def _overall(node: Node) -> str:
+    hub = node.hub
+    if not (hub.book or node.feed.is_live()):
+        return "down"
+    return "ok" if node.mode == LIVE and not hub.stale_pairs() else "degraded"
+
+
+def public_health_report(node: Node) -> tuple[dict, int]:
+    """What anyone may see: status, mode, and each pair's age and staleness. Nothing that names a
+    host, a process, an upstream or a setting (the detailed report is the operator's, access.py)."""
+    now_wall = time.time()
+    hub = node.hub
+    overall = _overall(node)
+    pairs = {}
+    for pair in node.catalog.pairs:
+        entry = hub.book.get(pair.name)
+        pairs[pair.name] = None if entry is None else {
+            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3), "stale": hub.is_stale(entry)}
+    return {"status": overall, "mode": node.mode, "pairs": pairs}, 503 if overall == "down" else 200
+
+
 def health_report(node: Node) -> tuple[dict, int]:
     """The document and its HTTP status: 503 only when no price can be served."""
     now_wall = time.time()
     hub = node.hub
-    stale = hub.stale_pairs()
-    servable = bool(hub.book) or node.feed.is_live()
-    if not servable:
-        overall = "down"
-    elif node.mode == LIVE and not stale:
-        overall = "ok"
-    else:
-        overall = "degraded"
+    overall = _overall(node)
     pairs = {}
     for pair in node.catalog.pairs:
         entry = hub.book.get(pair.name)

@@ -8,6 +8,7 @@ the chunks handed over when the server frames the body its own way.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Iterator
 
 from pricefeed.delivery.hub import Hub
@@ -60,13 +61,22 @@ def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
 
 
 def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
-                  sock: socket.socket | None, responder: object | None = None) -> Iterator[bytes]:
-    """The response body: the preamble, then whatever the flusher could not write itself."""
+                  sock: socket.socket | None, responder: object | None = None,
+                  lifetime: float | None = None) -> Iterator[bytes]:
+    """The response body: the preamble, then whatever the flusher could not write itself.
+
+    With a `lifetime`, the stream ends after that many seconds: the browser reconnects
+    (with Last-Event-ID, so it resumes without a gap), possibly to a newer worker.
+    """
+    ends_at = time.monotonic() + lifetime if lifetime else None
     try:
         yield preamble
         hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, len(preamble)))
         while True:
-            client.wait()
+            client.wait(None if ends_at is None else max(0.0, ends_at - time.monotonic()))
+            if ends_at is not None and time.monotonic() >= ends_at and not client.busy:
+                hang_up(sock)
+                return
             if client.gone or client.closed:
                 # Gone, or the worker is shutting down. Without the hang-up the connection would
                 # sit in keep-alive after the stream ends, and the worker could not exit for seconds.

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
+from tests.support.deployment import ONE_ADDRESS_LOAD, PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
 from tests.support.observe import mode_sequence, rss_kib
 from tests.support.redis_server import RedisServer
@@ -238,7 +238,7 @@ def test_a_thousand_clients_that_never_read_do_not_slow_or_starve_the_others(sim
     """Fault: 1,000 streams that never read a byte beside 100 normal ones (one worker, no Redis).
     The normal clients keep up and converge; the worker's memory stays bounded."""
     env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_MAX_CLIENTS": "1500",
-           "PRICEFEED_WORKER_CONNECTIONS": "2000", "PRICEFEED_WRITE_TIMEOUT": "10"}
+           "PRICEFEED_WORKER_CONNECTIONS": "2000", "PRICEFEED_WRITE_TIMEOUT": "10", **ONE_ADDRESS_LOAD}
     stuck: list[socket.socket] = []
     with service(env, workers=1) as (app, clients):
         try:

@@ -10,11 +10,16 @@ PAIRS = "BTC/USD,ETH/USD,SOL/USD"
 SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
 
 
+# Every client of these tests and benchmarks comes from 127.0.0.1: per-address limits off
+# (tests/integration/test_public_endpoint.py tests them).
+ONE_ADDRESS_LOAD = {"PRICEFEED_MAX_STREAMS_PER_IP": "1000000", "PRICEFEED_NEW_STREAMS_SHARE_PER_IP": "1"}
+
+
 def instance_env(sim, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
     env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
            "PRICEFEED_PAIRS": PAIRS, "PRICEFEED_REDIS_URL": redis_url,
            "PRICEFEED_REDIS_PREFIX": prefix, "PRICEFEED_HEARTBEAT_INTERVAL": "1",
-           "PRICEFEED_MAX_CLIENTS": "500"}
+           "PRICEFEED_MAX_CLIENTS": "500", **ONE_ADDRESS_LOAD}
     env.update(extra)
     return env
 
