@@ -16,7 +16,6 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
 
 BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers",
         "pricefeed.validation", "pricefeed.logs"}
-BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers", "pricefeed.logs"}
 SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
 WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
 
