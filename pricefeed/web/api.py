@@ -60,6 +60,9 @@ def create_api_blueprint() -> Blueprint:
         if node.hub.full:
             node.hub.clients_refused += 1
             raise at_capacity()
+        shed_retry_after = node.shedder.refuse()   # the flusher runs late: joining would make it later
+        if shed_retry_after is not None:
+            raise at_capacity(node.shedder.detail(), shed_retry_after, jitter=0)
         wait = node.admission.reserve()
         if wait is None:
             raise at_capacity("too many new streams on this worker at once; retry",
@@ -120,6 +123,19 @@ def create_api_blueprint() -> Blueprint:
         from gevent import monkey
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
+
+    @api.route("/_fault/slow-flush", methods=["POST"])
+    def slow_flush():
+        # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
+        # bound (load shedding) without thousands of clients. ms=0 ends it.
+        node = current_node()
+        if not node.config.fault_injection:
+            raise ApiError(404, "not_found", "fault injection is disabled")
+        raw = request.args.get("ms", "")
+        if not re.fullmatch(r"[0-9]{1,4}", raw):
+            raise ApiError(400, "malformed_ms", "ms must be a whole number from 0 to 9999")
+        node.flusher.test_delay_s = int(raw) / 1000
+        return jsonify({"flush_delay_ms": int(raw), "worker": node.worker_id})
 
     @api.route("/", defaults={"unknown": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

@@ -67,6 +67,9 @@ def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
         hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, len(preamble)))
         while True:
             client.wait()
+            if client.closed and client.outbox is not None and not client.gone:
+                farewell, client.outbox = client.outbox, None
+                yield farewell     # the `retry:` of a spread shutdown (WSGI path)
             if client.gone or client.closed:
                 # Gone, or the worker is shutting down. Without the hang-up the connection would
                 # sit in keep-alive after the stream ends, and the worker could not exit for seconds.

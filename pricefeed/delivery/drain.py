@@ -1,0 +1,50 @@
+"""Closing a worker's streams in a spread, so a restart does not bring every browser back at once.
+
+Closed all in one instant, every stream of an instance reconnects in the same
+second, and the workers that take them over spend that second encoding
+snapshots instead of writing prices. Instead the streams are closed in slices
+over a window (a few seconds, within gunicorn's graceful_timeout), in random
+order, each first sent a `retry:` with its own jittered delay, which the browser
+honours before it reconnects. Until its turn, a stream keeps receiving prices:
+the hub stops admitting but the flusher keeps flushing. The admission gate of
+the workers the browsers return to paces whatever still arrives together.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Callable
+
+import gevent
+
+from pricefeed.delivery import sse
+from pricefeed.delivery.hub import Hub
+
+SLICE_S = 0.1            # one slice of closes every this many seconds
+
+
+def farewell_retry(base_ms: int, jitter_ms: int) -> Callable[[], bytes]:
+    """A `retry:` line per stream, its delay drawn from [base, base + jitter] ms."""
+    return lambda: sse.retry(base_ms + random.randint(0, jitter_ms))
+
+
+def close_spread(hub: Hub, window_s: float, farewell: Callable[[], bytes],
+                 clock: Callable[[], float] = time.monotonic) -> dict:
+    """Close every open stream of `hub` over `window_s` seconds, then close the hub.
+    Returns what it did: streams closed, slices, and how long it took."""
+    started = clock()
+    clients = hub.drain()
+    random.shuffle(clients)
+    slices = max(1, math.ceil(window_s / SLICE_S)) if clients else 1
+    done = 0
+    for index in range(slices):
+        upto = math.ceil(len(clients) * (index + 1) / slices)
+        for client in clients[done:upto]:
+            if not (client.gone or client.closed):
+                client.close(farewell())
+        done = upto
+        if index + 1 < slices:
+            gevent.sleep(max(0.0, started + (index + 1) * window_s / slices - clock()))
+    hub.close_all()    # any stream that slipped in, and the flusher's end
+    return {"streams": len(clients), "slices": slices, "took_s": round(clock() - started, 3)}
