@@ -160,9 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHED_RETRY_JITTER", int, 3, "Random extra seconds added per refusal to SHED_RETRY_AFTER.",
             minimum=0, maximum=3600),
     Setting("RESTART_SPREAD", float, 4.0,
-            "On a graceful stop (TERM, HUP, a worker recycled), seconds over which a worker closes its streams in "
+            "On a graceful stop (TERM, HUP, a worker recycled), the longest a worker takes to close its streams in "
             "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
             minimum=0, maximum=120),
+    Setting("RESTART_CLOSES_PER_SECOND", float, 1000.0,
+            "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "
+            "suffice): about what the admission gate lets back in.", minimum=1, maximum=1_000_000),
     Setting("RESTART_RETRY_MS", int, 500, "Base of the `retry:` sent to each stream closed by a restart, ms.",
             minimum=0, maximum=600000),
     Setting("RESTART_RETRY_JITTER_MS", int, 2500, "Random extra per stream added to RESTART_RETRY_MS, ms.",
@@ -215,6 +218,7 @@ class Config:
     shed_retry_after: int
     shed_retry_jitter: int
     restart_spread: float
+    restart_closes_per_second: float
     restart_retry_ms: int
     restart_retry_jitter_ms: int
 

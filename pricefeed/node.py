@@ -161,9 +161,9 @@ class Node:
         self.feed.stop()
         self.handover_s = self._clock() - handover_started
         if spread_s > 0:
-            self.drained = close_spread(self.hub, spread_s, farewell_retry(
+            self.drained = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
                 self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
-            log.info("pricefeed: handed over in %.2f s, then closed %d streams over %.2f s in %d slices",
+            log.warning("pricefeed: handed over in %.2f s, then closed %d streams over %.2f s in %d slices",
                      self.handover_s, self.drained["streams"], self.drained["took_s"], self.drained["slices"])
         self.bus.stop()
         self.hub.close_all()

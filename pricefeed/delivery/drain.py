@@ -3,8 +3,10 @@
 Closed all in one instant, every stream of an instance reconnects in the same
 second, and the workers that take them over spend that second encoding
 snapshots instead of writing prices. Instead the streams are closed in slices
-over a window (a few seconds, within gunicorn's graceful_timeout), in random
-order, each first sent a `retry:` with its own jittered delay, which the browser
+at a bounded rate (about what a worker's admission gate takes in, so the
+browsers return at the pace they are let back in) and within a window (a few
+seconds, inside gunicorn's graceful_timeout: a worker with many streams closes
+them faster rather than be killed), in random order, each first sent a `retry:` with its own jittered delay, which the browser
 honours before it reconnects. Until its turn, a stream keeps receiving prices:
 the hub stops admitting but the flusher keeps flushing. The admission gate of
 the workers the browsers return to paces whatever still arrives together.
@@ -29,13 +31,14 @@ def farewell_retry(base_ms: int, jitter_ms: int) -> Callable[[], bytes]:
     return lambda: sse.retry(base_ms + random.randint(0, jitter_ms))
 
 
-def close_spread(hub: Hub, window_s: float, farewell: Callable[[], bytes],
+def close_spread(hub: Hub, max_window_s: float, closes_per_s: float, farewell: Callable[[], bytes],
                  clock: Callable[[], float] = time.monotonic) -> dict:
-    """Close every open stream of `hub` over `window_s` seconds, then close the hub.
-    Returns what it did: streams closed, slices, and how long it took."""
+    """Close every open stream of `hub` at about `closes_per_s`, within `max_window_s` seconds,
+    then close the hub. Returns what it did: streams closed, slices, and how long it took."""
     started = clock()
     clients = hub.drain()
     random.shuffle(clients)
+    window_s = min(max_window_s, len(clients) / closes_per_s)
     slices = max(1, math.ceil(window_s / SLICE_S)) if clients else 1
     done = 0
     for index in range(slices):

@@ -95,7 +95,9 @@ class StreamClient:
             if self._fd < 0:
                 self.outbox = farewell
             else:
-                framed = b"%X\r\n%s\r\n" % (len(farewell), farewell)
+                # The farewell, then the last chunk: the response ends cleanly, as a browser
+                # expects of a server that means to close (it reconnects after `retry:`).
+                framed = b"%X\r\n%s\r\n0\r\n\r\n" % (len(farewell), farewell)
                 try:
                     os.write(self._fd, framed)   # a few bytes; a full buffer loses only the hint
                 except OSError:

@@ -143,7 +143,7 @@ def test_a_spread_close_sends_each_stream_a_retry_and_closes_them_in_slices_whil
 
     watcher = gevent.spawn(watch)
     started = time.monotonic()
-    closer = gevent.spawn(close_spread, hub, 0.5, farewell_retry(500, 2500))
+    closer = gevent.spawn(close_spread, hub, 5.0, 80, farewell_retry(500, 2500))
     gevent.sleep(0.05)
     with pytest.raises(HubClosed):
         hub.connect(("BTC/USD",))                      # no new streams once draining
