@@ -106,6 +106,11 @@ def _open(host: str, port: int, path: str, source_ip: str, timeout: float) -> tu
     return sock, head, rest
 
 
+def _phase(recovery_from: float) -> str:
+    """Counters are split at `recovery_from` (the restart): what clients saw before it, and after."""
+    return "after restart: " if time.time() >= recovery_from else ""
+
+
 def browser(index: int, spec: dict[str, Any], stats: Stats) -> None:
     scenario = SCENARIOS[spec["scenario"]]
     pairs = client_pairs(scenario, index)
@@ -123,7 +128,7 @@ def browser(index: int, spec: dict[str, Any], stats: Stats) -> None:
             sock, head, buffer = _open(spec["host"], spec["port"], path, source_ip, spec["connect_timeout"])
         except (OSError, ConnectionError) as error:
             reason = errno.errorcode.get(getattr(error, "errno", 0) or 0, None) or str(error) or type(error).__name__
-            stats.connect_errors[reason] += 1
+            stats.connect_errors[_phase(recovery_from) + reason] += 1
             gevent.sleep(random.uniform(1, 3))
             continue
         try:
@@ -141,7 +146,7 @@ def browser(index: int, spec: dict[str, Any], stats: Stats) -> None:
                 except OSError:
                     pass
                 code = re.search(rb'"error":"([a-z_]+)"', body)
-                stats.refusals[f"{status} {code.group(1).decode() if code else ''}".strip()] += 1
+                stats.refusals[_phase(recovery_from) + f"{status} {code.group(1).decode() if code else ''}".strip()] += 1
                 stats.refusal_ms.add(took_ms)
                 retry_after = _RETRY_AFTER.search(head)
                 gevent.sleep((int(retry_after.group(1)) if retry_after else 1) + random.uniform(0, 1))
@@ -200,7 +205,7 @@ def browser(index: int, spec: dict[str, Any], stats: Stats) -> None:
                 stats.open -= 1
                 streaming = False
                 closed_at = time.time()
-            stats.connect_errors[errno.errorcode.get(error.errno or 0, type(error).__name__)] += 1
+            stats.connect_errors[_phase(recovery_from) + errno.errorcode.get(error.errno or 0, type(error).__name__)] += 1
             gevent.sleep(random.uniform(1, 3))
         finally:
             sock.close()
