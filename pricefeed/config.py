@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     # Issue 14: shedding on lag, and restarts without a reconnect storm.
     Setting("LAG_BOUND", float, 0.0,
             "Seconds the flusher may run late (tick arrival, or slot due, to the end of its flush) before new "
-            "streams get 503 at_capacity. 0: from the pace (0.25 every tick; conflated: 5 slot periods, >= 0.25).",
+            "streams get 503 at_capacity. 0: from the pace (0.25 every tick; conflated: half the interval, >= 0.25).",
             minimum=0, maximum=60),
     Setting("SHED_AFTER_FLUSHES", int, 3,
             "Consecutive flushes over the lag bound before shedding starts (it stops below half the bound).",

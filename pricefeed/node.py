@@ -63,7 +63,7 @@ class Node:
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
         self.flusher = Flusher(self.hub, clock=clock)
-        self.shedder = LoadShedder(lag_bound(config.lag_bound, self.hub.paced, self.hub.slot_period),
+        self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
                                    clock, self.flusher.oldest_unwritten)
         self.flusher.shedder = self.shedder

@@ -106,9 +106,11 @@ class LoadShedder:
                 "shed_episodes": self.episodes}
 
 
-def lag_bound(configured_s: float, paced: bool, slot_period_s: float) -> float:
-    """The bound: as configured, or (0) derived from the pace — 250 ms for every-tick clients,
-    whose whole point is being prompt; for a conflated pace, five slot periods (at least 250 ms)."""
+def lag_bound(configured_s: float, interval_s: float) -> float:
+    """The bound: as configured, or (0) derived from the pace — 250 ms for every-tick clients
+    (interval 0), whose whole point is being prompt; for a conflated pace, half its interval
+    (half its slots' round; at least 250 ms): a client on a 1 s pace may get an update 0.5 s
+    late before new streams are turned away — less would shed on every burst of connects."""
     if configured_s > 0:
         return configured_s
-    return max(0.25, 5 * slot_period_s) if paced else 0.25
+    return max(0.25, interval_s / 2)

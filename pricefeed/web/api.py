@@ -85,10 +85,11 @@ def create_api_blueprint() -> Blueprint:
         retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
         preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
         responder = server_response(request.environ) if client.direct else None
-        response = Response(stream_events(node.hub, client, preamble, sock, responder),
-                            content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        response.call_on_close(lambda: node.hub.disconnect(client))
-        return response
+        # direct_passthrough: the server iterates our generator itself, without werkzeug's two
+        # wrappers around it — each open stream's greenlet then parks on a shallower stack
+        # (issue 14: RSS per stream). The generator's own `finally` disconnects the client.
+        return Response(stream_events(node.hub, client, preamble, sock, responder),
+                        content_type=sse.CONTENT_TYPE, headers=sse.HEADERS, direct_passthrough=True)
 
     @api.route("/prices", methods=["GET"])
     def prices():

@@ -61,10 +61,19 @@ def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
 
 def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
                   sock: socket.socket | None, responder: object | None = None) -> Iterator[bytes]:
-    """The response body: the preamble, then whatever the flusher could not write itself."""
+    """The response body: the preamble, then whatever the flusher could not write itself.
+
+    Held for as long as the stream is open, so it keeps little: the preamble (a snapshot of
+    every pair) is dropped once written — under gunicorn an empty chunk after it replaces it as
+    the server loop's last item (gunicorn writes nothing for it); elsewhere the next chunk does.
+    """
     try:
+        preamble_length = len(preamble)
         yield preamble
-        hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, len(preamble)))
+        del preamble
+        if responder is not None:
+            yield b""    # direct writes follow: the server would yield nothing else to replace it
+        hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, preamble_length))
         while True:
             client.wait()
             if client.closed and client.outbox is not None and not client.gone:

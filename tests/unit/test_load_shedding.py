@@ -71,10 +71,10 @@ def test_a_flush_stuck_for_twice_the_bound_sheds_before_it_ends_and_an_idle_flus
 
 
 def test_the_bound_follows_the_pace_unless_configured():
-    assert lag_bound(0, paced=False, slot_period_s=0) == 0.25
-    assert lag_bound(0, paced=True, slot_period_s=0.05) == 0.25
-    assert lag_bound(0, paced=True, slot_period_s=0.2) == pytest.approx(1.0)
-    assert lag_bound(0.7, paced=False, slot_period_s=0) == 0.7
+    assert lag_bound(0, interval_s=0) == 0.25
+    assert lag_bound(0, interval_s=0.2) == 0.25
+    assert lag_bound(0, interval_s=1.0) == 0.5
+    assert lag_bound(0.7, interval_s=0) == 0.7
 
 
 def test_the_flusher_measures_from_the_oldest_ticks_arrival_to_the_end_of_its_flush():
