@@ -162,3 +162,18 @@ def test_a_spread_close_sends_each_stream_a_retry_and_closes_them_in_slices_whil
         got_price += b'"price":"7.00"' in body
     assert got_price >= 30                             # those not in the first slice
     assert hub.closed
+
+
+def test_the_restart_spread_stays_inside_gunicorns_graceful_timeout():
+    from pricefeed.web.gunicorn_hooks import restart_spread
+    assert restart_spread(4.0, graceful_timeout_s=10) == 4.0
+    assert restart_spread(9.0, graceful_timeout_s=10) == 7.0
+    assert restart_spread(4.0, graceful_timeout_s=2) == 0.0
+
+
+def test_a_spread_close_of_few_streams_is_quick_at_the_close_rate():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wires = [Wire(hub, ("BTC/USD",)) for _ in range(4)]
+    result = close_spread(hub, 4.0, 1000, farewell_retry(500, 0))
+    assert result["took_s"] < 0.1 and all(w.client.closed for w in wires)
+    assert all(w.body().endswith(b"retry: 500\n\n") for w in wires)
