@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=1000, help="connects per second, all generators")
     parser.add_argument("--recovery", type=float, default=30, help="seconds followed after the HUP")
     parser.add_argument("--sample-every", type=int, default=10)
+    parser.add_argument("--connect-timeout", type=float, default=30,
+                        help="seconds a client waits for a response head (EventSource itself never gives up; "
+                             "the admission gate may hold a newcomer up to NEW_STREAM_MAX_WAIT, 10 s)")
     parser.add_argument("--env", action="append", default=[], help="extra PRICEFEED_X=value for the server")
     parser.add_argument("--json-out")
     args = parser.parse_args()
@@ -86,7 +89,8 @@ def main() -> None:
             spec = {"scenario": "widget", "host": "127.0.0.1", "port": app.port, "clients": args.clients,
                     "ramp_per_s": args.ramp, "start_at": start_at, "window_start": start_at,
                     "window_end": hup_at, "recovery_from": hup_at, "stop_at": stop_at,
-                    "source_ips": source_ips(), "connect_timeout": 10, "sample_every": args.sample_every}
+                    "source_ips": source_ips(), "connect_timeout": args.connect_timeout,
+                    "sample_every": args.sample_every}
             children = start_generators(spec)
             collecting = gevent.spawn(collect, children, stop_at + 40)
             gevent.sleep(max(0.0, hup_at - 1 - time.time()))
