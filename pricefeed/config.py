@@ -155,6 +155,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHED_AFTER_FLUSHES", int, 3,
             "Consecutive flushes over the lag bound before shedding starts (it stops below half the bound).",
             minimum=1, maximum=1000),
+    Setting("SHED_AFTER_SECONDS", float, 1.0,
+            "...and those late flushes must span at least this long (a burst of connects is the admission "
+            "gate's to pace, not an overload).", minimum=0, maximum=60),
     Setting("SHED_RETRY_AFTER", int, 2, "Retry-After of a stream refused for lag, seconds (plus the jitter).",
             minimum=1, maximum=3600),
     Setting("SHED_RETRY_JITTER", int, 3, "Random extra seconds added per refusal to SHED_RETRY_AFTER.",
@@ -215,6 +218,7 @@ class Config:
     simulated: bool
     lag_bound: float
     shed_after_flushes: int
+    shed_after_seconds: float
     shed_retry_after: int
     shed_retry_jitter: int
     restart_spread: float

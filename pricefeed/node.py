@@ -65,7 +65,7 @@ class Node:
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
-                                   clock, self.flusher.oldest_unwritten)
+                                   clock, self.flusher.oldest_unwritten, config.shed_after_seconds)
         self.flusher.shedder = self.shedder
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock)

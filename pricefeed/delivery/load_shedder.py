@@ -9,9 +9,11 @@ stream would only make every connected client later still, so it gets a fast
 `503 at_capacity` with a jittered Retry-After instead.
 
 Hysteresis, so the answer does not flap with one slow flush or one quick one:
-shedding starts after `over_flushes` consecutive flushes over the bound (at
-once if the flush under way is already twice the bound late), and stops only
-when the smoothed lag is below half the bound — or when the flusher has had
+shedding starts after `over_flushes` consecutive flushes over the bound that
+span at least `over_s` seconds (a burst of connects can stall a worker for a few
+hundred milliseconds; that is the admission gate's to pace, not an overload), or
+at once if the flush under way is already `over_s` and four bounds late; it stops
+only when the smoothed lag is below half the bound — or when the flusher has had
 nothing to write for a whole bound (a quiet market is not an overload).
 """
 from __future__ import annotations
@@ -26,11 +28,13 @@ SMOOTHING = 0.3          # weight of the newest flush in the smoothed lag (EWMA)
 class LoadShedder:
     def __init__(self, bound_s: float, over_flushes: int = 3, retry_after_s: int = 2,
                  retry_jitter_s: int = 3, clock: Callable[[], float] = time.monotonic,
-                 oldest_unwritten: Callable[[], float | None] = lambda: None):
-        if bound_s <= 0 or over_flushes < 1 or retry_after_s < 1 or retry_jitter_s < 0:
-            raise ValueError("bound_s must be > 0, over_flushes >= 1, retry_after_s >= 1, retry_jitter_s >= 0")
+                 oldest_unwritten: Callable[[], float | None] = lambda: None, over_s: float = 1.0):
+        if bound_s <= 0 or over_flushes < 1 or retry_after_s < 1 or retry_jitter_s < 0 or over_s < 0:
+            raise ValueError("bound_s must be > 0, over_flushes >= 1, retry_after_s >= 1, retry_jitter_s >= 0, "
+                             "over_s >= 0")
         self.bound_s = bound_s
         self.over_flushes = over_flushes
+        self.over_s = over_s
         self.retry_after_s = retry_after_s
         self.retry_jitter_s = retry_jitter_s
         self._clock = clock
@@ -45,6 +49,7 @@ class LoadShedder:
         self.shed_total = 0              # new streams refused for lag
         self.episodes = 0                # times shedding started
         self._over = 0                   # consecutive flushes over the bound
+        self._over_since = 0.0           # when the first of them ended
         self._last_flush_at: float | None = None
 
     def observe(self, lag_s: float, now: float) -> None:
@@ -53,8 +58,13 @@ class LoadShedder:
         self.max_lag_s = max(self.max_lag_s, lag_s)
         self.smoothed_lag_s += SMOOTHING * (lag_s - self.smoothed_lag_s)
         self._last_flush_at = now
-        self._over = self._over + 1 if lag_s > self.bound_s else 0
-        if not self.shedding and self._over >= self.over_flushes:
+        if lag_s > self.bound_s:
+            if self._over == 0:
+                self._over_since = now
+            self._over += 1
+        else:
+            self._over = 0
+        if not self.shedding and self._over >= self.over_flushes and now - self._over_since >= self.over_s:
             self._start()
         elif self.shedding and self.smoothed_lag_s < self.bound_s / 2 and lag_s < self.bound_s / 2:
             self._stop()
@@ -70,7 +80,7 @@ class LoadShedder:
         """For a new stream: None to admit it, or the Retry-After (seconds, jittered) to refuse it with."""
         now = self._clock()
         pending = self.pending_lag(now)
-        if not self.shedding and pending > 2 * self.bound_s:
+        if not self.shedding and pending > max(4 * self.bound_s, self.over_s):
             self._start()      # a flush (or a starved flusher) already this late needs no second opinion
         elif self.shedding and pending <= self.bound_s and self._idle(now):
             self._stop()

@@ -62,7 +62,8 @@ def open_stream(app: GunicornProcess) -> tuple[SSEClient, float]:
 
 def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_clients_and_recovers(redis_server, sim):
     env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_FAULT_INJECTION="true",
-                       PRICEFEED_LAG_BOUND="0.1", PRICEFEED_SHED_AFTER_FLUSHES="2")
+                       PRICEFEED_LAG_BOUND="0.1", PRICEFEED_SHED_AFTER_FLUSHES="2",
+                       PRICEFEED_SHED_AFTER_SECONDS="0.5")
     with GunicornProcess(workers=2, env=env) as app:
         all_live([app])
         connected = [SSEClient(app.url + STREAM) for _ in range(6)]

@@ -19,9 +19,9 @@ from tests.unit.test_hub import ManualClock, Wire, prices, tick
 import pytest
 
 
-def shedder(bound=0.25, over=3, clock=None, oldest=lambda: None) -> LoadShedder:
+def shedder(bound=0.25, over=3, clock=None, oldest=lambda: None, over_s=0.0) -> LoadShedder:
     return LoadShedder(bound, over, retry_after_s=2, retry_jitter_s=3, clock=clock or ManualClock(),
-                       oldest_unwritten=oldest)
+                       oldest_unwritten=oldest, over_s=over_s)
 
 
 def test_shedding_starts_only_after_consecutive_late_flushes_and_stops_below_half_the_bound():
@@ -46,6 +46,20 @@ def test_shedding_starts_only_after_consecutive_late_flushes_and_stops_below_hal
     assert status["lag_bound_ms"] == 250.0 and status["lag_max_ms"] == 400.0
 
 
+def test_late_flushes_must_span_a_second_so_a_burst_of_connects_does_not_shed():
+    clock = ManualClock()
+    load = shedder(clock=clock, over_s=1.0)
+    for _ in range(5):                                 # a stall: five late flushes in 0.4 s ...
+        load.observe(0.4, clock())
+        clock.now += 0.1
+    assert load.refuse() is None
+    load.observe(0.01, clock())                        # ... then on time again
+    for _ in range(11):                                # late for a whole second: an overload
+        load.observe(0.4, clock())
+        clock.now += 0.1
+    assert load.refuse() is not None
+
+
 def test_retry_after_is_jittered():
     clock = ManualClock()
     load = shedder(clock=clock, over=1)
@@ -57,12 +71,12 @@ def test_retry_after_is_jittered():
 def test_a_flush_stuck_for_twice_the_bound_sheds_before_it_ends_and_an_idle_flusher_stops_shedding():
     clock = ManualClock()
     waiting_since = [None]
-    load = shedder(clock=clock, oldest=lambda: waiting_since[0])
+    load = shedder(clock=clock, oldest=lambda: waiting_since[0], over_s=1.0)
     waiting_since[0] = clock.now
-    clock.now += 0.3
-    assert load.refuse() is None                       # late, but not yet twice the bound
-    clock.now += 0.3
-    assert load.refuse() is not None                   # 0.6 s: shed at once
+    clock.now += 0.9
+    assert load.refuse() is None                       # late, but not yet a second (and 4 bounds)
+    clock.now += 0.2
+    assert load.refuse() is not None                   # 1.1 s: shed at once
     waiting_since[0] = None                            # the flush ended; then nothing to write
     load.observe(0.6, clock.now)
     assert load.refuse() is not None
@@ -100,7 +114,7 @@ def test_the_flusher_measures_from_the_oldest_ticks_arrival_to_the_end_of_its_fl
 
 def test_a_slowed_flusher_sheds_while_its_clients_keep_receiving_and_admits_again_when_it_recovers():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    load = LoadShedder(0.05, 2, clock=time.monotonic)
+    load = LoadShedder(0.05, 2, clock=time.monotonic, over_s=0.2)
     flusher = Flusher(hub, load)
     load._oldest_unwritten = flusher.oldest_unwritten
     wire = Wire(hub, ("BTC/USD",))
