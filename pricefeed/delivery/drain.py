@@ -41,13 +41,16 @@ def close_spread(hub: Hub, max_window_s: float, closes_per_s: float, farewell: C
     window_s = min(max_window_s, len(clients) / closes_per_s)
     slices = max(1, math.ceil(window_s / SLICE_S)) if clients else 1
     done = 0
-    for index in range(slices):
-        upto = math.ceil(len(clients) * (index + 1) / slices)
+    while done < len(clients):
+        # As many as the time elapsed calls for, so a worker too busy to keep the slices'
+        # pace still closes everything by the end of the window (graceful_timeout is near).
+        elapsed = clock() - started + window_s / slices
+        upto = len(clients) if elapsed >= window_s else math.ceil(len(clients) * elapsed / window_s)
         for client in clients[done:upto]:
             if not (client.gone or client.closed):
                 client.close(farewell())
         done = upto
-        if index + 1 < slices:
-            gevent.sleep(max(0.0, started + (index + 1) * window_s / slices - clock()))
+        if done < len(clients):
+            gevent.sleep(window_s / slices)
     hub.close_all()    # any stream that slipped in, and the flusher's end
     return {"streams": len(clients), "slices": slices, "took_s": round(clock() - started, 3)}
