@@ -326,6 +326,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FRAME_ANCESTORS", _frame_ancestors, "'none'",
             "The dashboard's CSP frame-ancestors: who may embed it in a frame ('none', 'self' or origins)."),
     Setting("REFERRER_POLICY", _token, "no-referrer", "Referrer-Policy sent on every response of pricefeed."),
+    # Issue 14: shedding on lag, and restarts without a reconnect storm.
+    Setting("LAG_BOUND", float, 0.0,
+            "Seconds the flusher may run late (tick arrival, or slot due, to the end of its flush) before new "
+            "streams get 503 at_capacity. 0: from the pace (0.25 every tick; conflated: half the interval, >= 0.25).",
+            minimum=0, maximum=60),
+    Setting("SHED_AFTER_FLUSHES", int, 3,
+            "Consecutive flushes over the lag bound before shedding starts (it stops below half the bound).",
+            minimum=1, maximum=1000),
+    Setting("SHED_AFTER_SECONDS", float, 1.0,
+            "...and those late flushes must span at least this long (a burst of connects is the admission "
+            "gate's to pace, not an overload).", minimum=0, maximum=60),
+    Setting("SHED_RETRY_AFTER", int, 2, "Retry-After of a stream refused for lag, seconds (plus the jitter).",
+            minimum=1, maximum=3600),
+    Setting("SHED_RETRY_JITTER", int, 3, "Random extra seconds added per refusal to SHED_RETRY_AFTER.",
+            minimum=0, maximum=3600),
+    Setting("RESTART_SPREAD", float, 4.0,
+            "On a graceful stop (TERM, HUP, a worker recycled), the longest a worker takes to close its streams in "
+            "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
+            minimum=0, maximum=120),
+    Setting("RESTART_CLOSES_PER_SECOND", float, 1000.0,
+            "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "
+            "suffice): about what the admission gate lets back in.", minimum=1, maximum=1_000_000),
+    Setting("RESTART_RETRY_MS", int, 500, "Base of the `retry:` sent to each stream closed by a restart, ms.",
+            minimum=0, maximum=600000),
+    Setting("RESTART_RETRY_JITTER_MS", int, 2500, "Random extra per stream added to RESTART_RETRY_MS, ms.",
+            minimum=0, maximum=600000),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -388,6 +414,15 @@ class Config:
     admin_token: str | None
     frame_ancestors: str
     referrer_policy: str
+    lag_bound: float
+    shed_after_flushes: int
+    shed_after_seconds: float
+    shed_retry_after: int
+    shed_retry_jitter: int
+    restart_spread: float
+    restart_closes_per_second: float
+    restart_retry_ms: int
+    restart_retry_jitter_ms: int
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,

@@ -27,8 +27,10 @@ from pricefeed.cluster.bus import Bus
 from pricefeed.cluster.memory_bus import InProcessBus
 from pricefeed.config import Config, reduce_url
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
+from pricefeed.delivery.drain import close_spread, farewell_retry
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
+from pricefeed.delivery.load_shedder import LoadShedder, lag_bound
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
 from pricefeed.cluster.publisher import TickPublisher
@@ -64,7 +66,11 @@ class Node:
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
-        self.flusher = Flusher(self.hub)
+        self.flusher = Flusher(self.hub, clock=clock)
+        self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
+                                   config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
+                                   clock, self.flusher.oldest_unwritten, config.shed_after_seconds)
+        self.flusher.shedder = self.shedder
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock,
                                        address_share=config.new_streams_share_per_ip,
@@ -128,6 +134,8 @@ class Node:
         self._announced: tuple | None = None
         self._last_ping = clock()
         self.started_at: float | None = None
+        self.handover_s: float | None = None     # the stop sequence's lease handover (seconds)
+        self.drained: dict | None = None         # what the spread close did (close_spread)
 
     @property
     def worker_id(self) -> str:
@@ -157,19 +165,28 @@ class Node:
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
                  len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
 
-    def stop(self) -> None:
-        """Stop publishing, hand the lease over at once, close every stream (graceful shutdown)."""
+    def stop(self, spread_s: float = 0.0) -> None:
+        """Graceful shutdown: stop publishing and hand the lease over at once, then close every
+        stream — over `spread_s` seconds, each with a jittered `retry:` (delivery/drain.py), while
+        the bus and the flusher keep the streams not yet closed live."""
         self._stopping = True
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self._greenlets = []
         self.rest.stop()
+        handover_started = self._clock()
         if self.election is not None:
             self.feed.stop(wait=HANDOVER_CLOSE_WAIT_SECONDS)   # no tick of ours after the release
             self.election.resign()
         self.feed.stop()
         if self.publisher is not None:
             self.publisher.stop()
+        self.handover_s = self._clock() - handover_started
+        if spread_s > 0:
+            self.drained = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
+                self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
+            log.warning("pricefeed: handed over in %.2f s, then closed %d streams over %.2f s in %d slices",
+                     self.handover_s, self.drained["streams"], self.drained["took_s"], self.drained["slices"])
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()

@@ -8,16 +8,24 @@ writes even during a flush to tens of thousands of clients. A positive sleep, no
 sleep(0): sleep(0) only lets other *ready* greenlets run and can come straight
 back before the loop polls for I/O (gevent's own docs say so) — under a flush that
 never ends, accepts, Redis replies and the exchange's messages would wait.
+
+Each flush also measures how late it ran — one clock read per flush, never one per
+client: in the every-tick pace, from the arrival at the hub of the oldest tick it
+wrote to the end of the flush; in the conflated pace, from when its slot fell due
+(its previous flush + the interval) to the end of the flush. The load shedder
+(load_shedder.py) turns that lag into "refuse new streams for now".
 """
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 import gevent
 
 from pricefeed.delivery import sse
 from pricefeed.delivery.hub import Batch, Hub
+from pricefeed.delivery.load_shedder import LoadShedder
 from pricefeed.delivery.stream_client import StreamClient
 
 log = logging.getLogger(__name__)
@@ -67,9 +75,21 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
 
 
 class Flusher:
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: Hub, shedder: LoadShedder | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.hub = hub
+        self.shedder = shedder
+        self._clock = clock        # the hub's clock: arrival stamps and flush ends must agree
         self._greenlet: gevent.Greenlet | None = None
+        self.lag_s = 0.0           # the latest flush's lag (see the module docstring)
+        self.flushed_at: float | None = None      # when the latest flush ended
+        # When what the flush under way waits for became due (None between flushes).
+        self._flushing_due: float | None = None
+        self._slot_flushed_at: list[float | None] = [None] * hub.slot_count
+        self._next_slot = 0
+        # Test only (PRICEFEED_FAULT_INJECTION): a cooperative pause after every flush,
+        # to push the worker past its lag bound without thousands of clients.
+        self.test_delay_s = 0.0
 
     def start(self) -> None:
         if self._greenlet is None or self._greenlet.dead:   # two flushers would interleave batches
@@ -79,8 +99,38 @@ class Flusher:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
-    def flush(self, batch: Batch) -> int:
-        """Write one batch. Returns the number of writes."""
+    def oldest_unwritten(self) -> float | None:
+        """When the oldest frame not yet written became due (clock of the hub), or None."""
+        if self.hub.paced:
+            if self._flushing_due is not None:
+                return self._flushing_due
+            last = self._slot_flushed_at[self._next_slot]
+            return None if last is None else last + self.hub.min_update_interval
+        due, waiting = self._flushing_due, self.hub.unflushed_since
+        if due is None or (waiting is not None and waiting < due):
+            return waiting
+        return due
+
+    def flush(self, batch: Batch, due_at: float | None = None) -> int:
+        """Write one batch. Returns the number of writes. With `due_at` (when the batch's oldest
+        frame became due) its lag is measured and reported to the shedder."""
+        if due_at is None:
+            due_at = batch.due_at
+        self._flushing_due = due_at
+        try:
+            written = self._write(batch)
+            if self.test_delay_s:
+                gevent.sleep(self.test_delay_s)
+        finally:
+            self._flushing_due = None
+        now = self.flushed_at = self._clock()     # the flush's one clock read
+        if due_at is not None:
+            self.lag_s = max(0.0, now - due_at)
+            if self.shedder is not None:
+                self.shedder.observe(self.lag_s, now)
+        return written
+
+    def _write(self, batch: Batch) -> int:
         written = 0
         for client in batch.clients:
             if not client.ready or client.gone or client.closed:
@@ -110,10 +160,13 @@ class Flusher:
         while not hub.closed:
             try:
                 if hub.paced:
+                    last = self._slot_flushed_at[slot]
                     try:
-                        self.flush(hub.take_batch(slot))
+                        self.flush(hub.take_batch(slot), None if last is None else last + hub.min_update_interval)
                     finally:
+                        self._slot_flushed_at[slot] = self.flushed_at
                         slot = (slot + 1) % hub.slot_count   # a slot that fails must not starve the rest
+                        self._next_slot = slot
                     next_at += hub.slot_period
                     delay = next_at - time.monotonic()
                     if delay < -hub.slot_period:

@@ -72,6 +72,7 @@ class Batch:
     journal: list[tuple[int, str, bytes]] | None = None
     journal_from: int = 0
     cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
+    due_at: float | None = None                 # immediate pace: when its oldest tick arrived (lag)
 
 
 class Hub:
@@ -103,6 +104,8 @@ class Hub:
         self._next_slot = 0
         self._journal: list[tuple[int, str, bytes]] | None = None if self.paced else []
         self._flushed_version = 0
+        self.unflushed_since: float | None = None   # arrival of the oldest tick not yet in a batch
+        self.draining = False                       # stopping: no new streams, open ones closing
         self._pending: set[StreamClient] = set()
         self._full_pass = False
         self._work = gevent.event.Event()
@@ -123,7 +126,7 @@ class Hub:
 
     def connect(self, pairs: tuple[str, ...], sock=None) -> StreamClient:
         """Register a stream. With `sock`, the flusher writes to it directly (see stream_client.py)."""
-        if self.closed:
+        if self.closed or self.draining:
             raise HubClosed()
         if len(self._clients) >= self.max_clients:
             self.clients_refused += 1
@@ -186,6 +189,13 @@ class Hub:
         for client in list(self._clients):
             client.close()
 
+    def drain(self) -> list[StreamClient]:
+        """Stopping with a spread (delivery/drain.py): refuse new streams and wake those waiting
+        for admission, but keep flushing to the open ones; returns them, to be closed in turn."""
+        self.draining = True
+        self._closed.set()
+        return list(self._clients)
+
     def wait_closed(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds, waking early (True) if the hub closes."""
         return self._closed.wait(timeout)
@@ -245,6 +255,8 @@ class Hub:
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
         if not self.paced:
+            if self.unflushed_since is None:
+                self.unflushed_since = self._clock()   # one clock read per batch, for the lag
             if self._journal is not None:
                 self._journal.append((self.version, tick.pair, frame))
                 if len(self._journal) > JOURNAL_LIMIT:
@@ -277,6 +289,7 @@ class Hub:
         journal = self._journal
         self._journal = []
         batch.journal, batch.journal_from = journal, self._flushed_version
+        batch.due_at, self.unflushed_since = self.unflushed_since, None
         self._flushed_version = self.version
         pending, self._pending = self._pending, set()
         full, self._full_pass = self._full_pass, False

@@ -84,10 +84,24 @@ class StreamClient:
         self.gone = True
         self._wakeup.set()
 
-    def close(self) -> None:
+    def close(self, farewell: bytes | None = None) -> None:
         """The server is shutting down. A greenlet stuck finishing a backlog to a client that
-        stopped reading would hold the worker up to WRITE_TIMEOUT: cut that write short."""
+        stopped reading would hold the worker up to WRITE_TIMEOUT: cut that write short.
+
+        `farewell` (plain SSE bytes, e.g. a `retry:` line) is sent first if it can go out
+        without waiting: whole and at once on a direct socket, or handed to the greenlet."""
         self.closed = True
+        if farewell is not None and not self.busy and not self.gone:
+            if self._fd < 0:
+                self.outbox = farewell
+            else:
+                # The farewell, then the last chunk: the response ends cleanly, as a browser
+                # expects of a server that means to close (it reconnects after `retry:`).
+                framed = b"%X\r\n%s\r\n0\r\n\r\n" % (len(farewell), farewell)
+                try:
+                    os.write(self._fd, framed)   # a few bytes; a full buffer loses only the hint
+                except OSError:
+                    pass
         if self.backlog is not None and self._sock is not None:
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)

@@ -35,7 +35,7 @@ API_BLUEPRINT = "pricefeed_api"
 # Every path under the prefix, every method: answered by the blueprint, so in JSON.
 _ANY_PATH = "pricefeed_any_path"
 _ROUTES = {"stream": "GET, HEAD, OPTIONS", "prices": "GET, HEAD, OPTIONS", "health": "GET, HEAD, OPTIONS",
-           "_fault/block-hub": "POST, OPTIONS"}
+           "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
 # Up to 10% more, so streams opened together (after a deploy) do not all end together.
 LIFETIME_JITTER = 0.1
 
@@ -158,6 +158,19 @@ def create_api_blueprint() -> Blueprint:
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
 
+    @api.route("/_fault/slow-flush", methods=["POST"], provide_automatic_options=False)
+    def slow_flush():
+        # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
+        # bound (load shedding) without thousands of clients. ms=0 ends it.
+        node = current_node()
+        if not node.config.fault_injection or not test_switch_allowed(request):
+            raise ApiError(404, "not_found", "fault injection is disabled")
+        raw = request.args.get("ms", "")
+        if not re.fullmatch(r"[0-9]{1,4}", raw):
+            raise ApiError(400, "malformed_ms", "ms must be a whole number from 0 to 9999")
+        node.flusher.test_delay_s = int(raw) / 1000
+        return jsonify({"flush_delay_ms": int(raw), "worker": node.worker_id})
+
     return api
 
 
@@ -196,6 +209,9 @@ def _open_stream(node: Node, pairs: tuple[str, ...], resume_from: tuple[int, int
                  address: str, release) -> Response:
     """Admit (with this address's fair share of the gate), register and start one stream."""
     sock = request.environ.get("gunicorn.socket")
+    shed_retry_after = node.shedder.refuse()   # the flusher runs late: joining would make it later
+    if shed_retry_after is not None:
+        raise at_capacity(node.shedder.detail(), shed_retry_after, jitter=0)
     admission = node.admission.admit(address)
     if admission.refused == "address":
         raise ApiError(429, "too_many_new_streams", "too many new streams from your address at once; retry",
@@ -229,14 +245,11 @@ def _open_stream(node: Node, pairs: tuple[str, ...], resume_from: tuple[int, int
     responder = server_response(request.environ) if client.direct else None
     lifetime = node.config.max_stream_lifetime
     lifetime = lifetime * (1 + random.uniform(0, LIFETIME_JITTER)) if lifetime else None
-    response = Response(stream_events(node.hub, client, preamble, sock, responder, lifetime),
-                        content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-
-    def closed() -> None:
-        node.hub.disconnect(client)
-        release()
-    response.call_on_close(closed)
-    return response
+    # direct_passthrough: the server iterates our generator itself, without werkzeug's two
+    # wrappers around it — each open stream's greenlet then parks on a shallower stack
+    # (issue 14: RSS per stream). The generator's own `finally` disconnects and releases.
+    return Response(stream_events(node.hub, client, preamble, sock, responder, lifetime, on_close=release),
+                    content_type=sse.CONTENT_TYPE, headers=sse.HEADERS, direct_passthrough=True)
 
 
 def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:

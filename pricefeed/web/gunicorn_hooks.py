@@ -10,6 +10,8 @@ from typing import Any
 
 from pricefeed.web.api import EXTENSION_KEY
 
+GRACEFUL_MARGIN_S = 3.0   # of graceful_timeout, left for the handover and the exit
+
 
 def _extension(worker: Any):
     app = getattr(worker, "wsgi", None)
@@ -55,17 +57,26 @@ def _keep_a_connection_reserve(worker: Any, node: Any) -> None:
 
 
 def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
-    """Hand over as soon as the worker is told to exit.
+    """Hand over as soon as the worker is told to exit, then close the streams in a spread.
 
     On SIGTERM gunicorn's gevent worker only stops accepting and waits up to
     graceful_timeout for open requests to finish — and streams never finish, so the
     master SIGKILLs it first and `worker_exit` never runs: no lease release, no
-    clean close. Stopping here closes the streams, so the worker exits in moments.
+    clean close. Stopping here hands the lease over and closes the streams over
+    PRICEFEED_RESTART_SPREAD seconds (delivery/drain.py), so the browsers come back
+    spread out rather than all in one second, and the worker exits well inside
+    graceful_timeout.
     """
     import gevent
     while worker.alive:
         gevent.sleep(0.02)
-    _stop(worker)
+    _stop(worker, restart_spread(extension.config.restart_spread, worker.cfg.graceful_timeout))
+
+
+def restart_spread(configured_s: float, graceful_timeout_s: float) -> float:
+    """The spread, kept inside graceful_timeout: the handover takes up to ~1.5 s and the
+    worker must still exit before the master's SIGKILL."""
+    return max(0.0, min(configured_s, graceful_timeout_s - GRACEFUL_MARGIN_S))
 
 
 def worker_int(worker: Any) -> None:
@@ -80,10 +91,10 @@ def worker_exit(server: Any, worker: Any) -> None:
     _stop(worker)
 
 
-def _stop(worker: Any) -> None:
+def _stop(worker: Any, spread_s: float = 0.0) -> None:
     extension = _extension(worker)
     if extension is not None:
         try:
-            extension.stop()
+            extension.stop(spread_s)
         except Exception:  # noqa: BLE001 - shutting down: log and carry on
             worker.log.exception("pricefeed: stop failed")

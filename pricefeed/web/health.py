@@ -60,7 +60,7 @@ def health_report(node: Node) -> tuple[dict, int]:
         "redis": _redis(node),
         "breakers": {name: breaker_status(breaker) for name, breaker in node.breakers.items()},
         "clients": {**hub.status(), "direct_writes": node.direct_writes,
-                    "admission": node.admission.status()},
+                    "admission": node.admission.status(), "load": node.shedder.status()},
         "pairs": pairs,
         "stale_after_s": node.config.stale_after,
         "config": node.config.public(),

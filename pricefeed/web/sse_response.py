@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pricefeed.delivery.hub import Hub
 from pricefeed.delivery.stream_client import StreamClient
@@ -62,21 +62,35 @@ def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
 
 def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
                   sock: socket.socket | None, responder: object | None = None,
-                  lifetime: float | None = None) -> Iterator[bytes]:
+                  lifetime: float | None = None,
+                  on_close: Callable[[], None] | None = None) -> Iterator[bytes]:
     """The response body: the preamble, then whatever the flusher could not write itself.
+
+    Held for as long as the stream is open, so it keeps little: the preamble (a snapshot of
+    every pair) is dropped once written — under gunicorn an empty chunk after it replaces it as
+    the server loop's last item (gunicorn writes nothing for it); elsewhere the next chunk does.
 
     With a `lifetime`, the stream ends after that many seconds: the browser reconnects
     (with Last-Event-ID, so it resumes without a gap), possibly to a newer worker.
+    `on_close` runs when the stream ends however it ends (the response is passed through
+    directly, so werkzeug's call_on_close would never run).
     """
     ends_at = time.monotonic() + lifetime if lifetime else None
     try:
+        preamble_length = len(preamble)
         yield preamble
-        hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, len(preamble)))
+        del preamble
+        if responder is not None:
+            yield b""    # direct writes follow: the server would yield nothing else to replace it
+        hub.ready(client, direct=client.direct and framed_by_gunicorn(responder, preamble_length))
         while True:
             client.wait(None if ends_at is None else max(0.0, ends_at - time.monotonic()))
             if ends_at is not None and time.monotonic() >= ends_at and not client.busy:
                 hang_up(sock)
                 return
+            if client.closed and client.outbox is not None and not client.gone:
+                farewell, client.outbox = client.outbox, None
+                yield farewell     # the `retry:` of a spread shutdown (WSGI path)
             if client.gone or client.closed:
                 # Gone, or the worker is shutting down. Without the hang-up the connection would
                 # sit in keep-alive after the stream ends, and the worker could not exit for seconds.
@@ -96,6 +110,8 @@ def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
                 hub.catch_up(client)
     finally:
         hub.disconnect(client)
+        if on_close is not None:
+            on_close()
 
 
 def hang_up(sock: socket.socket | None) -> None:

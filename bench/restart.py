@@ -1,0 +1,145 @@
+"""A graceful restart (SIGHUP to the master) of an instance holding tens of thousands of streams.
+
+    flock /tmp/pricefeed-bench.lock .venv/bin/python -m bench.restart --clients 20000
+
+One redis-server, the simulator (widget scenario: 10 pairs, 100 trades/s), one pricefeed
+instance (2 gevent workers, Redis deployment, conflated pace 1 s). Load generators
+(bench/browser_load.py) open the streams at `--ramp` per second with clients that
+reconnect like a browser (they honour `retry:` and `Retry-After`, with jitter, and
+never give up). Once all are open the parent measures the workers' RSS (RSS per stream
+over the idle baseline), sends SIGHUP, and follows the lease (Redis's epoch counter,
+every 10 ms) and the clients until `--recovery` seconds later.
+
+Figures: time from the HUP until every client is streaming again (its first event on a
+new response), per client close → back, price ages of the age sample during the
+recovery, 503s and connect errors the clients saw, the leader handover (HUP → a new
+epoch taken), workers' RSS before and after, the load generators' CPU, the load average
+before the run. Loopback only; stops by itself.
+"""
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+
+import gevent  # noqa: E402
+
+from bench.browser_round import (CHILD_STARTUP_S, collect, loadavg, merge_histograms, percentiles,  # noqa: E402
+                                 pricefeed, rss_kb, source_ips, start_generators, workers_of)
+from bench.fanout_client import raise_open_files_limit  # noqa: E402
+from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.simulator import SimulatorProcess  # noqa: E402
+
+SETTLE_S = 5
+
+
+def fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def follow_epoch(redis_server: RedisServer, prefix: str, since: float, until: float, seen: list) -> None:
+    before = int(redis_server.client.get(f"{prefix}:epoch") or 0)
+    while time.time() < until:
+        epoch = int(redis_server.client.get(f"{prefix}:epoch") or 0)
+        if epoch != before:
+            seen.append(round(time.time() - since, 3))
+            return
+        gevent.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=20000)
+    parser.add_argument("--ramp", type=float, default=1000, help="connects per second, all generators")
+    parser.add_argument("--recovery", type=float, default=30, help="seconds followed after the HUP")
+    parser.add_argument("--sample-every", type=int, default=10)
+    parser.add_argument("--connect-timeout", type=float, default=30,
+                        help="seconds a client waits for a response head (EventSource itself never gives up; "
+                             "the admission gate may hold a newcomer up to NEW_STREAM_MAX_WAIT, 10 s)")
+    parser.add_argument("--env", action="append", default=[], help="extra PRICEFEED_X=value for the server")
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+    if not 0 < args.clients <= 20000 or not 0 < args.recovery <= 60:
+        raise SystemExit("clients 1..20,000, recovery at most 60 s")
+    raise_open_files_limit()
+    scenario = SCENARIOS["widget"]
+    load_before = loadavg()
+    extra = dict(item.split("=", 1) for item in args.env)
+    with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=scenario.rate) as sim:
+        redis_server.client.config_set("maxclients", 1000)
+        with pricefeed(scenario, redis_server, sim, **extra) as (app, prefix):
+            old_workers = workers_of(app)
+            time.sleep(2)
+            idle_kb = {pid: rss_kb(pid) for pid in old_workers}
+            idle_fds = {pid: fds(pid) for pid in old_workers}
+            start_at = time.time() + CHILD_STARTUP_S
+            hup_at = start_at + args.clients / args.ramp + SETTLE_S
+            stop_at = hup_at + args.recovery
+            spec = {"scenario": "widget", "host": "127.0.0.1", "port": app.port, "clients": args.clients,
+                    "ramp_per_s": args.ramp, "start_at": start_at, "window_start": start_at,
+                    "window_end": hup_at, "recovery_from": hup_at, "stop_at": stop_at,
+                    "source_ips": source_ips(), "connect_timeout": args.connect_timeout,
+                    "sample_every": args.sample_every}
+            children = start_generators(spec)
+            collecting = gevent.spawn(collect, children, stop_at + 40)
+            gevent.sleep(max(0.0, hup_at - 1 - time.time()))
+            loaded_kb = {pid: rss_kb(pid) for pid in old_workers}
+            # Each stream holds one file in its worker: the count needs no request to a busy server.
+            open_streams = {pid: fds(pid) - idle_fds[pid] for pid in old_workers}
+            gevent.sleep(max(0.0, hup_at - time.time()))
+            handover: list = []
+            following = gevent.spawn(follow_epoch, redis_server, prefix, hup_at, hup_at + 15, handover)
+            app.proc.send_signal(signal.SIGHUP)
+            results = collecting.get()
+            following.join(timeout=1)
+            new_workers = workers_of(app)
+            after_kb = {pid: rss_kb(pid) for pid in new_workers}
+            log = app.output()
+    ok = [r for r in results if "error" not in r]
+    returns = [(closed, back) for r in ok for closed, back in r["returns"]]
+    streams = sum(open_streams.values())
+    report = {
+        "clients": args.clients, "first_connects": sum(len(r["first_connected_at"]) for r in ok),
+        "load_avg_before": load_before, "server_env": extra,
+        "open_before_hup_by_worker": open_streams,
+        "rss": {"idle_kb_by_worker": idle_kb, "loaded_kb_by_worker": loaded_kb,
+                "kb_per_stream": round((sum(loaded_kb.values()) - sum(idle_kb.values())) / max(streams, 1), 2),
+                "new_workers_kb_at_end": after_kb},
+        "leader_handover_s": handover[0] if handover else None,
+        "server_closes": sum(r["server_closes"] for r in ok),
+        "returned": len(returns),
+        "all_back_after_hup_s": round(max(back for _, back in returns) - hup_at, 2) if returns else None,
+        "back_after_hup_s": percentiles([back - hup_at for _, back in returns]),
+        "closed_after_hup_s": percentiles([closed - hup_at for closed, _ in returns]),
+        "close_to_back_s": percentiles([back - closed for closed, back in returns]),
+        "refusals": sum((Counter(r["refusals"]) for r in ok), Counter()),
+        "refusal_ms": merge_histograms(ok, "refusal_ms"),
+        "connect_errors": sum((Counter(r["connect_errors"]) for r in ok), Counter()),
+        "not_streaming_at_stop": sum(r["not_streaming_at_stop"] for r in ok),
+        "open_at_stop": sum(r["open_at_stop"] for r in ok),
+        "age_ms_before_hup": merge_histograms(ok, "ages"),
+        "age_ms_recovery": merge_histograms(ok, "recovery_ages"),
+        "loadgen_cpu_s": [r["cpu_s"] for r in ok],
+        "spread_log": [line.split("WARNING ")[-1] for line in log.splitlines() if "then closed" in line],
+        "sigkill_or_graceful_timeout": "SIGKILL" in log or "graceful timeout" in log.lower(),
+        "errors": [r["error"] for r in results if "error" in r],
+    }
+    print(json.dumps(report, indent=1, default=dict))
+    if args.json_out:
+        with open(args.json_out, "a") as out:
+            out.write(json.dumps(report, default=dict) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Overload and restarts under real gunicorn, a real Redis and the simulator.
+
+- Shedding on lag: a deliberately slowed flusher (PRICEFEED_FAULT_INJECTION's slow-flush)
+  pushes both workers past their lag bound; new streams are refused fast with
+  `503 at_capacity` and a Retry-After while the open ones keep receiving prices, and
+  admission resumes once the flusher is back on time.
+- A graceful restart (SIGHUP to the master) with dozens of streams: the closes are spread
+  over time, each stream gets a `retry:` before it closes, and every client reconnects
+  (after that delay, as a browser would) to a new worker and gets prices again.
+The long versions (7,000 trader clients, 20,000 widget streams) are bench/overload.py and
+bench/restart.py.
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
+from tests.support.gunicorn import GunicornProcess
+from tests.support.redis_server import RedisServer
+from tests.support.simulator import SimulatorProcess
+from tests.support.sse_client import SSEClient
+from tests.support.waiting import wait_until
+
+STREAM = f"/api/market-data/stream?pairs={PAIRS}"
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimulatorProcess(pairs=SYMBOLS, rate=20) as simulator:
+        yield simulator
+
+
+def set_flush_delay_on_every_worker(app: GunicornProcess, ms: int, workers: int = 2) -> None:
+    """Requests land on any worker: ask until each has answered."""
+    seen: set[str] = set()
+
+    def all_set():
+        status, body = app.get(f"/api/market-data/_fault/slow-flush?ms={ms}", method="POST")
+        assert status == 200, body
+        seen.add(json.loads(body)["worker"])
+        return len(seen) >= workers
+    wait_until(all_set, 10, interval=0.01, message=f"slow-flush={ms} on every worker")
+
+
+def open_stream(app: GunicornProcess) -> tuple[SSEClient, float]:
+    started = time.monotonic()
+    client = SSEClient(app.url + STREAM, timeout=10)
+    return client, time.monotonic() - started
+
+
+def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_clients_and_recovers(redis_server, sim):
+    env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_FAULT_INJECTION="true",
+                       PRICEFEED_LAG_BOUND="0.1", PRICEFEED_SHED_AFTER_FLUSHES="2",
+                       PRICEFEED_SHED_AFTER_SECONDS="0.5")
+    with GunicornProcess(workers=2, env=env) as app:
+        all_live([app])
+        connected = [SSEClient(app.url + STREAM) for _ in range(6)]
+        try:
+            for client in connected:
+                client.wait_for(lambda c: c.of("price"), 10, "prices")
+            set_flush_delay_on_every_worker(app, 400)
+            refusals: list[tuple[SSEClient, float]] = []
+
+            def refused_six_times():
+                client, took = open_stream(app)
+                if client.status != 503:
+                    client.close()
+                    return False
+                refusals.append((client, took))
+                return len(refusals) >= 6
+            wait_until(refused_six_times, 15, interval=0.05, message="new streams refused for lag")
+            for refused, took in refusals:
+                assert took < 0.5, f"a refusal took {took:.3f} s"
+                assert json.loads(refused.body)["error"] == "at_capacity"
+                assert 2 <= int(refused.headers["retry-after"]) <= 5
+            # The connected ones keep receiving while new ones are turned away.
+            counts = [len(c.of("price")) for c in connected]
+            for client, before in zip(connected, counts):
+                client.wait_for(lambda c, before=before: len(c.of("price")) >= before + 5, 10, "more prices")
+            assert all(not c.closed for c in connected)
+            health = app.health()["clients"]["load"]
+            assert health["lag_bound_ms"] == 100.0 and health["lag_max_ms"] > 100
+
+            set_flush_delay_on_every_worker(app, 0)
+            admitted: list[SSEClient] = []
+
+            def admitted_again():
+                client, _ = open_stream(app)
+                if client.status == 200:
+                    admitted.append(client)
+                else:
+                    client.close()
+                return len(admitted) >= 4     # on both workers, in all likelihood
+            wait_until(admitted_again, 15, interval=0.1, message="admission to resume")
+            for client in admitted:
+                client.wait_for(lambda c: c.of("price"), 10, "prices on a stream admitted after the lag fell")
+                client.close()
+            load = app.health()["clients"]["load"]
+            assert load["shedding"] is False and load["shed_total"] >= 1 and load["shed_episodes"] >= 1
+        finally:
+            for client in connected:
+                client.close()
+
+
+def test_a_graceful_restart_spreads_the_closes_sends_retry_and_every_client_comes_back(redis_server, sim):
+    spread_s = 2.0
+    env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_RESTART_SPREAD=str(spread_s),
+                       PRICEFEED_RESTART_CLOSES_PER_SECOND="15",     # ~24 streams a worker: most of the window
+                       PRICEFEED_RESTART_RETRY_MS="200", PRICEFEED_RESTART_RETRY_JITTER_MS="800")
+    with GunicornProcess(workers=2, env=env) as app:
+        all_live([app])
+        old_workers = set(app.worker_pids())
+        clients = [SSEClient(app.url + STREAM) for _ in range(48)]
+        closed_at: dict[int, float] = {}
+        try:
+            for client in clients:
+                client.wait_for(lambda c: c.of("price"), 10, "prices")
+            stop_watching = threading.Event()
+
+            def watch():
+                while not stop_watching.is_set():
+                    for index, client in enumerate(clients):
+                        if index not in closed_at and client.closed:
+                            closed_at[index] = time.monotonic()
+                    time.sleep(0.01)
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            hup_at = time.monotonic()
+            app.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: len(closed_at) == len(clients), 10, message="every stream closed by the restart")
+            stop_watching.set()
+            watcher.join(2)
+            times = sorted(t - hup_at for t in closed_at.values())
+            assert times[-1] - times[0] >= spread_s * 0.5, f"closes span only {times[-1] - times[0]:.2f} s"
+            assert times[-1] < 8, "the spread must end inside graceful_timeout (10 s)"
+            # Each got a retry: (after the preamble's own) before its stream ended.
+            farewells = []
+            for client in clients:
+                retries = [e.retry for e in client.events if e.retry is not None]
+                assert len(retries) == 2, retries
+                farewells.append(retries[-1])
+                assert 200 <= retries[-1] <= 1000
+                assert client.error is None
+            assert len(set(farewells)) > 10                  # jittered per stream
+            # Every client comes back after its retry delay, to a new worker, and gets prices.
+            for client in clients:
+                client.close()
+            returned = []
+            # Reconnect each after its own delay, as EventSource does.
+            deadline = time.monotonic() + 20
+            pending = list(zip(range(len(clients)), farewells))
+            while pending:
+                assert time.monotonic() < deadline, f"{len(pending)} clients never came back"
+                index, delay_ms = pending.pop(0)
+                wait = closed_at[index] + delay_ms / 1000 - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                client = SSEClient(app.url + STREAM, timeout=10)
+                if client.status != 200:
+                    # Shed or still restarting: Retry-After, as the browser client does.
+                    client.close()
+                    pending.append((index, 1000 * int(client.headers.get("retry-after", "1"))))
+                    closed_at[index] = time.monotonic()
+                    continue
+                returned.append(client)
+            for client in returned:
+                snapshot = client.wait_for(lambda c: c.of("snapshot"), 10, "a snapshot")[0].json()
+                assert int(snapshot["worker"].rsplit(":", 1)[1]) not in old_workers
+                client.wait_for(lambda c: c.of("price"), 10, "live prices after the restart")
+            assert len(returned) == len(clients)
+            assert "SIGKILL" not in app.output() and "graceful timeout" not in app.output().lower()
+            closed = re.findall(r"handed over in [0-9.]+ s, then closed ([0-9]+) streams over", app.output())
+            assert sorted(closed) != [] and sum(map(int, closed)) == len(clients), closed
+            for client in returned:
+                client.close()
+        finally:
+            for client in clients:
+                client.close()
