@@ -69,7 +69,7 @@ class Node:
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
-                                   clock, self.flusher.oldest_unwritten, config.shed_after_seconds)
+                                   clock, self._oldest_unwritten, config.shed_after_seconds)
         self.flusher.shedder = self.shedder
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock,
@@ -190,6 +190,11 @@ class Node:
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()
+
+    def _oldest_unwritten(self) -> float | None:
+        # Before the node starts nothing is flushed, and nothing is late either: a stream
+        # admitted then (Flask's test client, a first request) is served once it starts.
+        return self.flusher.oldest_unwritten() if self.running else None
 
     @property
     def running(self) -> bool:
