@@ -16,15 +16,16 @@ import time
 
 import gevent
 
-from pricefeed.delivery import sse
-from pricefeed.delivery.hub import Batch, Hub
-from pricefeed.delivery.stream_client import StreamClient
+from pricefeed.delivery import sse, ws_frames
+from pricefeed.delivery.hub import SLOT_PERIOD, Batch, Hub
+from pricefeed.delivery.stream_client import SSE, StreamClient
 
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: about 1-2 ms)
 YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
 CRASH_PAUSE_S = 0.1
+PINGS = (sse.PING, ws_frames.PING)     # by transport
 
 
 def _version(entry: tuple[int, bytes]) -> int:
@@ -32,10 +33,12 @@ def _version(entry: tuple[int, bytes]) -> int:
 
 
 def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
-    """(plain, framed-as-an-HTTP/1.1-chunk) bytes this client needs now, or None. Shared per batch."""
+    """(plain, framed) bytes this client needs now, or None. Shared per batch. Framed: an HTTP/1.1
+    chunk for SSE; for WebSocket the frames themselves (they are the framing)."""
     ping = client.ping_round < batch.ping_round
     use_journal = batch.journal is not None and client.steady
-    key = (client.subscription, -1 if use_journal else client.sent_version, ping)
+    transport = client.transport
+    key = (transport, client.subscription, -1 if use_journal else client.sent_version, ping)
     try:
         return batch.cache[key]
     except KeyError:
@@ -54,12 +57,12 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         frames.append((status_version, status_frame))
     # In the order the hub made them, so a status never overtakes the prices before it.
     frames.sort(key=_version)
-    parts = [frame for _, frame in frames]
+    parts = [frame[transport] for _, frame in frames]
     if not parts and ping:
-        parts.append(sse.PING)
+        parts.append(PINGS[transport])
     if parts:
         plain = b"".join(parts)
-        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain))
+        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain) if transport == SSE else plain)
     else:
         chunk = None
     batch.cache[key] = chunk
@@ -104,27 +107,32 @@ class Flusher:
         return written
 
     def _run(self) -> None:
+        """One loop for every pace: every-tick flushes as soon as there is work, and the
+        conflated groups' slots on one timer of SLOT_PERIOD (pace.py)."""
         hub = self.hub
-        slot = 0
-        next_at = time.monotonic()
+        tick = 0
+        next_at = time.monotonic() + SLOT_PERIOD
         while not hub.closed:
             try:
-                if hub.paced:
-                    try:
-                        self.flush(hub.take_batch(slot))
-                    finally:
-                        slot = (slot + 1) % hub.slot_count   # a slot that fails must not starve the rest
-                    next_at += hub.slot_period
-                    delay = next_at - time.monotonic()
-                    if delay < -hub.slot_period:
-                        # Fell behind (a flush took longer than a slot): carry on from now
-                        # rather than flush slots back to back to catch up.
-                        next_at = time.monotonic()
-                    gevent.sleep(max(0.0, delay))
+                if hub.has_conflated:
+                    woken = hub.wait_for_work(max(0.0, next_at - time.monotonic()))
                 else:
-                    hub.wait_for_work()
-                    if not hub.closed:
-                        self.flush(hub.take_batch())
+                    woken = hub.wait_for_work()
+                    next_at = max(next_at, time.monotonic())
+                if hub.closed:
+                    break
+                if woken:
+                    self.flush(hub.take_batch())
+                if hub.has_conflated and time.monotonic() >= next_at:
+                    try:
+                        self.flush(hub.take_batch(tick))
+                    finally:
+                        tick += 1         # a slot that fails must not starve the rest
+                    next_at += SLOT_PERIOD
+                    if next_at < time.monotonic() - SLOT_PERIOD:
+                        # Fell behind (a flush took longer than a slot): carry on from now rather
+                        # than flush slots back to back — that would shorten their intervals.
+                        next_at = time.monotonic()
             except Exception:  # noqa: BLE001 - the flusher must outlive any one bad flush
                 log.exception("flush failed; every client will be sent the latest price of its pairs")
                 # Part of that batch may not have gone out: make the next one whole.
