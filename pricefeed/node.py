@@ -26,6 +26,7 @@ from pricefeed.cluster.memory_bus import InProcessBus
 from pricefeed.config import Config
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 from pricefeed.delivery.flusher import Flusher
+from pricefeed.delivery.history import PriceHistory
 from pricefeed.delivery.hub import Hub
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
@@ -60,6 +61,7 @@ class Node:
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
+        self.hub.history = PriceHistory((p.name for p in self.catalog.pairs), window_ms=int(config.history_window * 1000))
         self.flusher = Flusher(self.hub)
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock)

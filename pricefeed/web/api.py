@@ -1,4 +1,4 @@
-"""The streaming API blueprint: /stream, /prices, /health under the configured prefix.
+"""The streaming API blueprint: /stream, /ws, /prices, /history, /health under the configured prefix.
 
 Requests are parsed here into checked values (pairs, a resume point); everything
 below trusts them. Every error a client can cause is a JSON 4xx (errors.py).
@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from pricefeed.delivery import sse
 from pricefeed.delivery.hub import HubClosed, HubFull
+from pricefeed.delivery.pace import MAX_INTERVAL_MS, MIN_INTERVAL_MS, pace_in_force
 from pricefeed.node import Node
 from pricefeed.pairs import PairError
 from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down
@@ -21,6 +22,7 @@ from pricefeed.web.health import health_report
 from pricefeed.web.sse_response import bound_writes, direct_socket, server_response, stream_events
 
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
+_INTERVAL = re.compile(r"^[0-9]{1,5}$")
 EXTENSION_KEY = "pricefeed"
 API_BLUEPRINT = "pricefeed_api"
 
@@ -50,6 +52,7 @@ def create_api_blueprint() -> Blueprint:
     def stream():
         node = current_node()
         pairs = _requested_pairs(node)
+        pace_ms = requested_pace(node)
         resume_from = _last_event_id()
         if request.method == "HEAD":
             # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
@@ -69,7 +72,7 @@ def create_api_blueprint() -> Blueprint:
             raise shutting_down()
         sock = request.environ.get("gunicorn.socket")
         try:
-            client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ))
+            client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ), pace_ms)
         except HubFull:
             raise at_capacity() from None
         except HubClosed:
@@ -77,6 +80,7 @@ def create_api_blueprint() -> Blueprint:
         bound_writes(sock, node.config.write_timeout)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         snapshot = _snapshot_body(node, pairs)
+        snapshot["interval_ms"] = client.pace_ms
         if resume_from is not None:
             snapshot["resume"] = node.hub.resume(resume_from, pairs)
         retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
@@ -91,6 +95,17 @@ def create_api_blueprint() -> Blueprint:
     def prices():
         node = current_node()
         response = jsonify(_snapshot_body(node, _requested_pairs(node)))
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @api.route("/history", methods=["GET"])
+    def history():
+        node = current_node()
+        pairs = _requested_pairs(node)
+        now_ms = int(time.time() * 1000)
+        store = node.hub.history
+        response = jsonify({"interval_ms": store.interval_ms, "window_ms": store.window_ms, "server_time": now_ms,
+                            "history": store.window(pairs, now_ms)})
         response.headers["Cache-Control"] = "no-cache"
         return response
 
@@ -124,7 +139,7 @@ def create_api_blueprint() -> Blueprint:
     @api.route("/", defaults={"unknown": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     @api.route("/<path:unknown>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def not_found(unknown: str):
-        if unknown in ("stream", "prices", "health"):
+        if unknown in ("stream", "prices", "health", "history", "ws"):
             raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use GET",
                            {"Allow": "GET, HEAD"})
         raise ApiError(404, "not_found", f"no such endpoint: {request.path[:200]}")
@@ -152,6 +167,18 @@ def _requested_pairs(node: Node) -> tuple[str, ...]:
     except PairError as exc:
         raise ApiError(400, exc.error, exc.detail) from None
     return tuple(pair.name for pair in pairs)
+
+
+def requested_pace(node: Node) -> int:
+    """The pace in force for this request's `interval` (ms): 0 every tick, or 100..60000, raised to
+    the deployment's floor (PRICEFEED_MIN_UPDATE_INTERVAL); absent: that floor."""
+    raw = request.args.get("interval")
+    if raw is None:
+        return pace_in_force(None, node.config.min_update_interval)
+    if not _INTERVAL.match(raw) or not (int(raw) == 0 or MIN_INTERVAL_MS <= int(raw) <= MAX_INTERVAL_MS):
+        raise ApiError(400, "malformed_interval", f"interval must be 0 (every tick) or whole milliseconds "
+                       f"from {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}, got {raw[:20]!r}")
+    return pace_in_force(int(raw), node.config.min_update_interval)
 
 
 def _last_event_id() -> tuple[int, int] | None:
