@@ -85,12 +85,15 @@ class Message:
 
 
 class SocketReader:
-    """`read(n)` over a socket (what Header.decode_header reads from), with bytes the server had
-    already read behind the request (`pending`) served first."""
+    """`read(n)` over a socket (what Header.decode_header reads from), and a fragmented message so far."""
 
-    def __init__(self, sock: socket.socket, pending: bytes = b""):
+    def __init__(self, sock: socket.socket):
         self._sock = sock
-        self._buffer = bytearray(pending)
+        self._buffer = bytearray()
+        # The message being received in fragments (read_message).
+        self.fragments: list[bytes] = []
+        self.fragment_opcode: int | None = None
+        self.fragment_size = 0
 
     def read(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -109,9 +112,6 @@ def read_message(reader: SocketReader, max_size: int) -> Message:
     Raises FrameError for a protocol violation or a message over `max_size` bytes,
     ConnectionError / OSError when the connection ends.
     """
-    parts: list[bytes] = []
-    size = 0
-    opcode = None
     while True:
         try:
             header = Header.decode_header(reader)
@@ -126,18 +126,22 @@ def read_message(reader: SocketReader, max_size: int) -> Message:
         if header.opcode not in (OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG):
             raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {header.opcode}")
         if header.opcode >= OP_CLOSE:
+            # A control frame may come between the fragments of a message: the reader keeps them.
             return Message(header.opcode, _payload(reader, header))
-        if header.opcode == OP_CONTINUATION and opcode is None:
+        if header.opcode == OP_CONTINUATION and reader.fragment_opcode is None:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation without a message to continue")
-        if header.opcode != OP_CONTINUATION and opcode is not None:
+        if header.opcode != OP_CONTINUATION and reader.fragment_opcode is not None:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "a new message inside a fragmented one")
-        size += header.length
-        if size > max_size:
+        reader.fragment_size += header.length
+        if reader.fragment_size > max_size:
             raise FrameError(CLOSE_TOO_BIG, f"messages are limited to {max_size} bytes")
-        opcode = header.opcode if opcode is None else opcode
-        parts.append(_payload(reader, header))
+        if reader.fragment_opcode is None:
+            reader.fragment_opcode = header.opcode
+        reader.fragments.append(_payload(reader, header))
         if header.fin:
-            return Message(opcode, b"".join(parts))
+            message = Message(reader.fragment_opcode, b"".join(reader.fragments))
+            reader.fragments, reader.fragment_opcode, reader.fragment_size = [], None, 0
+            return message
 
 
 def _payload(reader: SocketReader, header: Header) -> bytes:
