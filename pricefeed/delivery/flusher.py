@@ -18,7 +18,7 @@ import gevent
 
 from pricefeed.delivery import sse, ws_frames
 from pricefeed.delivery.hub import SLOT_PERIOD, Batch, Hub
-from pricefeed.delivery.stream_client import SSE, StreamClient
+from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,10 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
     # In the order the hub made them, so a status never overtakes the prices before it.
     frames.sort(key=_version)
     parts = [frame[transport] for _, frame in frames]
-    if not parts and ping:
+    if ping and (transport == WEBSOCKET or not parts):
+        # SSE: a comment only on a quiet stream keeps proxies from timing it out. WebSocket: a ping
+        # every round, busy or not — the browser's automatic pong is what tells the server the
+        # page is still there (PRICEFEED_WS_IDLE_TIMEOUT).
         parts.append(PINGS[transport])
     if parts:
         plain = b"".join(parts)

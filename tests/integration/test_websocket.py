@@ -289,3 +289,15 @@ def test_an_sse_client_and_a_websocket_client_on_one_worker_receive_the_same_pri
     finally:
         sse.close()
         ws.close()
+
+
+def test_a_busy_client_that_answers_pings_outlives_the_idle_timeout(strict):
+    client = WSClient(ws_url(strict, "?pairs=BTC/USD,ETH/USD"))    # websocket-client answers pings itself
+    try:
+        started = client.wait_for(lambda c: c.of("price"), message="a price")[0].received_at
+        # Prices flow all along; the client never sends a message of its own, only pongs.
+        client.wait_for(lambda c: c.closed or (c.of("price") and c.of("price")[-1].received_at - started > 7),
+                        timeout=15, message="7 s of prices, past the 3 s idle timeout")
+        assert not client.closed, client.close_code
+    finally:
+        client.close()

@@ -144,3 +144,16 @@ def test_a_reply_written_while_a_backlog_is_pending_waits_behind_it_whole():
     hub.publish(tick(price="999.00", seq=seq + 1))
     flush(hub)
     assert hub.skipped_busy >= 1                                 # the flusher leaves a busy socket alone
+
+
+def test_a_websocket_client_is_pinged_every_round_even_while_prices_flow():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    ws, sse_wire = WSWire(hub, ("BTC/USD",)), Wire(hub, ("BTC/USD",))
+    flush(hub)
+    ws.messages()
+    sse_wire.body()
+    hub.ping_all()
+    hub.publish(tick(price="1.00", seq=1))
+    flush(hub)
+    assert ws._raw == b"" and ws.messages()[-1] == b""          # the last frame: an empty ping
+    assert b": ping" not in sse_wire.body()                      # SSE: prices are keep-alive enough
