@@ -1,6 +1,8 @@
 """Fan-out at scale: pricefeed against Flask-SSE with up to tens of thousands of SSE clients.
 
     .venv/bin/python -m bench.fanout --target both --scenario widget --clients 1000,5000 --duration 60
+    .venv/bin/python -m bench.fanout --target pricefeed --transport ws --scenario trader --clients 1000,5000
+    .venv/bin/python -m bench.fanout --target pricefeed --scenario mixed --clients 20000
 
 One redis-server and one simulator (10 pairs, at the scenario's fixed tick rate)
 for the whole run; for every N, and for every target in turn, a fresh server:
@@ -17,7 +19,9 @@ Meanwhile the parent samples CPU seconds and RSS of every server process, the
 load generators and the exchange from /proc, and Redis's `INFO clients`.
 
 Output: one JSON object per (target, scenario, N) as it finishes, then a
-markdown table and the largest N each target served within the p99 bound.
+markdown table and the largest N each target served within the p99 bound. `--transport ws`
+holds pricefeed's WebSocket instead of SSE; the `mixed` scenario runs two client groups
+with their own `interval` on one deployment and reports each group's figures beside the totals.
 bench/README.md says what every figure means. Loopback only; stops by itself.
 """
 from __future__ import annotations
@@ -44,7 +48,8 @@ import gevent  # noqa: E402
 import redis  # noqa: E402
 
 from bench.fanout_client import BATCH_READ_S, raise_open_files_limit  # noqa: E402
-from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, Scenario, flask_sse_channels  # noqa: E402
+from bench.fanout_scenarios import (PAIRS, SCENARIOS, SYMBOLS, Scenario, client_group,  # noqa: E402
+                                    flask_sse_channels)
 from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
 from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
 from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
@@ -171,7 +176,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
                 "clients": clients, "step": generators, "ramp_per_s": args.ramp, "start_at": start_at,
                 "window_start": window_start, "window_end": window_end, "stop_at": stop_at,
                 "source_ips": [f"127.0.0.{2 + i}" for i in range(args.source_ips)],
-                "connect_timeout": args.connect_timeout, "sample_every": args.sample_every}
+                "connect_timeout": args.connect_timeout, "sample_every": args.sample_every,
+                "transport": args.transport}
         children = [subprocess.Popen([sys.executable, "-m", "bench.fanout_client",
                                       json.dumps({**spec, "first": k})], cwd=ROOT, stdout=subprocess.PIPE)
                     for k in range(generators)]
@@ -224,7 +230,8 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
            "p99": _percentile(ages, samples, 0.99),
            "max": max((r["age_max"] for r in ok), default=None), "events": samples}
     report = {
-        "target": target, "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
+        "target": target, "transport": args.transport if target == "pricefeed" else "sse",
+        "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
         "pairs_per_client": scenario.pairs_per_client, "workers": args.workers, "generators": generators,
         "source_ips": args.source_ips, "ramp_per_s": args.ramp, "connect_timeout_s": args.connect_timeout,
         "age_sample_every": args.sample_every,
@@ -259,7 +266,50 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
     report["within_bound"] = (not report.get("load_generator_errors") and age["p99"] is not None
                               and age["p99"] <= scenario.p99_bound_ms and report["connect_failures"] == 0
                               and report["disconnects"] == 0 and report["converged_all"])
+    if scenario.groups:
+        report["groups"] = _group_reports(scenario, clients, ok, final, window)
+        report["within_bound"] = (not report.get("load_generator_errors")
+                                  and all(g["within_bound"] for g in report["groups"].values()))
     return report
+
+
+def _group_reports(scenario: Scenario, clients: int, ok: list[dict[str, Any]], final: dict[str, str],
+                   window: float) -> dict[str, Any]:
+    """Each client group's own figures (a mixed scenario), from the generators' per-group totals."""
+    reports = {}
+    for group in scenario.groups:
+        members = sum(1 for index in range(clients) if client_group(scenario, index).name == group.name)
+        parts = [r["groups"][group.name] for r in ok if group.name in r.get("groups", {})]
+        ages: Counter[int] = Counter()
+        endings: Counter[str] = Counter()
+        for part in parts:
+            ages.update({int(age): count for age, count in part["ages"].items()})
+            endings.update(part["endings"])
+        samples = sum(ages.values())
+        connected = sum(p["connected"] for p in parts)
+        window_events = sum(p["window_events"] for p in parts)
+        converged = sum(count for ending, count in endings.items()
+                        if all(price == final[pair] for pair, price in zip(*json.loads(ending))))
+        age = {"p50": _percentile(ages, samples, 0.50), "p90": _percentile(ages, samples, 0.90),
+               "p99": _percentile(ages, samples, 0.99), "max": max((p["age_max"] for p in parts), default=None),
+               "events": samples}
+        failures = sum(sum(p["connect_failures"].values()) for p in parts)
+        disconnects = sum(sum(p["disconnects"].values()) for p in parts)
+        reports[group.name] = {
+            "clients": members, "interval_ms": group.interval_ms, "pairs_per_client": group.pairs_per_client,
+            "connected": connected, "connect_failures": failures, "disconnects": disconnects,
+            "events_per_s": round(window_events / window),
+            "events_per_client_per_s": round(window_events / window / max(connected, 1), 2),
+            "age_ms": age, "converged": converged, "p99_bound_ms": group.p99_bound_ms,
+            "not_converged_examples": [
+                {pair: price for pair, price in zip(*json.loads(ending)) if price != final[pair]}
+                for ending in endings
+                if not all(price == final[pair] for pair, price in zip(*json.loads(ending)))][:3],
+            "final": final,
+            "within_bound": (age["p99"] is not None and age["p99"] <= group.p99_bound_ms and failures == 0
+                             and disconnects == 0 and converged == members),
+        }
+    return reports
 
 
 # -- output --------------------------------------------------------------------------------
@@ -275,7 +325,8 @@ def table_row(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"| {r['target']} | {r['clients']:,} | error: {r['error']} |"
     a, redis_clients = r["age_ms"], r["redis_clients"]
-    return (f"| {r['target']} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
+    target = r["target"] + (" (WebSocket)" if r.get("transport") == "ws" else "")
+    row = (f"| {target} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
             f"{r['disconnects']} | {r['events_per_s']:,} | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
             f"{r['converged']:,}/{r['clients']:,} | {r['server_cpu_pct']} | "
             f"{r['rss_mb']['server_peak']} ({r['rss_kb_per_client']}) | "
@@ -283,6 +334,13 @@ def table_row(r: dict[str, Any]) -> str:
             f"{' + '.join(str(p) for p in r['loadgen_window_cpu_pct'])} | "
             f"{'—' if r['leadership_changes'] is None else r['leadership_changes']} | "
             f"{'yes' if r['within_bound'] else 'no'} |")
+    for name, g in (r.get("groups") or {}).items():
+        a = g["age_ms"]
+        row += (f"\n| ↳ {name} (interval {g['interval_ms']} ms, {g['pairs_per_client']} pairs) | {g['clients']:,} | "
+                f"{g['connected']:,} | {g['connect_failures']} | {g['disconnects']} | {g['events_per_s']:,} "
+                f"({g['events_per_client_per_s']}/client) | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
+                f"{g['converged']:,}/{g['clients']:,} | | | | | | {'yes' if g['within_bound'] else 'no'} |")
+    return row
 
 
 def _raise_redis_maxclients(redis_server: RedisServer) -> int:
@@ -313,6 +371,8 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=10,
                         help=f"about 1 client in k reads each chunk at once and records ages; the others read "
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
+    parser.add_argument("--transport", choices=("sse", "ws"), default="sse",
+                        help="pricefeed's transport: SSE (/stream) or WebSocket (/ws)")
     parser.add_argument("--json-out", type=Path, help="also append each round's JSON object to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -330,6 +390,8 @@ def main() -> None:
                          f"per process (raise the hard limit: ulimit -Hn)")
     scenario = SCENARIOS[args.scenario]
     targets = TARGETS if args.target == "both" else (args.target,)
+    if (args.transport == "ws" or scenario.groups) and targets != ("pricefeed",):
+        raise SystemExit("WebSocket and mixed paces are pricefeed's only: use --target pricefeed")
     rows = []
     with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=scenario.rate) as sim:
         maxclients = _raise_redis_maxclients(redis_server)

@@ -352,6 +352,19 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, maximum=600000),
     Setting("RESTART_RETRY_JITTER_MS", int, 2500, "Random extra per stream added to RESTART_RETRY_MS, ms.",
             minimum=0, maximum=600000),
+    # Issue 13 (server side): the WebSocket transport and the price history.
+    Setting("WS_MAX_MESSAGE_BYTES", int, 4096, "Largest WebSocket message a client may send, bytes (close 1009).",
+            minimum=128, maximum=1_048_576),
+    Setting("WS_OPS_PER_SECOND", float, 10.0,
+            "WebSocket messages a client may send per second after a burst (past it: close 1008).",
+            minimum=0.1, maximum=10_000),
+    Setting("WS_OPS_BURST", int, 20, "WebSocket messages a client may send at once before the rate applies.",
+            minimum=1, maximum=100_000),
+    Setting("WS_IDLE_TIMEOUT", float, 60.0,
+            "Seconds a WebSocket may stay silent (no message, no pong to the server's pings) before it is "
+            "closed; above PRICEFEED_HEARTBEAT_INTERVAL.", minimum=1, maximum=3600),
+    Setting("HISTORY_WINDOW", float, 900.0, "Seconds of one-point-per-second price history kept per pair "
+            "for {prefix}/history.", minimum=1, maximum=86400),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -423,6 +436,11 @@ class Config:
     restart_closes_per_second: float
     restart_retry_ms: int
     restart_retry_jitter_ms: int
+    ws_max_message_bytes: int
+    ws_ops_per_second: float
+    ws_ops_burst: int
+    ws_idle_timeout: float
+    history_window: float
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -449,6 +467,9 @@ class Config:
         if config.min_update_interval >= config.heartbeat_interval:
             raise ConfigError("PRICEFEED_MIN_UPDATE_INTERVAL must be below PRICEFEED_HEARTBEAT_INTERVAL "
                               "(a stream waiting that long would miss its keep-alive)")
+        if config.ws_idle_timeout <= config.heartbeat_interval:
+            raise ConfigError("PRICEFEED_WS_IDLE_TIMEOUT must be above PRICEFEED_HEARTBEAT_INTERVAL "
+                              "(a client answers the server's pings; it need not send anything else)")
         if not config.lease_renew_interval < config.lease_renew_deadline < config.lease_ttl:
             raise ConfigError("PRICEFEED_LEASE_RENEW_INTERVAL < PRICEFEED_LEASE_RENEW_DEADLINE < "
                               "PRICEFEED_LEASE_TTL must hold")

@@ -29,6 +29,7 @@ from pricefeed.config import Config, reduce_url
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
 from pricefeed.delivery.drain import close_spread, farewell_retry
 from pricefeed.delivery.flusher import Flusher
+from pricefeed.delivery.history import PriceHistory
 from pricefeed.delivery.hub import Hub
 from pricefeed.delivery.load_shedder import LoadShedder, lag_bound
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
@@ -66,6 +67,7 @@ class Node:
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
+        self.hub.history = PriceHistory((p.name for p in self.catalog.pairs), window_ms=int(config.history_window * 1000))
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,

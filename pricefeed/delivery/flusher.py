@@ -10,10 +10,10 @@ back before the loop polls for I/O (gevent's own docs say so) — under a flush 
 never ends, accepts, Redis replies and the exchange's messages would wait.
 
 Each flush also measures how late it ran — one clock read per flush, never one per
-client: in the every-tick pace, from the arrival at the hub of the oldest tick it
-wrote to the end of the flush; in the conflated pace, from when its slot fell due
-(its previous flush + the interval) to the end of the flush. The load shedder
-(load_shedder.py) turns that lag into "refuse new streams for now".
+client: for every-tick clients, from the arrival at the hub of the oldest tick it
+wrote to the end of the flush; for a conflated slot, from when the slot fell due on
+the timer to the end of the flush. The load shedder (load_shedder.py) turns that lag
+into "refuse new streams for now".
 """
 from __future__ import annotations
 
@@ -23,16 +23,17 @@ from typing import Callable
 
 import gevent
 
-from pricefeed.delivery import sse
-from pricefeed.delivery.hub import Batch, Hub
+from pricefeed.delivery import sse, ws_frames
+from pricefeed.delivery.hub import SLOT_PERIOD, Batch, Hub
 from pricefeed.delivery.load_shedder import LoadShedder
-from pricefeed.delivery.stream_client import StreamClient
+from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
 
 log = logging.getLogger(__name__)
 
 YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: about 1-2 ms)
 YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
 CRASH_PAUSE_S = 0.1
+PINGS = (sse.PING, ws_frames.PING)     # by transport
 
 
 def _version(entry: tuple[int, bytes]) -> int:
@@ -40,10 +41,12 @@ def _version(entry: tuple[int, bytes]) -> int:
 
 
 def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
-    """(plain, framed-as-an-HTTP/1.1-chunk) bytes this client needs now, or None. Shared per batch."""
+    """(plain, framed) bytes this client needs now, or None. Shared per batch. Framed: an HTTP/1.1
+    chunk for SSE; for WebSocket the frames themselves (they are the framing)."""
     ping = client.ping_round < batch.ping_round
     use_journal = batch.journal is not None and client.steady
-    key = (client.subscription, -1 if use_journal else client.sent_version, ping)
+    transport = client.transport
+    key = (transport, client.subscription, -1 if use_journal else client.sent_version, ping)
     try:
         return batch.cache[key]
     except KeyError:
@@ -62,12 +65,15 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         frames.append((status_version, status_frame))
     # In the order the hub made them, so a status never overtakes the prices before it.
     frames.sort(key=_version)
-    parts = [frame for _, frame in frames]
-    if not parts and ping:
-        parts.append(sse.PING)
+    parts = [frame[transport] for _, frame in frames]
+    if ping and (transport == WEBSOCKET or not parts):
+        # SSE: a comment only on a quiet stream keeps proxies from timing it out. WebSocket: a ping
+        # every round, busy or not — the browser's automatic pong is what tells the server the
+        # page is still there (PRICEFEED_WS_IDLE_TIMEOUT).
+        parts.append(PINGS[transport])
     if parts:
         plain = b"".join(parts)
-        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain))
+        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain) if transport == SSE else plain)
     else:
         chunk = None
     batch.cache[key] = chunk
@@ -85,8 +91,8 @@ class Flusher:
         self.flushed_at: float | None = None      # when the latest flush ended
         # When what the flush under way waits for became due (None between flushes).
         self._flushing_due: float | None = None
-        self._slot_flushed_at: list[float | None] = [None] * hub.slot_count
-        self._next_slot = 0
+        # When the next conflated slot falls due on the timer (None: no conflated clients).
+        self._next_slot_due: float | None = None
         # Test only (PRICEFEED_FAULT_INJECTION): a cooperative pause after every flush,
         # to push the worker past its lag bound without thousands of clients.
         self.test_delay_s = 0.0
@@ -101,15 +107,10 @@ class Flusher:
 
     def oldest_unwritten(self) -> float | None:
         """When the oldest frame not yet written became due (clock of the hub), or None."""
-        if self.hub.paced:
-            if self._flushing_due is not None:
-                return self._flushing_due
-            last = self._slot_flushed_at[self._next_slot]
-            return None if last is None else last + self.hub.min_update_interval
-        due, waiting = self._flushing_due, self.hub.unflushed_since
-        if due is None or (waiting is not None and waiting < due):
-            return waiting
-        return due
+        candidates = [t for t in (self._flushing_due, self.hub.unflushed_since) if t is not None]
+        if self._next_slot_due is not None and self._next_slot_due <= self._clock():
+            candidates.append(self._next_slot_due)
+        return min(candidates) if candidates else None
 
     def flush(self, batch: Batch, due_at: float | None = None) -> int:
         """Write one batch. Returns the number of writes. With `due_at` (when the batch's oldest
@@ -154,30 +155,34 @@ class Flusher:
         return written
 
     def _run(self) -> None:
+        """One loop for every pace: every-tick flushes as soon as there is work, and the
+        conflated groups' slots on one timer of SLOT_PERIOD (pace.py)."""
         hub = self.hub
-        slot = 0
-        next_at = time.monotonic()
+        tick = 0
+        next_at = time.monotonic() + SLOT_PERIOD
         while not hub.closed:
             try:
-                if hub.paced:
-                    last = self._slot_flushed_at[slot]
-                    try:
-                        self.flush(hub.take_batch(slot), None if last is None else last + hub.min_update_interval)
-                    finally:
-                        self._slot_flushed_at[slot] = self.flushed_at
-                        slot = (slot + 1) % hub.slot_count   # a slot that fails must not starve the rest
-                        self._next_slot = slot
-                    next_at += hub.slot_period
-                    delay = next_at - time.monotonic()
-                    if delay < -hub.slot_period:
-                        # Fell behind (a flush took longer than a slot): carry on from now
-                        # rather than flush slots back to back to catch up.
-                        next_at = time.monotonic()
-                    gevent.sleep(max(0.0, delay))
+                if hub.has_conflated:
+                    self._next_slot_due = next_at
+                    woken = hub.wait_for_work(max(0.0, next_at - time.monotonic()))
                 else:
-                    hub.wait_for_work()
-                    if not hub.closed:
-                        self.flush(hub.take_batch())
+                    self._next_slot_due = None
+                    woken = hub.wait_for_work()
+                    next_at = max(next_at, time.monotonic())
+                if hub.closed:
+                    break
+                if woken:
+                    self.flush(hub.take_batch())
+                if hub.has_conflated and time.monotonic() >= next_at:
+                    try:
+                        self.flush(hub.take_batch(tick), due_at=next_at)
+                    finally:
+                        tick += 1         # a slot that fails must not starve the rest
+                    next_at += SLOT_PERIOD
+                    if next_at < time.monotonic() - SLOT_PERIOD:
+                        # Fell behind (a flush took longer than a slot): carry on from now rather
+                        # than flush slots back to back — that would shorten their intervals.
+                        next_at = time.monotonic()
             except Exception:  # noqa: BLE001 - the flusher must outlive any one bad flush
                 log.exception("flush failed; every client will be sent the latest price of its pairs")
                 # Part of that batch may not have gone out: make the next one whole.

@@ -7,13 +7,16 @@ flusher (flusher.py) periodically takes a `Batch` — what changed, and which
 clients to visit — and writes each client what it has not yet been sent, one
 write per client per flush, the bytes shared by every client that needs the same.
 
-Two paces, by MIN_UPDATE_INTERVAL:
+A pace per client (its `interval`, floored at MIN_UPDATE_INTERVAL; pace.py):
 - 0 (every tick): a flush runs as soon as there is something new; ticks that arrive
   while a flush is under way go out together in the next one. A client that keeps
   up gets every tick, from the batch's journal.
-- > 0 (conflated): clients are spread over slots of SLOT_PERIOD and each slot is
-  flushed once per interval — one hub-level timer, no per-client timers — with the
-  latest price of each pair that changed since that client's last write.
+- > 0 (conflated): the clients of each pace form a group, spread over slots of
+  SLOT_PERIOD; one hub-level timer flushes each slot once per its group's interval —
+  no per-client or per-group timers — with the latest price of each pair that changed
+  since that client's last write. The groups due at one timer tick share one batch.
+Every event is framed once per transport (SSE, WebSocket); chunks are shared by the
+clients of one transport, subscription and position.
 A client that cannot keep up (its socket buffer is full) is skipped until it has
 drained, then sent the latest price of each pair: it holds at most the unsent rest of
 one chunk (a view of the bytes every other client shared), and it never slows anyone
@@ -23,16 +26,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import gevent.event
 
-from pricefeed.delivery import sse
-from pricefeed.delivery.stream_client import StreamClient
+from pricefeed.delivery.book import Batch, BookEntry, framings
+from pricefeed.delivery.pace import EVERY_TICK, SLOT_PERIOD, PaceGroup, pace_in_force
+from pricefeed.delivery.stream_client import SSE, StreamClient
 from pricefeed.ticks import PriceTick
 
-SLOT_PERIOD = 0.05          # seconds between flushes of consecutive slots (conflated pace)
+__all__ = ["SLOT_PERIOD", "Batch", "BookEntry", "Hub", "HubClosed", "HubFull", "framings"]
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
 SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
 
@@ -43,36 +46,6 @@ class HubFull(Exception):
 
 class HubClosed(Exception):
     """This worker is shutting down: no new streams."""
-
-
-@dataclass(slots=True)
-class BookEntry:
-    """The latest tick of a pair, its encoded frame, and when it was last known to be current."""
-
-    tick: PriceTick
-    frame: bytes
-    confirmed_at: float        # monotonic: when this price was last known to be the current one
-    version: int = 0           # the hub's version when this frame was made
-    # Replaced by the next tick from the bus whatever that tick's id: a price from our own
-    # feed in the local tier, or one from before an epoch rebase.
-    provisional: bool = False
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one flush writes, fixed when the flush starts: ticks arriving meanwhile go in the next."""
-
-    version: int
-    book: dict[str, tuple[int, bytes]]          # pair -> (version, frame) of its latest price
-    status: tuple[int, bytes | None]            # (version, frame) of the latest status event
-    ping_round: int
-    clients: list[StreamClient]
-    # Immediate pace: every price frame since the previous flush, in order, and that flush's
-    # version. None in the conflated pace, or when too many piled up (latest-per-pair then).
-    journal: list[tuple[int, str, bytes]] | None = None
-    journal_from: int = 0
-    cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
-    due_at: float | None = None                 # immediate pace: when its oldest tick arrived (lag)
 
 
 class Hub:
@@ -97,12 +70,11 @@ class Hub:
         self.version = 0
         self._status: tuple[int, bytes | None] = (0, None)
         self.ping_round = 0
-        self.paced = min_update_interval > 0
-        self.slot_count = max(1, round(min_update_interval / SLOT_PERIOD)) if self.paced else 1
-        self.slot_period = min_update_interval / self.slot_count if self.paced else 0.0
-        self._slots: list[set[StreamClient]] = [set() for _ in range(self.slot_count)]
-        self._next_slot = 0
-        self._journal: list[tuple[int, str, bytes]] | None = None if self.paced else []
+        self.default_pace_ms = pace_in_force(None, min_update_interval)
+        self._groups: dict[int, PaceGroup] = {}          # conflated paces that have clients
+        self._immediate: set[StreamClient] = set()       # every-tick clients
+        self._immediate_subscribers: dict[str, set[StreamClient]] = {pair: set() for pair in self._subscribers}
+        self._journal: list[tuple[int, str, tuple[bytes, ...]]] | None = None
         self._flushed_version = 0
         self.unflushed_since: float | None = None   # arrival of the oldest tick not yet in a batch
         self.draining = False                       # stopping: no new streams, open ones closing
@@ -112,6 +84,7 @@ class Hub:
         self._closed = gevent.event.Event()
         self._subscriptions: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
         self._subscription_count = 0
+        self.history = None       # a PriceHistory (history.py) the node attaches, fed every tick
         # Counters for /health.
         self.ticks_delivered = 0
         self.ticks_fenced = 0
@@ -124,23 +97,72 @@ class Hub:
 
     # -- clients -------------------------------------------------------------------
 
-    def connect(self, pairs: tuple[str, ...], sock=None) -> StreamClient:
-        """Register a stream. With `sock`, the flusher writes to it directly (see stream_client.py)."""
+    def connect(self, pairs: tuple[str, ...], sock=None, pace_ms: int | None = None,
+                transport: int = SSE) -> StreamClient:
+        """Register a stream. With `sock`, the flusher writes to it directly (see stream_client.py).
+        `pace_ms`: the pace in force (pace.pace_in_force); None: the deployment's."""
         if self.closed or self.draining:
             raise HubClosed()
         if len(self._clients) >= self.max_clients:
             self.clients_refused += 1
             raise HubFull()
+        pace_ms = self.default_pace_ms if pace_ms is None else pace_ms
         subscription, pairs = self._subscription(pairs)
-        client = StreamClient(pairs, subscription, self._next_slot, self.version, self.ping_round, sock)
-        self._next_slot = (self._next_slot + 1) % self.slot_count
+        client = StreamClient(pairs, subscription, 0, self.version, self.ping_round, sock, pace_ms, transport)
         self._clients.add(client)
         self.clients_direct += client.direct
-        self._slots[client.slot].add(client)
-        for pair in pairs:
-            self._subscribers[pair].add(client)
+        if pace_ms == EVERY_TICK:
+            self._immediate.add(client)
+        else:
+            group = self._groups.get(pace_ms)
+            if group is None:
+                group = self._groups[pace_ms] = PaceGroup(pace_ms)
+                self._work.set()          # a flusher idle without conflated clients starts its timer
+            client.slot = group.add(client)
+        self._index(client, pairs)
         self.clients_total += 1
         return client
+
+    def _index(self, client: StreamClient, pairs: tuple[str, ...]) -> None:
+        for pair in pairs:
+            self._subscribers[pair].add(client)
+            if client.pace_ms == EVERY_TICK:
+                self._immediate_subscribers[pair].add(client)
+
+    def _unindex(self, client: StreamClient) -> None:
+        for pair in client.pairs:
+            self._subscribers[pair].discard(client)
+            self._immediate_subscribers[pair].discard(client)
+
+    def resubscribe(self, client: StreamClient, pairs: tuple[str, ...]) -> None:
+        """Change a live client's pairs (a WebSocket subscribe or unsubscribe)."""
+        if client not in self._clients:
+            return
+        self._unindex(client)
+        client.subscription, client.pairs = self._subscription(pairs)
+        self._index(client, client.pairs)
+
+    def latest_frames(self, pairs: Iterable[str], transport: int) -> bytes:
+        """The latest price event of each of `pairs` that has one, in one framing, in id order."""
+        entries = sorted((entry.version, entry.frame[transport])
+                         for pair in pairs if (entry := self.book.get(pair)) is not None)
+        return b"".join(frame for _, frame in entries)
+
+    @property
+    def slot_count(self) -> int:
+        """Slots of the deployment's default pace (1 for every tick)."""
+        return PaceGroup(self.default_pace_ms).slot_count if self.default_pace_ms else 1
+
+    def pace_groups(self) -> dict[int, int]:
+        """Clients per pace in ms (0: every tick), for /health and the benches."""
+        groups = {ms: group.size for ms, group in sorted(self._groups.items()) if group.size}
+        if self._immediate:
+            groups = {EVERY_TICK: len(self._immediate), **groups}
+        return groups
+
+    @property
+    def has_conflated(self) -> bool:
+        return bool(self._groups)
 
     def _subscription(self, pairs: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
         """A number per distinct set of pairs, so clients on the same pairs share one chunk per
@@ -165,7 +187,7 @@ class Hub:
 
     def catch_up(self, client: StreamClient) -> None:
         """The client can take more (it drained a backlog): visit it in the next flush."""
-        if not self.paced and not client.gone:
+        if client.pace_ms == EVERY_TICK and not client.gone:
             self._pending.add(client)
             self._work.set()
 
@@ -175,10 +197,16 @@ class Hub:
             return    # called again: by the response's close and by the stream's own ending
         self.clients_direct -= client.direct
         self._clients.remove(client)
-        self._slots[client.slot].discard(client)
+        if client.pace_ms == EVERY_TICK:
+            self._immediate.discard(client)
+        else:
+            group = self._groups.get(client.pace_ms)
+            if group is not None:
+                group.remove(client, client.slot)
+                if not group.size:
+                    del self._groups[client.pace_ms]   # the set of groups only holds paces in use
         self._pending.discard(client)
-        for pair in client.pairs:
-            self._subscribers[pair].discard(client)
+        self._unindex(client)
 
     def close_all(self) -> None:
         """Shutting down: end every stream, and refuse new ones (a stream opened after this
@@ -250,11 +278,13 @@ class Hub:
             entry.provisional = True
 
     def _deliver(self, tick: PriceTick, provisional: bool) -> None:
-        frame = sse.event("price", tick.payload(), tick.event_id)
+        frame = framings("price", tick.payload(), tick.event_id)
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
-        if not self.paced:
+        if self.history is not None:
+            self.history.record(tick)
+        if self._immediate:
             if self.unflushed_since is None:
                 self.unflushed_since = self._clock()   # one clock read per batch, for the lag
             if self._journal is not None:
@@ -262,29 +292,33 @@ class Hub:
                 if len(self._journal) > JOURNAL_LIMIT:
                     self._journal = None    # the flusher is far behind: send latest-per-pair instead
             self._work.set()
+        else:
+            self._journal = None            # nobody to journal for: a newcomer starts from the book
 
     # -- flushing --------------------------------------------------------------------
 
     def resync(self) -> None:
         """After a failed flush: the next visits everyone with the latest price per pair."""
-        if not self.paced:
-            self._journal = None
+        self._journal = None
         self._full_pass = True
         self._work.set()
 
     def wait_for_work(self, timeout: float | None = None) -> bool:
-        """Immediate pace: block until there is something to flush (or the hub closed)."""
+        """Block until there is something to flush for every-tick clients, a conflated group
+        appeared, or the hub closed (True); False after `timeout`."""
         ready = self._work.wait(timeout)
         self._work.clear()
         return ready
 
     def take_batch(self, slot: int | None = None) -> Batch:
-        """What the next flush writes: in the conflated pace one slot's clients, else whoever
-        subscribes to what changed since the previous flush (everyone, after a status or ping)."""
+        """What the next flush writes. `slot` None: the every-tick clients that subscribe to what
+        changed since the previous such flush (all of them after a status or ping). `slot` t: the
+        conflated clients due at timer tick t — slot t mod slot_count of every group."""
         book = {pair: (entry.version, entry.frame) for pair, entry in self.book.items()}
         batch = Batch(self.version, book, self._status, self.ping_round, [])
-        if self.paced:
-            batch.clients = list(self._slots[slot or 0])
+        if slot is not None:
+            for group in self._groups.values():
+                batch.clients.extend(group.due(slot))
             return batch
         journal = self._journal
         self._journal = []
@@ -295,9 +329,9 @@ class Hub:
         full, self._full_pass = self._full_pass, False
         dirty = {pair for _, pair, _ in journal} if journal is not None else None
         if full or dirty is None or len(dirty) > 1:
-            batch.clients = list(self._clients)
+            batch.clients = list(self._immediate)
         elif dirty:
-            subscribers = self._subscribers[next(iter(dirty))]
+            subscribers = self._immediate_subscribers[next(iter(dirty))]
             batch.clients = list(subscribers)
             batch.clients.extend(client for client in pending if client not in subscribers)
         else:
@@ -320,7 +354,7 @@ class Hub:
 
     def broadcast_status(self, body: dict) -> None:
         self.version += 1
-        self._status = (self.version, sse.event("status", body))
+        self._status = (self.version, framings("status", body))
         self._full_pass = True
         self._work.set()
 
@@ -376,7 +410,9 @@ class Hub:
             "clients_direct": self.clients_direct,
             "clients_total": self.clients_total, "clients_refused": self.clients_refused,
             "ticks_delivered": self.ticks_delivered, "ticks_fenced": self.ticks_fenced,
-            "pace": f"every {self.min_update_interval:g} s per client" if self.paced else "every tick",
+            "pace": f"every {self.default_pace_ms} ms per client" if self.default_pace_ms else "every tick",
+            "pace_groups": {str(ms): count for ms, count in self.pace_groups().items()},
             "flushes": self.flushes, "writes": self.writes, "skipped_busy": self.skipped_busy,
             "epoch": self.epoch, "seq": self.seq,
         }
+

@@ -19,8 +19,13 @@ def encode_json(body: Any) -> str:
 
 def event(name: str, body: Any, event_id: str | None = None) -> bytes:
     """One event: `id:` (optional), `event:`, one `data:` line, blank line."""
+    return event_json(name, encode_json(body), event_id)
+
+
+def event_json(name: str, data_json: str, event_id: str | None = None) -> bytes:
+    """`event` with the body already encoded by encode_json."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {name}\ndata: {encode_json(body)}\n\n".encode()
+    return f"{head}event: {name}\ndata: {data_json}\n\n".encode()
 
 
 def comment(text: str) -> bytes:

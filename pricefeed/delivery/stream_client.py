@@ -14,6 +14,11 @@ If a direct write does not go through whole (the client's socket buffer is
 full), the rest becomes the client's backlog and its greenlet finishes it with
 an ordinary blocking write bounded by WRITE_TIMEOUT. Meanwhile the flusher
 skips the client; once drained it is sent the latest price of each of its pairs.
+
+A WebSocket client is the same client with another framing (`transport`): its
+chunks are WebSocket frames, always written directly (the web layer took the socket
+over after the handshake), and `send_now` lets its own greenlet answer an operation
+without ever interleaving bytes with a flush.
 """
 from __future__ import annotations
 
@@ -22,16 +27,21 @@ import socket
 
 import gevent.event
 
+SSE = 0          # transports: an index into each event's framings (hub.py)
+WEBSOCKET = 1
+
 
 class StreamClient:
     __slots__ = ("pairs", "subscription", "slot", "sent_version", "steady", "ping_round", "ready",
-                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup")
+                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup", "pace_ms", "transport")
 
     def __init__(self, pairs: tuple[str, ...], subscription: int, slot: int, version: int,
-                 ping_round: int, sock: socket.socket | None):
+                 ping_round: int, sock: socket.socket | None, pace_ms: int = 0, transport: int = SSE):
         self.pairs = pairs
         self.subscription = subscription     # clients with the same number share chunks
         self.slot = slot                     # the conflated pace's flush slot
+        self.pace_ms = pace_ms               # 0: every tick; else at most one update per pair per this
+        self.transport = transport           # SSE or WEBSOCKET: which framing its chunks use
         self.sent_version = version          # everything of ours up to this version was written
         self.steady = False                  # kept up with every flush since sent_version
         self.ping_round = ping_round
@@ -74,6 +84,32 @@ class StreamClient:
         self._wakeup.set()
         return False
 
+    def send_now(self, data: bytes) -> bool:
+        """The client's own greenlet writes `data` (a WebSocket reply) without blocking: straight
+        away if nothing is pending, else after what is. Never splits a flusher's chunk, because
+        a partial write becomes the backlog, which makes the flusher skip this client. False if
+        the peer is gone."""
+        if self.gone or self._fd < 0:
+            return False
+        if self.busy:
+            # Queued behind the backlog: the greenlet writes it next (ws_view.py). The backlog
+            # itself is never touched here, since that greenlet may be writing it right now.
+            self.outbox = data if self.outbox is None else self.outbox + data
+            self._wakeup.set()
+            return True
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.drop()
+            return False
+        if written < len(data):
+            self.steady = False
+            self.backlog = memoryview(data)[written:]
+            self._wakeup.set()
+        return True
+
     def use_wsgi(self) -> None:
         """Write through the server after all (the web layer found it frames the body its own way)."""
         self._sock = None
@@ -89,9 +125,10 @@ class StreamClient:
         stopped reading would hold the worker up to WRITE_TIMEOUT: cut that write short.
 
         `farewell` (plain SSE bytes, e.g. a `retry:` line) is sent first if it can go out
-        without waiting: whole and at once on a direct socket, or handed to the greenlet."""
+        without waiting: whole and at once on a direct socket, or handed to the greenlet.
+        A WebSocket client gets no SSE farewell: its greenlet sends a close frame instead."""
         self.closed = True
-        if farewell is not None and not self.busy and not self.gone:
+        if farewell is not None and self.transport == SSE and not self.busy and not self.gone:
             if self._fd < 0:
                 self.outbox = farewell
             else:

@@ -1,15 +1,15 @@
-"""The streaming API blueprint: /stream, /prices, /health under the configured prefix.
+"""The streaming API blueprint: /stream, /ws, /prices, /history, /health under the configured prefix.
 
 Requests are parsed here into checked values (pairs, a resume point); everything
 below trusts them. Every error a client can cause is a JSON 4xx (errors.py).
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
-
-import logging
+from typing import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -17,25 +17,27 @@ from werkzeug.routing import BaseConverter, Rule
 
 from pricefeed.delivery import sse
 from pricefeed.delivery.hub import HubClosed, HubFull
+from pricefeed.delivery.pace import MAX_INTERVAL_MS, MIN_INTERVAL_MS, pace_in_force
 from pricefeed.node import Node
 from pricefeed.pairs import PairError
 from pricefeed.web.access import EXTENSION_KEY, admin_allowed, test_switch_allowed
-from pricefeed.web.client_address import client_key
-from pricefeed.web.client_presence import ADMITTED, CLOSED, GONE, wait_for_turn
-from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down, too_many_streams
+from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down
 from pricefeed.web.health import health_report, public_health_report
 from pricefeed.web.origins import cors_headers, origin_allowed, preflight_headers
 from pricefeed.web.security_headers import add_common_headers
+from pricefeed.web.stream_admission import admit, hold_stream_slot
 from pricefeed.web.sse_response import bound_writes, direct_socket, server_response, stream_events
 
 log = logging.getLogger(__name__)
 
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
+_INTERVAL = re.compile(r"^[0-9]{1,5}$")
 API_BLUEPRINT = "pricefeed_api"
 # Every path under the prefix, every method: answered by the blueprint, so in JSON.
 _ANY_PATH = "pricefeed_any_path"
 _ROUTES = {"stream": "GET, HEAD, OPTIONS", "prices": "GET, HEAD, OPTIONS", "health": "GET, HEAD, OPTIONS",
-           "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
+           "history": "GET, HEAD, OPTIONS",
+           "ws": "GET, OPTIONS", "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
 # Up to 10% more, so streams opened together (after a deploy) do not all end together.
 LIFETIME_JITTER = 0.1
 
@@ -65,7 +67,8 @@ def create_api_blueprint() -> Blueprint:
     def _refuse_other_sites() -> None:
         # Data endpoints only: /health is for load balancers and operators, and an OPTIONS
         # preflight is answered (or refused) by its own view.
-        if request.endpoint in (f"{API_BLUEPRINT}.stream", f"{API_BLUEPRINT}.prices"):
+        if request.endpoint in (f"{API_BLUEPRINT}.stream", f"{API_BLUEPRINT}.prices",
+                                f"{API_BLUEPRINT}.history", f"{API_BLUEPRINT}.websocket"):
             if not origin_allowed(request.headers.get("Origin"), request.host_url, current_node().config):
                 raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
 
@@ -96,28 +99,16 @@ def create_api_blueprint() -> Blueprint:
     def stream():
         node = current_node()
         pairs = _requested_pairs(node)
+        pace_ms = requested_pace(node)
         resume_from = _last_event_id()
         if request.method == "HEAD":
             # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
             # opened here would never notice its client leave and would hold a slot forever.
             return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        if node.hub.closed:
-            raise shutting_down()
-        if node.hub.full:
-            node.hub.clients_refused += 1
-            raise at_capacity()
-        address = client_key(request.environ, node.config.trusted_proxies)
-        streams = node.admission.streams
-        if not streams.acquire(address):
-            raise too_many_streams(streams.limit)
-        released = []
-
-        def release() -> None:
-            if not released:
-                released.append(True)
-                streams.release(address)
+        release = hold_stream_slot(node)
         try:
-            return _open_stream(node, pairs, resume_from, address, release)
+            admit(node, release.address, request.environ.get("gunicorn.socket"))
+            return _open_stream(node, pairs, pace_ms, resume_from, release)
         except BaseException:
             release()
             raise
@@ -126,6 +117,17 @@ def create_api_blueprint() -> Blueprint:
     def prices():
         node = current_node()
         response = jsonify(_snapshot_body(node, _requested_pairs(node)))
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @api.route("/history", methods=["GET"], provide_automatic_options=False)
+    def history():
+        node = current_node()
+        pairs = _requested_pairs(node)
+        now_ms = int(time.time() * 1000)
+        store = node.hub.history
+        response = jsonify({"interval_ms": store.interval_ms, "window_ms": store.window_ms, "server_time": now_ms,
+                            "history": store.window(pairs, now_ms)})
         response.headers["Cache-Control"] = "no-cache"
         return response
 
@@ -158,18 +160,6 @@ def create_api_blueprint() -> Blueprint:
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
 
-    @api.route("/_fault/slow-flush", methods=["POST"], provide_automatic_options=False)
-    def slow_flush():
-        # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
-        # bound (load shedding) without thousands of clients. ms=0 ends it.
-        node = current_node()
-        if not node.config.fault_injection or not test_switch_allowed(request):
-            raise ApiError(404, "not_found", "fault injection is disabled")
-        raw = request.args.get("ms", "")
-        if not re.fullmatch(r"[0-9]{1,4}", raw):
-            raise ApiError(400, "malformed_ms", "ms must be a whole number from 0 to 9999")
-        node.flusher.test_delay_s = int(raw) / 1000
-        return jsonify({"flush_delay_ms": int(raw), "worker": node.worker_id})
 
     return api
 
@@ -205,32 +195,12 @@ def _any_path(unknown: str = ""):
     return response
 
 
-def _open_stream(node: Node, pairs: tuple[str, ...], resume_from: tuple[int, int] | None,
-                 address: str, release) -> Response:
-    """Admit (with this address's fair share of the gate), register and start one stream."""
+def _open_stream(node: Node, pairs: tuple[str, ...], pace_ms: int, resume_from: tuple[int, int] | None,
+                 release: Callable[[], None]) -> Response:
+    """Register and start one admitted stream."""
     sock = request.environ.get("gunicorn.socket")
-    shed_retry_after = node.shedder.refuse()   # the flusher runs late: joining would make it later
-    if shed_retry_after is not None:
-        raise at_capacity(node.shedder.detail(), shed_retry_after, jitter=0)
-    admission = node.admission.admit(address)
-    if admission.refused == "address":
-        raise ApiError(429, "too_many_new_streams", "too many new streams from your address at once; retry",
-                       {"Retry-After": str(node.admission.retry_after(address))})
-    if admission.refused:
-        raise at_capacity("too many new streams on this worker at once; retry",
-                          node.admission.retry_after(), jitter=5)
-    if admission.wait:
-        # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the
-        # wait, and a client that leaves gives its slot back.
-        outcome = wait_for_turn(node.hub, admission.wait, sock)
-        if outcome != ADMITTED:
-            node.admission.cancel(address)
-            if outcome == CLOSED:
-                raise shutting_down()
-            assert outcome == GONE
-            raise ApiError(400, "client_gone", "the client left while waiting for admission")
     try:
-        client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ))
+        client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ), pace_ms)
     except HubFull:
         raise at_capacity() from None
     except HubClosed:
@@ -238,6 +208,7 @@ def _open_stream(node: Node, pairs: tuple[str, ...], resume_from: tuple[int, int
     bound_writes(sock, node.config.write_timeout)
     # Registered and snapshotted without yielding in between: no tick falls in the gap.
     snapshot = _snapshot_body(node, pairs)
+    snapshot["interval_ms"] = client.pace_ms
     if resume_from is not None:
         snapshot["resume"] = node.hub.resume(resume_from, pairs)
     retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
@@ -275,6 +246,18 @@ def _requested_pairs(node: Node) -> tuple[str, ...]:
     except PairError as exc:
         raise ApiError(400, exc.error, exc.detail) from None
     return tuple(pair.name for pair in pairs)
+
+
+def requested_pace(node: Node) -> int:
+    """The pace in force for this request's `interval` (ms): 0 every tick, or 100..60000, raised to
+    the deployment's floor (PRICEFEED_MIN_UPDATE_INTERVAL); absent: that floor."""
+    raw = request.args.get("interval")
+    if raw is None:
+        return pace_in_force(None, node.config.min_update_interval)
+    if not _INTERVAL.match(raw) or not (int(raw) == 0 or MIN_INTERVAL_MS <= int(raw) <= MAX_INTERVAL_MS):
+        raise ApiError(400, "malformed_interval", f"interval must be 0 (every tick) or whole milliseconds "
+                       f"from {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}, got {raw[:20]!r}")
+    return pace_in_force(int(raw), node.config.min_update_interval)
 
 
 def _last_event_id() -> tuple[int, int] | None:

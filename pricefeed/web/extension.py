@@ -11,6 +11,7 @@ from pricefeed.node import Node
 from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
 from pricefeed.web.dashboard import create_dashboard_blueprint
 from pricefeed.web.sse_response import remember_start_response
+from pricefeed.web.ws_view import add_websocket_routes
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ class PriceFeed:
         self.config = Config.load(app.config)
         self.node = Node(self.config)
         app.extensions[EXTENSION_KEY] = self
-        app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
+        api = create_api_blueprint()
+        add_websocket_routes(api)     # /ws beside /stream: the same parsers and JSON errors
+        app.register_blueprint(api, url_prefix=self.config.url_prefix)
         if self.config.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
         app.before_request(self._start_on_first_request)
