@@ -160,6 +160,18 @@ def create_api_blueprint() -> Blueprint:
         monkey.get_original("time", "sleep")(seconds)
         return jsonify({"blocked_s": seconds, "worker": node.worker_id})
 
+    @api.route("/_fault/slow-flush", methods=["POST"], provide_automatic_options=False)
+    def slow_flush():
+        # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
+        # bound (load shedding) without thousands of clients. ms=0 ends it.
+        node = current_node()
+        if not node.config.fault_injection or not test_switch_allowed(request):
+            raise ApiError(404, "not_found", "fault injection is disabled")
+        raw = request.args.get("ms", "")
+        if not re.fullmatch(r"[0-9]{1,4}", raw):
+            raise ApiError(400, "malformed_ms", "ms must be a whole number from 0 to 9999")
+        node.flusher.test_delay_s = int(raw) / 1000
+        return jsonify({"flush_delay_ms": int(raw), "worker": node.worker_id})
 
     return api
 
