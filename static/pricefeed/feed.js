@@ -7,6 +7,9 @@
 import {SseTransport} from "./sse-transport.js";
 import {WsTransport} from "./ws-transport.js";
 import {parseJson, isObject, validPrice, pairKey, endpointUrl} from "./payloads.js";
+import {PairInterest} from "./interest.js";
+import {PricesPoller} from "./poller.js";
+import {PriceBook} from "./book.js";
 
 export const EVENTS = ["price", "snapshot", "status", "connection", "stale", "error"];
 const DEFAULTS = {
@@ -28,7 +31,7 @@ export class PriceFeed {
     this.pricesUrl = opts.pricesUrl === undefined ? endpointUrl(this.url, "prices") : opts.pricesUrl;
     this.transportOption = opts.transport;
     this.interval = opts.interval;
-    this.pairs = Array.isArray(opts.pairs) ? opts.pairs.map(pairKey) : [];
+    this.interest = new PairInterest(opts.pairs);
     this.backoff = Object.assign({}, DEFAULTS.backoff, opts.backoff || {});
     this.options = opts;
     this.logger = opts.logger || globalThis.console;
@@ -40,17 +43,15 @@ export class PriceFeed {
     this.lastEventId = "";
     this.lastError = null;
     this.lastSnapshot = null;
-    this.mode = null;
-    this.simulated = false;
-    this.intervalMs = null;
-    this.staleAfterMs = 10000;
-    this.clockOffsetMs = 0;
+    this.book = new PriceBook();
     this._listeners = new Map(EVENTS.map((name) => [name, new Set()]));
-    this._latest = new Map();
-    this._stale = new Set();
-    this._holds = new Map();
-    this._holdAll = 0;
-    this._holding = false;
+    this._poller = new PricesPoller({url: this.pricesUrl, everyMs: opts.pollMs, fetchImpl: this.fetch, logger: this.logger,
+      pairs: () => this._activePairs,
+      onSnapshot: (body) => {
+        if (this._running && this.state !== "open") {
+          this._applySnapshot(body, {lastEventId: this.lastEventId, polled: true, transport: "poll"});
+        }
+      }});
     this._wsUnavailable = false;
     this._timers = {};
     this._current = null;
@@ -79,28 +80,32 @@ export class PriceFeed {
   }
 
   latest(pair) {
-    return this._latest.get(pairKey(pair)) || null;
+    return this.book.get(pair);
   }
 
   latestAll() {
-    return Array.from(this._latest.values());
+    return this.book.all();
   }
 
   /** Milliseconds on the server's clock (offset learnt from server_time). */
   serverNow() {
-    return Date.now() + this.clockOffsetMs;
+    return this.book.serverNow();
   }
 
   /** Stale when the server says so, or when its age on the server clock passed stale_after_ms. */
   isStale(pair) {
-    const price = this.latest(pair);
-    if (!price) return false;
-    return price.stale === true || this.serverNow() - price.ts > this.staleAfterMs;
+    return this.book.isStale(pair);
   }
 
   stalePairs() {
-    return Array.from(this._stale);
+    return Array.from(this.book.staleFlagged);
   }
+
+  get mode() { return this.book.mode; }
+  get simulated() { return this.book.simulated; }
+  get intervalMs() { return this.book.intervalMs; }
+  get staleAfterMs() { return this.book.staleAfterMs; }
+  get clockOffsetMs() { return this.book.clockOffsetMs; }
 
   /** The pairs asked of the server; null means the server's default set. */
   activePairs() {
@@ -129,6 +134,7 @@ export class PriceFeed {
     this._paused = false;
     if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this._onVisibility);
     for (const name of Object.keys(this._timers)) this._clearTimer(name);
+    this._poller.stop();
     this._closeTransport();
     this._setState("closed");
     return this;
@@ -136,26 +142,22 @@ export class PriceFeed {
 
   /** Add pairs: a live `subscribe` over WebSocket; over SSE a new request resuming from Last-Event-ID. */
   subscribe(pairs) {
-    for (const pair of pairs.map(pairKey)) if (!this.pairs.includes(pair)) this.pairs.push(pair);
+    this.interest.add(pairs);
     this._pairsChanged();
   }
 
   unsubscribe(pairs) {
-    const gone = new Set(pairs.map(pairKey));
-    this.pairs = this.pairs.filter((pair) => !gone.has(pair));
+    this.interest.remove(pairs);
     this._pairsChanged();
   }
 
   /**
-   * Reference-counted interest in `pairs` ([] = the server's default set). The connection opens
-   * with the first hold and closes `lingerMs` after the last release, so a component that
-   * unmounts and mounts again at once (React StrictMode) keeps the same connection.
+   * Reference-counted interest in `pairs` ([] = the server's default set); returns release().
+   * The connection opens with the first hold and closes `lingerMs` after the last release, so a
+   * component that unmounts and mounts again at once (React StrictMode) keeps the same connection.
    */
   hold(pairs) {
-    const keys = (pairs || []).map(pairKey);
-    if (keys.length === 0) this._holdAll += 1;
-    for (const key of keys) this._holds.set(key, (this._holds.get(key) || 0) + 1);
-    this._holding = true;
+    const keys = this.interest.hold(pairs);
     this._clearTimer("linger");
     if (this._running) this._pairsChanged();
     else this.start();
@@ -163,30 +165,16 @@ export class PriceFeed {
     return () => {
       if (released) return;
       released = true;
-      if (keys.length === 0) this._holdAll -= 1;
-      for (const key of keys) {
-        const count = this._holds.get(key) - 1;
-        if (count > 0) this._holds.set(key, count);
-        else this._holds.delete(key);
-      }
-      if (this._holdAll === 0 && this._holds.size === 0) {
-        this._timers.linger = setTimeout(() => {
-          this._timers.linger = null;
-          if (this._holdAll === 0 && this._holds.size === 0) this.stop();
-        }, this.options.lingerMs);
-      } else {
+      this.interest.release(keys);
+      if (!this.interest.unheld) {
         this._pairsChanged();
+        return;
       }
+      this._timers.linger = setTimeout(() => {
+        this._timers.linger = null;
+        if (this.interest.unheld) this.stop();
+      }, this.options.lingerMs);
     };
-  }
-
-  _desiredPairs() {
-    if (this._holding) {
-      if (this._holdAll > 0) return null;
-      const union = new Set([...this.pairs, ...this._holds.keys()]);
-      return Array.from(union).sort();
-    }
-    return this.pairs.length ? this.pairs.slice() : null;
   }
 
   _pairsChanged() {
@@ -199,17 +187,10 @@ export class PriceFeed {
   }
 
   _applyPairs() {
-    const desired = this._desiredPairs();
+    const desired = this.interest.desired();
     const active = this._activePairs;
     if (JSON.stringify(desired) === JSON.stringify(active)) return;
-    if (desired !== null) {
-      for (const pair of Array.from(this._latest.keys())) {
-        if (!desired.includes(pair)) {
-          this._latest.delete(pair);
-          this._stale.delete(pair);
-        }
-      }
-    }
+    this.book.keepOnly(desired);
     const current = this._current;
     if (current && current.canChangePairsLive && desired !== null && active !== null) {
       current.changePairs(desired.filter((p) => !active.includes(p)), active.filter((p) => !desired.includes(p)));
@@ -220,7 +201,7 @@ export class PriceFeed {
       this._connect();
     } else {
       this._activePairs = desired; // backing off or paused: the next request asks for these
-      if (this._timers.poll) this._pollOnce();
+      if (this._poller.running) this._poller.pollOnce();
     }
   }
 
@@ -243,7 +224,7 @@ export class PriceFeed {
   }
 
   _connect() {
-    this._activePairs = this._desiredPairs();
+    this._activePairs = this.interest.desired();
     const kind = this._chooseTransport();
     const transport = this._makeTransport(kind);
     transport.snapshotSeen = false;
@@ -302,7 +283,7 @@ export class PriceFeed {
       this._timers.retry = null;
       if (this._running && !this._paused) this._connect();
     }, delay);
-    this._startPolling();
+    this._poller.start();
   }
 
   /** Full jitter: uniform in [0, ceiling], the ceiling doubling per attempt; never before Retry-After. */
@@ -334,32 +315,9 @@ export class PriceFeed {
     if (!this._running) return;
     this._paused = true;
     this._clearTimer("retry");
-    this._stopPolling();
+    this._poller.stop();
     this._closeTransport();
     this._setState("paused");
-  }
-
-  _startPolling() {
-    if (!this.pricesUrl || this._timers.poll) return;
-    this._pollOnce();
-    this._timers.poll = setInterval(() => this._pollOnce(), this.options.pollMs);
-  }
-
-  _stopPolling() {
-    this._clearTimer("poll");
-  }
-
-  _pollOnce() {
-    const url = new URL(this.pricesUrl, globalThis.location ? globalThis.location.href : undefined);
-    if (this._activePairs !== null) url.searchParams.set("pairs", this._activePairs.join(","));
-    this.fetch(url.toString(), {headers: {Accept: "application/json"}, cache: "no-store"})
-      .then((response) => (response.ok ? response.json() : null))
-      .then((body) => {
-        if (body && this._running && this._timers.poll && this.state !== "open") {
-          this._applySnapshot(body, {lastEventId: this.lastEventId, polled: true, transport: "poll"});
-        }
-      })
-      .catch((err) => this.logger.warn("PriceFeed: polling prices failed:", err && err.message));
   }
 
   _clearTimer(name) {
@@ -395,7 +353,7 @@ export class PriceFeed {
     if (name === "snapshot") {
       transport.snapshotSeen = true;
       this._attempt = 0;
-      this._stopPolling();
+      this._poller.stop();
       this.transport = transport.kind;
       this.lastError = null;
       this._applySnapshot(payload, meta);
@@ -413,16 +371,8 @@ export class PriceFeed {
     return this._activePairs === null || this._activePairs.includes(pairKey(pair));
   }
 
-  _noteServer(body) {
-    if (Number.isFinite(body.server_time)) this.clockOffsetMs = body.server_time - Date.now();
-    if (typeof body.mode === "string") this.mode = body.mode;
-    if (typeof body.simulated === "boolean") this.simulated = body.simulated;
-    if (Number.isFinite(body.stale_after_ms) && body.stale_after_ms > 0) this.staleAfterMs = body.stale_after_ms;
-    if (Number.isFinite(body.interval_ms)) this.intervalMs = body.interval_ms;
-  }
-
   _applySnapshot(snapshot, meta) {
-    this._noteServer(snapshot);
+    this.book.noteServer(snapshot);
     if (!meta.polled) this.lastSnapshot = snapshot;
     const accepted = [];
     for (const raw of Array.isArray(snapshot.prices) ? snapshot.prices : []) {
@@ -430,48 +380,27 @@ export class PriceFeed {
       if (!price) this.logger.warn("PriceFeed: skipping malformed price in snapshot:", raw);
       else if (this._wanted(price.pair)) accepted.push(price);
     }
-    for (const price of accepted) this._latest.set(pairKey(price.pair), price);
+    for (const price of accepted) this.book.set(price);
     this._emit("snapshot", snapshot, meta);
     for (const price of accepted) this._emit("price", price, Object.assign({fromSnapshot: true}, meta));
     this._checkStale();
   }
 
   _applyStatus(status, meta) {
-    this._noteServer(status);
-    if (Array.isArray(status.stale)) {
-      const flagged = new Set(status.stale.map(pairKey));
-      for (const [key, price] of this._latest) {
-        const isStale = flagged.has(key);
-        if (Boolean(price.stale) !== isStale) {
-          const updated = Object.assign({}, price, {stale: isStale});
-          if (!isStale) delete updated.age_ms;
-          this._latest.set(key, updated);
-        }
-      }
-    }
+    this.book.noteServer(status);
+    if (Array.isArray(status.stale)) this.book.applyStaleList(status.stale);
     this._emit("status", status, meta);
     this._checkStale();
   }
 
-  /**
-   * Hold `price`: the stream's order is the truth (the server's hub keeps the newest tick per pair
-   * by publisher epoch and sequence); `ts` is not compared, since REST and WebSocket prices are
-   * stamped by different clocks and a skew would freeze a pair.
-   */
   _acceptPrice(price, meta) {
-    this._latest.set(pairKey(price.pair), price);
+    this.book.set(price);
     this._emit("price", price, meta);
     this._checkStale();
   }
 
   _checkStale() {
-    for (const key of this._latest.keys()) {
-      const stale = this.isStale(key);
-      if (stale === this._stale.has(key)) continue;
-      if (stale) this._stale.add(key);
-      else this._stale.delete(key);
-      this._emit("stale", key, stale, this._latest.get(key));
-    }
+    for (const [pair, stale, price] of this.book.staleChanges()) this._emit("stale", pair, stale, price);
   }
 
   _emit(event, ...args) {
