@@ -16,8 +16,9 @@ CHROMIUM = os.environ.get("PRICEFEED_CHROMIUM", "/usr/bin/chromium")
 BROWSER_APP = "tests.support.browser_app:app"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    # Per module: Playwright's sync API allows one instance at a time, and test_dashboard.py has its own.
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: ./test.sh installs Debian's chromium")
     from playwright.sync_api import sync_playwright
