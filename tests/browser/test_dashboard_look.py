@@ -27,6 +27,17 @@ def sparkline_points(page) -> dict[str, int]:
         (tr) => [tr.dataset.pair, Number(tr.querySelector("td.trend svg").dataset.points || 0)]))""")
 
 
+def screenshot(page, sim, path) -> None:
+    """A still picture for a person to look at: the market paused until the flashes have faded."""
+    sim.market(paused=True)
+    try:
+        wait_until(lambda: page.locator("tr.flash-up, tr.flash-down").count() == 0, 5, message="flashes faded")
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        sim.market(paused=False)
+    print(f"\nscreenshot: {path}")
+
+
 def open_dashboard(chromium, app, viewport):
     context = chromium.new_context(viewport=viewport, device_scale_factor=1)
     page = context.new_page()
@@ -68,8 +79,7 @@ def test_sparklines_fill_from_live_prices_and_the_page_shows_what_a_person_needs
         assert "SIMULATED" in page.locator("#simulated-banner").inner_text()
         assert page.title().startswith("[SIMULATED]")
         assert page.locator("#mode-banner").get_attribute("data-mode") == "live"
-        page.screenshot(path=str(tmp_path / "dashboard-desktop.png"), full_page=True)
-        print(f"\nscreenshot: {tmp_path / 'dashboard-desktop.png'}")
+        screenshot(page, sim, tmp_path / "dashboard-desktop.png")
         assert not errors.unexpected(), errors.unexpected()
     finally:
         context.close()
@@ -86,8 +96,7 @@ def test_at_phone_width_each_pair_is_a_card_with_no_sideways_scrolling(served, c
         spark = page.locator('tr[data-pair="BTC/USD"] td.trend svg').bounding_box()
         assert card["width"] > PHONE["width"] * 0.85 and spark["width"] > card["width"] * 0.8
         assert page.locator("#simulated-banner").is_visible()
-        page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
-        print(f"\nscreenshot: {tmp_path / 'dashboard-phone.png'}")
+        screenshot(page, sim, tmp_path / "dashboard-phone.png")
         assert not errors.unexpected(), errors.unexpected()
     finally:
         context.close()
