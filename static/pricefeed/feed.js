@@ -119,7 +119,10 @@ export class PriceFeed {
     this._running = true;
     this._paused = false;
     this._attempt = 0;
-    if (typeof document !== "undefined") document.addEventListener("visibilitychange", this._onVisibility);
+    if (typeof document !== "undefined") {
+      document.addEventListener("visibilitychange", this._onVisibility);
+      if (document.visibilityState === "hidden") this._visibilityChanged(); // opened in a background tab
+    }
     this._timers.stale = setInterval(() => this._checkStale(), this.options.staleCheckMs);
     this._setState("connecting");
     // Connect after the current task: every subscriber mounting now shares the first request.

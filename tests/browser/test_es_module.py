@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import PageErrors, deployment, streams
+from tests.browser.conftest import BROWSER_APP, PageErrors, deployment, streams
+from tests.support.gunicorn import GunicornProcess
 from tests.support.server_features import has_endpoint, has_interval_parameter
 from tests.support.sse_client import SSEClient
 from tests.support.waiting import wait_until
@@ -110,9 +111,11 @@ def set_visibility(page, state: str) -> None:
     }""", state)
 
 
-def test_a_hidden_tab_closes_its_stream_and_resumes_with_last_event_id_when_seen_again(served, page):
+@pytest.mark.parametrize("transport", ["sse", pytest.param("ws", marks=needs_ws)])
+def test_a_hidden_tab_closes_its_stream_and_resumes_with_last_event_id_when_seen_again(served, page, transport):
     sim, app = served
-    open_module_page(page, app, "pairs=BTC/USD&hiddenCloseMs=300")
+    open_module_page(page, app, f"pairs=BTC/USD&hiddenCloseMs=300&transport={transport}")
+    assert page.evaluate("window.feed.transport") == transport
     no_streams_but(app, 1)
     set_visibility(page, "hidden")
     wait_until(lambda: page.evaluate("window.feed.state") == "paused", 5, message="the feed paused")
@@ -121,6 +124,7 @@ def test_a_hidden_tab_closes_its_stream_and_resumes_with_last_event_id_when_seen
 
     set_visibility(page, "visible")
     wait_until(lambda: page.evaluate("window.feed.state") == "open", 10, message="the feed open again")
+    assert page.evaluate("window.feed.transport") == transport
     resumed = record(page)["snapshots"][-1]["resume"]
     assert resumed is not None and resumed["last_event_id"] == last_id
     no_streams_but(app, 1)
@@ -220,3 +224,27 @@ def test_a_refused_stream_waits_out_retry_after_with_jitter_and_polls_prices_mea
             context.close()
         finally:
             occupant.close()
+
+
+def test_after_a_server_restart_the_page_reconnects_by_itself_and_resumes(chromium):
+    with deployment() as (sim, app):
+        context = chromium.new_context()
+        page = context.new_page()
+        errors = PageErrors(page, allow=("ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE", "ERR_INCOMPLETE_CHUNKED_ENCODING",
+                                               "status of 503"))
+        try:
+            open_module_page(page, app, "pairs=BTC/USD&backoffMs=500&pollMs=300")
+            app.stop()   # SIGTERM: the worker hangs up its streams and exits
+            wait_until(lambda: page.evaluate("window.feed.state") == "reconnecting", 10, message="the page reconnecting")
+            last_id = page.evaluate("window.feed.lastEventId")
+            with GunicornProcess(workers=1, port=app.port, app=BROWSER_APP,
+                                 env={"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": "BTC/USD,ETH/USD,SOL/USD"}) as again:
+                wait_until(lambda: page.evaluate("window.feed.state") == "open", 30, message="the page streaming again")
+                resumed = record(page)["snapshots"][-1]["resume"]
+                assert resumed is not None and resumed["last_event_id"] == last_id
+                count = record(page)["priceEvents"]
+                wait_until(lambda: record(page)["priceEvents"] > count, 10, message="prices after the restart")
+                assert streams(again)["clients"] == 1
+            assert not errors.unexpected(), errors.unexpected()
+        finally:
+            context.close()
