@@ -58,7 +58,8 @@ export class Sparkline {
       role: "img", "aria-label": `${pair}: no recent prices yet`});
     this.area = svgElement("path", {class: "sparkline-area", d: ""});
     this.line = svgElement("path", {class: "sparkline-line", d: "", "vector-effect": "non-scaling-stroke"});
-    this.dot = svgElement("circle", {class: "sparkline-dot", r: "2.2", cx: "-10", cy: "-10"});
+    // A zero-length round-capped stroke stays a round dot however the SVG is stretched.
+    this.dot = svgElement("path", {class: "sparkline-dot", d: "", "vector-effect": "non-scaling-stroke"});
     this.svg.append(this.area, this.line, this.dot);
     cell.append(this.svg);
     this.pending = false;
@@ -89,8 +90,7 @@ export class Sparkline {
     this.line.setAttribute("d", "M" + coords.join(" L"));
     this.area.setAttribute("d", `M0,${HEIGHT} L${coords.join(" L")} L${WIDTH},${HEIGHT} Z`);
     const [lastX, lastY] = coords[coords.length - 1].split(",");
-    this.dot.setAttribute("cx", lastX);
-    this.dot.setAttribute("cy", lastY);
+    this.dot.setAttribute("d", `M${lastX},${lastY} l0,0`);
     const first = ys[0];
     const last = ys[ys.length - 1];
     this.svg.dataset.trend = last > first ? "up" : last < first ? "down" : "flat";
