@@ -65,8 +65,8 @@ class Dashboard {
       pricesUrl: config.prices_url || undefined,
       pairs: Array.isArray(config.pairs) ? config.pairs : [],
       transport: config.transport || "sse",
+      staleAfterMs: config.stale_after_ms,
     });
-    if (Number.isFinite(config.stale_after_ms)) this.feed.book.staleAfterMs = config.stale_after_ms;
     this.feed.on("connection", (state, info) => this.onConnection(state, info));
     this.feed.on("snapshot", (snapshot, meta) => this.onServerNews(snapshot, meta));
     this.feed.on("status", (status, meta) => this.onStatus(status, meta));

@@ -102,6 +102,8 @@ export interface PriceFeedOptions {
   idleTimeoutMs?: number;
   /** WebSocket {"op":"ping"} period (default 20000). */
   pingMs?: number;
+  /** stale_after_ms until the server says its own (default 10000). */
+  staleAfterMs?: number;
   /** How often staleness is re-judged (default 1000). */
   staleCheckMs?: number;
   /** Shared feeds: close this long after the last holder released (default 1000). */

@@ -10,6 +10,7 @@ import {parseJson, isObject, validPrice, pairKey, endpointUrl} from "./payloads.
 import {PairInterest} from "./interest.js";
 import {PricesPoller} from "./poller.js";
 import {PriceBook} from "./book.js";
+import {HiddenTab} from "./hidden-tab.js";
 
 export const EVENTS = ["price", "snapshot", "status", "connection", "stale", "error"];
 const DEFAULTS = {
@@ -44,6 +45,7 @@ export class PriceFeed {
     this.lastError = null;
     this.lastSnapshot = null;
     this.book = new PriceBook();
+    if (Number.isFinite(opts.staleAfterMs) && opts.staleAfterMs > 0) this.book.staleAfterMs = opts.staleAfterMs;
     this._listeners = new Map(EVENTS.map((name) => [name, new Set()]));
     this._poller = new PricesPoller({url: this.pricesUrl, everyMs: opts.pollMs, fetchImpl: this.fetch, logger: this.logger,
       pairs: () => this._activePairs,
@@ -61,7 +63,7 @@ export class PriceFeed {
     this._running = false;
     this._paused = false;
     this._pairsQueued = false;
-    this._onVisibility = () => this._visibilityChanged();
+    this._hiddenTab = new HiddenTab(opts.hiddenCloseMs, () => this._pause(), () => this._resume());
   }
 
   // ---------------------------------------------------------------- listeners and state
@@ -119,10 +121,7 @@ export class PriceFeed {
     this._running = true;
     this._paused = false;
     this._attempt = 0;
-    if (typeof document !== "undefined") {
-      document.addEventListener("visibilitychange", this._onVisibility);
-      if (document.visibilityState === "hidden") this._visibilityChanged(); // opened in a background tab
-    }
+    this._hiddenTab.watch();
     this._timers.stale = setInterval(() => this._checkStale(), this.options.staleCheckMs);
     this._setState("connecting");
     // Connect after the current task: every subscriber mounting now shares the first request.
@@ -135,7 +134,7 @@ export class PriceFeed {
   stop() {
     this._running = false;
     this._paused = false;
-    if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this._onVisibility);
+    this._hiddenTab.unwatch();
     for (const name of Object.keys(this._timers)) this._clearTimer(name);
     this._poller.stop();
     this._closeTransport();
@@ -195,7 +194,9 @@ export class PriceFeed {
     if (JSON.stringify(desired) === JSON.stringify(active)) return;
     this.book.keepOnly(desired);
     const current = this._current;
-    if (current && current.canChangePairsLive && desired !== null && active !== null) {
+    if (desired !== null && desired.length === 0) {
+      this._idle();
+    } else if (current && current.canChangePairsLive && desired !== null && active !== null) {
       current.changePairs(desired.filter((p) => !active.includes(p)), active.filter((p) => !desired.includes(p)));
       this._activePairs = desired;
     } else if (current || (this.state === "closed" && !this._paused)) {
@@ -228,6 +229,10 @@ export class PriceFeed {
 
   _connect() {
     this._activePairs = this.interest.desired();
+    if (this._activePairs !== null && this._activePairs.length === 0) {
+      this._idle();
+      return;
+    }
     const kind = this._chooseTransport();
     const transport = this._makeTransport(kind);
     transport.snapshotSeen = false;
@@ -297,20 +302,12 @@ export class PriceFeed {
     return Math.round((retryAfterMs || 0) + Math.random() * ceiling);
   }
 
-  _visibilityChanged() {
-    const hiddenCloseMs = this.options.hiddenCloseMs;
-    if (document.visibilityState === "hidden") {
-      if (hiddenCloseMs > 0 && Number.isFinite(hiddenCloseMs) && !this._timers.hidden) {
-        this._timers.hidden = setTimeout(() => { this._timers.hidden = null; this._pause(); }, hiddenCloseMs);
-      }
-      return;
-    }
-    this._clearTimer("hidden");
-    if (this._paused && this._running) {
-      this._paused = false;
-      this._setState("connecting", {resumed: true});
-      this._connect(); // with lastEventId: the server says in the snapshot whether anything was missed
-    }
+  /** The tab is seen again: reopen with lastEventId; the snapshot says whether anything was missed. */
+  _resume() {
+    if (!this._paused || !this._running) return;
+    this._paused = false;
+    this._setState("connecting", {resumed: true});
+    this._connect();
   }
 
   /** The tab stayed hidden: give the server its connection back until the page is seen again. */
@@ -321,6 +318,15 @@ export class PriceFeed {
     this._poller.stop();
     this._closeTransport();
     this._setState("paused");
+  }
+
+  /** No pair is wanted: no connection until one is subscribed again (the server refuses `pairs=`). */
+  _idle() {
+    this._activePairs = [];
+    this._closeTransport();
+    this._clearTimer("retry");
+    this._poller.stop();
+    this._setState("closed", {reason: "no_pairs"});
   }
 
   _clearTimer(name) {

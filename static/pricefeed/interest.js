@@ -8,16 +8,20 @@ import {pairKey} from "./payloads.js";
 export class PairInterest {
   constructor(pairs) {
     this.explicit = Array.isArray(pairs) ? pairs.map(pairKey) : [];
+    // Constructed without pairs: the default set, until subscribe/unsubscribe name some.
+    this.defaultSet = this.explicit.length === 0;
     this.holds = new Map();
     this.holdAll = 0;
     this.holding = false;
   }
 
   add(pairs) {
+    this.defaultSet = false;
     for (const pair of pairs.map(pairKey)) if (!this.explicit.includes(pair)) this.explicit.push(pair);
   }
 
   remove(pairs) {
+    this.defaultSet = false;
     const gone = new Set(pairs.map(pairKey));
     this.explicit = this.explicit.filter((pair) => !gone.has(pair));
   }
@@ -44,12 +48,12 @@ export class PairInterest {
     return this.holdAll === 0 && this.holds.size === 0;
   }
 
-  /** Sorted pair names to ask for, or null for the server's default set. */
+  /** Pair names to ask for ([] when none), or null for the server's default set. */
   desired() {
     if (this.holding) {
       if (this.holdAll > 0) return null;
       return Array.from(new Set([...this.explicit, ...this.holds.keys()])).sort();
     }
-    return this.explicit.length ? this.explicit.slice() : null;
+    return this.defaultSet ? null : this.explicit.slice();
   }
 }

@@ -85,6 +85,19 @@ def test_subscribe_and_unsubscribe_over_sse_reopen_once_resuming_from_the_last_e
     assert not page.errors.unexpected(), page.errors.unexpected()
 
 
+def test_unsubscribing_every_pair_closes_the_stream_until_one_is_subscribed_again(served, page):
+    sim, app = served
+    open_module_page(page, app, "pairs=BTC/USD")
+    page.evaluate('window.feed.unsubscribe(["BTC/USD"])')
+    wait_until(lambda: page.evaluate("window.feed.state") == "closed", 5, message="the feed idle")
+    assert record(page)["states"][-1]["info"]["reason"] == "no_pairs"
+    no_streams_but(app, 0)
+    page.evaluate('window.feed.subscribe(["SOL/USD"])')
+    wait_until(lambda: "SOL/USD" in record(page)["prices"], 10, message="a SOL/USD price")
+    assert record(page)["snapshots"][-1]["pairs"] == ["SOL/USD"]
+    assert not page.errors.unexpected(), page.errors.unexpected()
+
+
 def test_stale_callback_fires_when_a_price_ages_past_stale_after_and_clears_on_a_fresh_one(served, page):
     sim, app = served
     open_module_page(page, app, "pairs=BTC/USD&staleCheckMs=200")

@@ -10,8 +10,12 @@ def api_routes() -> frozenset[str]:
     """The rules of the API blueprint under the default prefix, read from a fresh app's URL map."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PRICEFEED_") and k != "PRICEFEED_FIXTURES"}
     try:
-        from app import create_app
-        return frozenset(rule.rule for rule in create_app().url_map.iter_rules())
+        from flask import Flask
+
+        from pricefeed import PriceFeed
+        probe = Flask("pricefeed-feature-probe")
+        PriceFeed(probe)
+        return frozenset(rule.rule for rule in probe.url_map.iter_rules())
     finally:
         os.environ.update(saved)
 
