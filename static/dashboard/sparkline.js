@@ -3,6 +3,8 @@
  * window, as /history serves them) drawn as an SVG line. The y coordinate is the only place a
  * price becomes a Number; the text a person reads is always the exchange's string.
  */
+import {Decimal} from "../pricefeed.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 120;
 const HEIGHT = 32;
@@ -20,8 +22,8 @@ export class PriceSeries {
     if (Number.isFinite(intervalMs) && intervalMs > 0) this.intervalMs = intervalMs;
     if (Number.isFinite(windowMs) && windowMs > 0) this.windowMs = windowMs;
     const firstLive = this.points.length ? this.points[0][0] : Infinity;
-    const older = points.filter((p) => Array.isArray(p) && Number.isFinite(p[0]) && typeof p[1] === "string"
-      && p[0] < firstLive);
+    const older = points.filter((p) => Array.isArray(p) && Number.isFinite(p[0]) && Decimal.isDecimal(p[1])
+      && p[0] < firstLive).sort((a, b) => a[0] - b[0]);
     this.points = older.concat(this.points);
   }
 
