@@ -13,7 +13,7 @@
  *   #price-announcer           the polite live region (data-announcements counts its updates)
  *   body[data-last-event-id]   the last event id seen; body[data-history] "loaded" | "unavailable"
  */
-import {PriceFeed} from "./pricefeed.js";
+import {PriceFeed, pairKey} from "./pricefeed.js";
 import {Row} from "./dashboard/row.js";
 import {Announcer} from "./dashboard/announcer.js";
 
@@ -39,10 +39,6 @@ function readConfig() {
     console.error("pricefeed dashboard: unreadable #pricefeed-config", err);
     return {};
   }
-}
-
-function pairKey(pair) {
-  return String(pair).toUpperCase();
 }
 
 class Dashboard {

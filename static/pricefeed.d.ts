@@ -194,6 +194,8 @@ export declare const Decimal: {
 };
 
 export declare const EVENTS: ReadonlyArray<keyof PriceFeedEvents>;
+/** A pair as the server spells it: "btc/usd " -> "BTC/USD". */
+export declare function pairKey(pair: string): Pair;
 export default PriceFeed;
 
 declare global {

@@ -18,6 +18,7 @@
 import {PriceFeed, EVENTS} from "./pricefeed/feed.js";
 import {Decimal} from "./pricefeed/decimal.js";
 import {sharedFeed, PriceView} from "./pricefeed/shared.js";
+import {pairKey} from "./pricefeed/payloads.js";
 
 PriceFeed.Decimal = Decimal;
 PriceFeed.shared = sharedFeed;
@@ -25,5 +26,5 @@ PriceFeed.EVENTS = EVENTS;
 
 if (typeof window !== "undefined" && !window.PriceFeed) window.PriceFeed = PriceFeed;
 
-export {PriceFeed, Decimal, sharedFeed, PriceView, EVENTS};
+export {PriceFeed, Decimal, sharedFeed, PriceView, EVENTS, pairKey};
 export default PriceFeed;
