@@ -12,6 +12,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # tests/faults/test_multihost.py: faults between namespaced hosts are nftables rules (iptables: NFQUEUE delay)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   sudo=""
@@ -29,6 +30,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements-test.txt
   echo "$want" > "$stamp"
+fi
+
+# React 19 and esbuild for the browser tests, from the npm registry (tests/browser/package-lock.json).
+npm_lock=tests/browser/package-lock.json
+npm_stamp=tests/browser/node_modules/.pricefeed-lock.sha
+npm_want=$(sha256sum "$npm_lock" | cut -d' ' -f1)
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+  echo "test.sh: installing the browser tests' npm packages" >&2
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+  echo "$npm_want" > "$npm_stamp"
 fi
 
 # The fixtures live beside the repository in shared/; a checkout elsewhere can point at them.

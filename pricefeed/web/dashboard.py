@@ -28,11 +28,14 @@ def create_dashboard_blueprint() -> Blueprint:
     @dashboard.route("/dashboard")
     def page():
         node = current_node()
+        stream_url = url_for(f"{API_BLUEPRINT}.stream")
         return render_template(
             "dashboard.html",
             title="pricefeed",
             pairs=[p.name for p in node.catalog.pairs],
-            stream_url=url_for(f"{API_BLUEPRINT}.stream"),
+            stream_url=stream_url,
+            # Beside /stream under the same prefix (a 404 there just means no sparkline until live points come).
+            history_url=stream_url.rsplit("/", 1)[0] + "/history",
             prices_url=url_for(f"{API_BLUEPRINT}.prices"),
             health_url=url_for(f"{API_BLUEPRINT}.health"),
             static_url=url_for(f"{DASHBOARD_BLUEPRINT}.static", filename="").rstrip("/"),
