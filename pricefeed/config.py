@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from pricefeed.capacity import derive as derive_capacity
+
 PREFIX = "PRICEFEED_"
 
 
@@ -66,6 +68,13 @@ def _pairs(text: str) -> tuple[str, ...]:
     return items
 
 
+def _choice(text: str, choices: tuple[str, ...]) -> str:
+    lowered = text.strip().lower()
+    if lowered not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return lowered
+
+
 def _asset(text: str) -> str:
     text = text.strip().upper()
     if not text.isascii() or not text.isalnum():
@@ -93,7 +102,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RETRY_MS", int, 2000, "Base of the SSE `retry:` hint, ms.", minimum=100, maximum=600000),
     Setting("RETRY_JITTER_MS", int, 3000, "Random extra added per connection to `retry:`, ms.",
             minimum=0, maximum=600000),
-    Setting("MAX_CLIENTS", int, 900, "Streaming clients per worker before answering 503.",
+    Setting("MAX_CLIENTS", int, None,
+            "Streaming clients per worker before answering 503. Unset: derived from worker_connections "
+            "(capacity.py: worker_connections − 100).",
             minimum=1, maximum=1_000_000),
     Setting("MAX_PAIRS_PER_REQUEST", int, 50, "Pairs one request may ask for.", minimum=1,
             maximum=1024),
@@ -147,6 +158,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Test only: expose POST {prefix}/_fault/block-hub?seconds=N[&worker=ID] to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
+    # issue 12: capacity by default, logs
+    Setting("WORKER_CONNECTIONS", int, None,
+            "gunicorn worker_connections (read by pricefeed.gunicorn in the master). Unset: derived from the "
+            "open-files limit, raised to the hard limit at start (capacity.py: open files − 128).",
+            minimum=1, maximum=1_000_000),
+    Setting("LOG_FORMAT", lambda t: _choice(t, ("text", "json")), "text",
+            "app.py and the service's gunicorn.conf.py: `text` (one line per event, key=value fields) or `json` "
+            "(one JSON object per line, python-json-logger). The extension itself configures no handlers."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -190,6 +209,9 @@ class Config:
     bus_heartbeat_interval: float
     fault_injection: bool
     simulated: bool
+    # issue 12
+    worker_connections: int | None
+    log_format: str
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -208,6 +230,11 @@ class Config:
                 values[setting.name.lower()] = setting.default
                 continue
             values[setting.name.lower()] = _validate(setting, key, raw)
+        if values["max_clients"] is None:
+            # Not set: as many as this process's open-files limit allows (raised to the hard limit).
+            explicit = {} if values["worker_connections"] is None else {
+                PREFIX + "WORKER_CONNECTIONS": values["worker_connections"]}
+            values["max_clients"] = derive_capacity(explicit).max_clients
         config = cls(**values)
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")

@@ -60,6 +60,9 @@ class Node:
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
+        # The open-files limit, worker_connections and client cap in force (capacity.py), set by
+        # the web layer once gunicorn's numbers are known; /health shows them.
+        self.capacity: dict = {}
         self.flusher = Flusher(self.hub)
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock)

@@ -14,7 +14,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
 
-BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers"}
+BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers",
+        "pricefeed.capacity"}
 SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
 WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
 
