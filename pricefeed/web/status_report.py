@@ -89,12 +89,9 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
         pairs[name] = None if tick is None else {
             "price": tick.price, "age_s": round(max(0, now_ms - tick.ts) / 1000, 3), "source": tick.source,
             "stale": (now_ms - tick.ts) / 1000 > config.stale_after, "epoch": tick.epoch}
-    if holder is None:
-        mode = "no leader"
-    elif heartbeat is not None and heartbeat.get("live"):
-        mode = "live"
-    else:
-        mode = "degraded"
+    # The node's own mode names (cluster/fallback.py): seen from Redis, either the leader's
+    # heartbeat says its upstream is live, or Redis works without live ticks.
+    mode = "live" if holder is not None and heartbeat is not None and heartbeat.get("live") else "redis"
     return {"source": f"{_redact(config.redis_url)} (prefix {config.redis_prefix})", "mode": mode,
             "leader": holder[0] if holder else None, "epoch": holder[1] if holder else None,
             "epoch_counter": int(epoch_counter) if epoch_counter else None,

@@ -74,6 +74,24 @@ def venv_with(wheel: Path) -> Path:
     return venv
 
 
+def test_an_editable_install_finds_the_assets_in_the_source_tree(tmp_path):
+    wheel_dir = tmp_path / "w"
+    wheel_dir.mkdir()
+    build_wheel(wheel_dir)          # leaves the clean copy of the sources in w/source
+    source = wheel_dir / "source"
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e", str(source)], check=True,
+                   capture_output=True, text=True)
+    probe = ("from pricefeed.web.assets import asset_folder; import pricefeed; "
+             "print(pricefeed.__file__); print(asset_folder('templates')); print(asset_folder('static'))")
+    module, templates, static = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
+                                               env=_clean_env(), capture_output=True, text=True,
+                                               check=True).stdout.split()
+    assert module == str(source / "pricefeed" / "__init__.py")
+    assert (templates, static) == (str(source / "templates"), str(source / "static"))
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
