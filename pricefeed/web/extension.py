@@ -48,6 +48,7 @@ class PriceFeed:
         app.wsgi_app = remember_start_response(app.wsgi_app)
         # `flask pricefeed status|simulate|serve`, as Flask-Migrate registers `flask db`.
         app.cli.add_command(create_cli_group())
+        self._gevent_check.explain_if_flask_run()
 
     def apply_capacity(self, worker_connections: int | None) -> capacity.Capacity:
         """Raise the open-files limit and put the derived (or explicit) client cap in force.

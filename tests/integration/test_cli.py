@@ -167,6 +167,9 @@ def test_flask_run_explains_in_one_log_line_and_on_the_streams_error():
             except urllib.error.HTTPError as error:
                 return error.code, json.loads(error.read())
             raise AssertionError("the stream answered 200 without gevent")
+        # Said at start-up, before any request.
+        wait_until(lambda: command.alive() and "pricefeed needs gevent" in command.output(), 20,
+                   message="the start-up line")
         status, body = wait_until(stream_error, 20, message="flask run answering")
         assert status == 503 and body["error"] == "gevent_required"
         assert "flask pricefeed serve" in body["detail"]
