@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "pricefeed", "templates", "static")
 VENV_CACHE = Path(tempfile.gettempdir()) / "pricefeed-wheel-venvs"
 PAIRS = "BTC/USD,ETH/USD"
+CHROMIUM = os.environ.get("PRICEFEED_CHROMIUM", "/usr/bin/chromium")
 
 pytestmark = pytest.mark.slow
 
@@ -103,11 +104,60 @@ def installed(tmp_path_factory):
     return venv_with(wheel)
 
 
-@pytest.fixture
-def shop_dir(tmp_path):
-    shop = tmp_path / "shop"
+@pytest.fixture(scope="module")
+def shop_dir(tmp_path_factory):
+    shop = tmp_path_factory.mktemp("run") / "shop"
     shutil.copytree(ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns("__pycache__"))
     return shop
+
+
+class Shop:
+    """examples/shop under the wheel's gunicorn, from its own directory."""
+
+    def __init__(self, venv: Path, directory: Path, sim: SimulatorProcess):
+        self.directory = directory
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = open(directory / "gunicorn.log", "w")
+        env = _clean_env(SHOP_BIND=f"127.0.0.1:{port}", PRICEFEED_UPSTREAM_URL=sim.ws_url,
+                         PRICEFEED_REST_URL=sim.http_url, PRICEFEED_PAIRS=PAIRS)
+        self.proc = subprocess.Popen([str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "shop:app"],
+                                     cwd=directory, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self) -> str:
+        return (self.directory / "gunicorn.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with SimulatorProcess(pairs="BTCUSDT,ETHUSDT", rate=20) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def shop(installed, shop_dir, sim):
+    running = Shop(installed, shop_dir, sim)
+
+    # Started by the hooks at worker start, before any request: the exchange sees the connection.
+    # The shop's own post_worker_init ran too.
+    def started() -> bool:
+        if running.proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{running.output()}")
+        return "shop: worker" in running.output() and sim.stats()["connections_open"] >= 1
+    try:
+        wait_until(started, 30, message="the shop's worker and its exchange connection")
+        yield running
+    finally:
+        running.stop()
+    # The shop's worker_exit, composed with pricefeed's, ran as the worker left.
+    assert "leaving" in running.output(), running.output()
 
 
 def _clean_env(**settings: str) -> dict[str, str]:
@@ -128,51 +178,53 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed, shop_dir
     assert where.strip().startswith(str(installed)) and str(ROOT) not in where
 
 
-def test_the_example_app_serves_its_own_route_a_stream_and_the_dashboard_from_the_wheel(installed, shop_dir):
-    with SimulatorProcess(pairs="BTCUSDT,ETHUSDT", rate=20) as sim:
-        port = free_port()
-        log = open(shop_dir / "gunicorn.log", "w")
-        env = _clean_env(SHOP_BIND=f"127.0.0.1:{port}", PRICEFEED_UPSTREAM_URL=sim.ws_url,
-                         PRICEFEED_REST_URL=sim.http_url, PRICEFEED_PAIRS=PAIRS)
-        proc = subprocess.Popen([str(installed / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "shop:app"],
-                                cwd=shop_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+def test_the_example_app_serves_its_own_route_a_stream_and_the_dashboard_from_the_wheel(shop):
+    url = shop.url
+    status, body = _get(url + "/orders")
+    assert status == 200 and json.loads(body)["shop"] == "Corner Shop"
 
-        def output() -> str:
-            return (shop_dir / "gunicorn.log").read_text(errors="replace")
+    status, page = _get(url + "/shop")
+    assert status == 200 and b"<h1>Corner Shop</h1>" in page
+    assert b'src="/pricefeed-static/pricefeed.js"' in page
+    status, client = _get(url + "/pricefeed-static/pricefeed.js")
+    assert status == 200 and client == (ROOT / "static" / "pricefeed.js").read_bytes()
+
+    stream = SSEClient(url + "/api/market-data/stream?pairs=BTC/USD")
+    try:
+        assert stream.status == 200
+        stream.wait_for(lambda s: s.of("price"), 20, message="a price event from the wheel's stream")
+        assert stream.of("price")[-1].json()["pair"] == "BTC/USD"
+    finally:
+        stream.close()
+
+    status, dashboard = _get(url + "/dashboard")
+    assert status == 200 and b"pricefeed" in dashboard
+
+    health = json.loads(_get(url + "/api/market-data/health")[1])
+    assert health["clients"]["direct_writes"] is True and health["capacity"]["max_clients"] > 0
+
+
+@pytest.mark.browser
+def test_the_shops_own_page_shows_live_prices_in_chromium(shop):
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: ./test.sh installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
         try:
-            # Started by the hooks at worker start, before any request: the exchange sees the connection.
-            # The shop's own post_worker_init ran too.
-            def started() -> bool:
-                if proc.poll() is not None:
-                    raise AssertionError(f"gunicorn exited:\n{output()}")
-                return "shop: worker" in output() and sim.stats()["connections_open"] >= 1
-            wait_until(started, 30, message="the shop's worker and its exchange connection")
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(shop.url + "/shop")
+            cell = page.locator('tr[data-pair="BTC/USD"] td.price')
 
-            status, body = _get(url + "/orders")
-            assert status == 200 and json.loads(body)["shop"] == "Corner Shop"
-
-            status, page = _get(url + "/shop")
-            assert status == 200 and b"<h1>Corner Shop</h1>" in page
-            assert b'src="/pricefeed-static/pricefeed.js"' in page
-            status, client = _get(url + "/pricefeed-static/pricefeed.js")
-            assert status == 200 and client == (ROOT / "static" / "pricefeed.js").read_bytes()
-
-            stream = SSEClient(url + "/api/market-data/stream?pairs=BTC/USD")
-            try:
-                assert stream.status == 200
-                stream.wait_for(lambda s: s.of("price"), 20, message="a price event from the wheel's stream")
-                assert stream.of("price")[-1].json()["pair"] == "BTC/USD"
-            finally:
-                stream.close()
-
-            status, dashboard = _get(url + "/dashboard")
-            assert status == 200 and b"pricefeed" in dashboard
-
-            health = json.loads(_get(url + "/api/market-data/health")[1])
-            assert health["clients"]["direct_writes"] is True and health["capacity"]["max_clients"] > 0
+            def shown() -> str | None:
+                text = cell.inner_text().strip()
+                return text if text and text != "…" else None
+            first = wait_until(shown, 20, message="a BTC/USD price on the shop's page")
+            wait_until(lambda: (shown() or first) != first, 20, message="the price to change on the shop's page")
+            assert not errors, errors
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-            log.close()
-        assert "shop: worker" in output() and "leaving" in output(), output()
+            browser.close()
