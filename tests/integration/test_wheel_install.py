@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -72,7 +73,16 @@ def venv_with(wheel: Path) -> Path:
             subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-c", str(ROOT / "requirements.txt"),
                             str(wheel)], check=True, capture_output=True, text=True)
             (venv / ".complete").write_text(wheel.name)
+            _prune(keep=venv)
     return venv
+
+
+def _prune(keep: Path, older_than_s: float = 3600) -> None:
+    """Other wheels' virtualenvs untouched for an hour: gone (each is ~100 MB)."""
+    now = time.time()
+    for other in VENV_CACHE.iterdir():
+        if other.is_dir() and other != keep and now - other.stat().st_mtime > older_than_s:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def test_an_editable_install_finds_the_assets_in_the_source_tree(tmp_path):
