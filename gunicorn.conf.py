@@ -1,17 +1,21 @@
-"""gunicorn settings for pricefeed: gevent workers, feed started after the worker has patched.
+"""gunicorn settings for the pricefeed service: the one-line setup plus the service's own choices.
+
+`from pricefeed.gunicorn import *` brings the gevent worker, worker_connections derived from
+the open-files limit (raised to the hard limit first), no preloading, and the hooks that
+start the feed after the worker has patched and hand the lease over on exit.
 
 Environment: PRICEFEED_BIND (default 127.0.0.1:8000), PRICEFEED_WORKERS (default 1
-without Redis — each worker would open its own exchange connection — else 2).
+without Redis — each worker would open its own exchange connection — else 2),
+PRICEFEED_WORKER_CONNECTIONS (default: derived), PRICEFEED_LOG_FORMAT (text|json),
+PRICEFEED_LOG_LEVEL, PRICEFEED_ACCESS_LOG.
 """
 import os
 
+from pricefeed.gunicorn import *  # noqa: F401,F403 - worker class, worker_connections, hooks
+from pricefeed.log_format import logconfig_dict as pricefeed_logconfig
+
 bind = os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFEED_REDIS_URL") else "1"))
-worker_class = "gevent"
-# Every open stream holds one of these; streams are capped at this minus
-# PRICEFEED_CONNECTION_RESERVE (gunicorn_hooks), so /health, /prices and the 503 (with
-# Retry-After) for one stream too many always find a free connection.
-worker_connections = int(os.environ.get("PRICEFEED_WORKER_CONNECTIONS", "1000"))
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30
 # Open streams never finish by themselves: pricefeed closes them as soon as a worker is told
@@ -38,28 +42,9 @@ preload_app = False
 accesslog = os.environ.get("PRICEFEED_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PRICEFEED_LOG_LEVEL", "info").lower()
+# gunicorn's own lines and the app's in one format: key=value text, or JSON (PRICEFEED_LOG_FORMAT=json).
+logconfig_dict = pricefeed_logconfig(os.environ.get("PRICEFEED_LOG_FORMAT", "text").strip().lower(), loglevel,
+                                     accesslog)
 # gunicorn 27's control socket has one default path per user: two instances on a host
 # would fight over it. pricefeed does not use it.
 control_socket_disable = True
-
-
-# The hooks import pricefeed only inside the worker, after it has monkey-patched:
-# importing it here would load ssl, socket users and redis into the master unpatched.
-def post_worker_init(worker):
-    from pricefeed.web.gunicorn_hooks import post_worker_init as start
-    start(worker)
-
-
-def worker_int(worker):
-    from pricefeed.web.gunicorn_hooks import worker_int as stop
-    stop(worker)
-
-
-def worker_abort(worker):
-    from pricefeed.web.gunicorn_hooks import worker_abort as stop
-    stop(worker)
-
-
-def worker_exit(server, worker):
-    from pricefeed.web.gunicorn_hooks import worker_exit as stop
-    stop(server, worker)

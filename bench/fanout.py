@@ -53,6 +53,7 @@ from bench.fanout_scenarios import (PAIRS, SCENARIOS, SYMBOLS, Scenario, client_
 from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
 from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
 from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
+from bench.stock_server import STOCK_PREFIX, stock_pricefeed  # noqa: E402
 from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -97,6 +98,18 @@ def serve_pricefeed(scenario: Scenario, workers: int, redis_server: RedisServer,
         master = app.proc.pid
         yield Server(app.port, lambda: {"master": [master], "workers": children_of(master)},
                      lambda: int(redis_server.client.get(f"{prefix}:epoch") or 0))
+
+
+@contextmanager
+def serve_stock_pricefeed(scenario: Scenario, redis_server: RedisServer, sim: SimulatorProcess) -> Iterator[Server]:
+    """`./run.sh` with no capacity settings (bench/stock_server.py); /health's `capacity` goes in the report."""
+    redis_server.client.delete(f"{STOCK_PREFIX}:lease")   # a previous round's leader, if any
+    with stock_pricefeed(redis_server.url, ",".join(PAIRS), scenario.min_update_interval, sim.ws_url,
+                         sim.http_url) as app:
+        master = app.proc.pid
+        yield Server(app.port, lambda: {"master": [master], "workers": children_of(master)},
+                     lambda: int(redis_server.client.get(f"{STOCK_PREFIX}:epoch") or 0),
+                     {"stock": True, "capacity": app.health()["capacity"]})
 
 
 def _answers(port: int, path: str) -> bool:
@@ -161,7 +174,9 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
     ramp_s = clients / args.ramp
     round_s = CHILD_STARTUP_S + ramp_s + SETTLE_S + args.duration + PAUSE_S
     sim.market(paused=False)
-    if target == "pricefeed":
+    if target == "pricefeed" and args.stock:
+        serving = serve_stock_pricefeed(scenario, redis_server, sim)
+    elif target == "pricefeed":
         serving = serve_pricefeed(scenario, args.workers, redis_server, sim)
     else:
         serving = serve_flask_sse(scenario, args.workers, redis_server, sim, args.bridge_publish,
@@ -373,6 +388,9 @@ def main() -> None:
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse",
                         help="pricefeed's transport: SSE (/stream) or WebSocket (/ws)")
+    parser.add_argument("--stock", action="store_true",
+                        help="pricefeed as ./run.sh starts it: only Redis, pairs and the pace set, no capacity "
+                             "settings, soft open-files limit 1024 (bench/stock_server.py); --workers is ignored")
     parser.add_argument("--json-out", type=Path, help="also append each round's JSON object to this file")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]

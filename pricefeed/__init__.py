@@ -7,9 +7,10 @@
     app.config["PRICEFEED_PAIRS"] = "BTC/USD,ETH/USD"
     feed = PriceFeed(app)          # or PriceFeed() then feed.init_app(app)
 
-Under gunicorn's gevent worker, start the feed once the worker has patched:
-`pricefeed.web.gunicorn_hooks.post_worker_init` does it (see gunicorn.conf.py).
-Without that hook the feed starts on the first request.
+Under gunicorn's gevent worker, start the feed once the worker has patched: one line in
+gunicorn.conf.py, `from pricefeed.gunicorn import *`, brings the worker class and the hooks.
+Without the hooks the feed starts on the first request. `flask pricefeed serve` runs an
+app that way for development (`flask run` has no gevent).
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
+from pricefeed.capacity import derive as derive_capacity
+
 PREFIX = "PRICEFEED_"
 
 
@@ -62,6 +64,13 @@ def _pairs(text: str) -> tuple[str, ...]:
     if not items:
         raise ValueError("expected a comma-separated list like BTC/USD,ETH/USD")
     return items
+
+
+def _choice(text: str, choices: tuple[str, ...]) -> str:
+    lowered = text.strip().lower()
+    if lowered not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return lowered
 
 
 def _asset(text: str) -> str:
@@ -220,7 +229,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RETRY_MS", int, 2000, "Base of the SSE `retry:` hint, ms.", minimum=100, maximum=600000),
     Setting("RETRY_JITTER_MS", int, 3000, "Random extra added per connection to `retry:`, ms.",
             minimum=0, maximum=600000),
-    Setting("MAX_CLIENTS", int, 900, "Streaming clients per worker before answering 503.",
+    Setting("MAX_CLIENTS", int, None,
+            "Streaming clients per worker before answering 503. Unset: derived from worker_connections "
+            "(capacity.py: worker_connections − 100).",
             minimum=1, maximum=1_000_000),
     Setting("MAX_PAIRS_PER_REQUEST", int, 50, "Pairs one request may ask for.", minimum=1,
             maximum=1024),
@@ -365,6 +376,14 @@ SETTINGS: tuple[Setting, ...] = (
             "closed; above PRICEFEED_HEARTBEAT_INTERVAL.", minimum=1, maximum=3600),
     Setting("HISTORY_WINDOW", float, 900.0, "Seconds of one-point-per-second price history kept per pair "
             "for {prefix}/history.", minimum=1, maximum=86400),
+    # issue 12: capacity by default, logs
+    Setting("WORKER_CONNECTIONS", int, None,
+            "gunicorn worker_connections (read by pricefeed.gunicorn in the master). Unset: derived from the "
+            "open-files limit, raised to the hard limit at start (capacity.py: open files − 128).",
+            minimum=1, maximum=1_000_000),
+    Setting("LOG_FORMAT", lambda t: _choice(t, ("text", "json")), "text",
+            "app.py and the service's gunicorn.conf.py: `text` (one line per event, key=value fields) or `json` "
+            "(one JSON object per line, python-json-logger). The extension itself configures no handlers."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -441,6 +460,9 @@ class Config:
     ws_ops_burst: int
     ws_idle_timeout: float
     history_window: float
+    # issue 12
+    worker_connections: int | None
+    log_format: str
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
@@ -459,6 +481,11 @@ class Config:
                 values[setting.name.lower()] = setting.default
                 continue
             values[setting.name.lower()] = _validate(setting, key, raw)
+        if values["max_clients"] is None:
+            # Not set: as many as this process's open-files limit allows (raised to the hard limit).
+            explicit = {} if values["worker_connections"] is None else {
+                PREFIX + "WORKER_CONNECTIONS": values["worker_connections"]}
+            values["max_clients"] = derive_capacity(explicit).max_clients
         config = cls(**values)
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")

@@ -1,22 +1,19 @@
 """The dashboard blueprint: `/` and `/dashboard`, with the browser client under /pricefeed-static."""
 from __future__ import annotations
 
-import os
-
 from flask import Blueprint, Response, render_template, url_for
 
 from pricefeed.web.api import API_BLUEPRINT, current_node
+from pricefeed.web.assets import asset_folder
 from pricefeed.web.security_headers import add_dashboard_headers
 
-# templates/ and static/ sit at the top of the project, beside the package.
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DASHBOARD_BLUEPRINT = "pricefeed_dashboard"
 
 
 def create_dashboard_blueprint() -> Blueprint:
     dashboard = Blueprint(DASHBOARD_BLUEPRINT, __name__,
-                          template_folder=os.path.join(_ROOT, "templates"),
-                          static_folder=os.path.join(_ROOT, "static"),
+                          template_folder=asset_folder("templates"),
+                          static_folder=asset_folder("static"),
                           static_url_path="/pricefeed-static")
 
     @dashboard.after_request

@@ -1,15 +1,20 @@
 """The Flask extension object: PriceFeed(app) or PriceFeed().init_app(app)."""
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import threading
 
 from flask import Flask
 
-from pricefeed.config import Config
+from pricefeed import capacity
+from pricefeed.config import PREFIX, Config
 from pricefeed.node import Node
 from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
+from pricefeed.web.cli import create_cli_group
 from pricefeed.web.dashboard import create_dashboard_blueprint
+from pricefeed.web.gevent_requirement import GeventRequirement
 from pricefeed.web.sse_response import remember_start_response
 from pricefeed.web.ws_view import add_websocket_routes
 
@@ -23,6 +28,8 @@ class PriceFeed:
         self.node: Node | None = None
         self.config: Config | None = None
         self._start_lock = threading.Lock()
+        self._settings: collections.ChainMap = collections.ChainMap()
+        self._gevent_check = GeventRequirement()
         if app is not None:
             self.init_app(app)
 
@@ -30,6 +37,9 @@ class PriceFeed:
         """Validate configuration (raising ConfigError naming the variable) and register the routes."""
         self.config = Config.load(app.config)
         self.node = Node(self.config)
+        self._settings = collections.ChainMap(
+            {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
+        self.apply_capacity(self.config.worker_connections)
         app.extensions[EXTENSION_KEY] = self
         api = create_api_blueprint()
         add_websocket_routes(api)     # /ws beside /stream: the same parsers and JSON errors
@@ -37,7 +47,23 @@ class PriceFeed:
         if self.config.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
         app.before_request(self._start_on_first_request)
+        app.before_request(self._gevent_check.refuse_stream_without_gevent)
         app.wsgi_app = remember_start_response(app.wsgi_app)
+        # `flask pricefeed status|simulate|serve`, as Flask-Migrate registers `flask db`.
+        app.cli.add_command(create_cli_group())
+        self._gevent_check.explain_if_flask_run()
+
+    def apply_capacity(self, worker_connections: int | None) -> capacity.Capacity:
+        """Raise the open-files limit and put the derived (or explicit) client cap in force.
+
+        Called at init_app and again by the gunicorn hook with the worker_connections gunicorn
+        actually runs with; /health shows the result under `capacity`.
+        """
+        assert self.node is not None, "PriceFeed.init_app() was not called"
+        in_force = capacity.derive(self._settings, worker_connections=worker_connections)
+        self.node.hub.max_clients = in_force.max_clients
+        self.node.capacity = in_force.as_dict()
+        return in_force
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""
@@ -53,6 +79,9 @@ class PriceFeed:
 
     def _start_on_first_request(self) -> None:
         if self.node is not None and not self.node.running:
+            if not self._gevent_check.patched():
+                self._gevent_check.explain_once()
+                return
             try:
                 self.start()
             except RuntimeError as exc:

@@ -1,14 +1,18 @@
 """gunicorn server hooks that start and stop the feed at the right moments.
 
-Import them into your gunicorn.conf.py. `post_worker_init` runs after the gevent
-worker has monkey-patched and re-initialised its hub (`post_fork` runs before:
-greenlets started there would use unpatched sockets).
+A gunicorn.conf.py gets them with `from pricefeed.gunicorn import *` (pricefeed/gunicorn.py).
+`post_worker_init` runs after the gevent worker has monkey-patched and re-initialised its
+hub (`post_fork` runs before: greenlets started there would use unpatched sockets).
+
+Standard library only at module level: `child_exit` runs in the master, which must not
+import Flask or redis (TRAPS.md); the worker hooks import the app's modules when called.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from pricefeed.web.api import EXTENSION_KEY
+# pricefeed.web.api.EXTENSION_KEY, repeated so that importing this module stays light.
+EXTENSION_KEY = "pricefeed"
 
 GRACEFUL_MARGIN_S = 3.0   # of graceful_timeout, left for the handover and the exit
 
@@ -25,6 +29,8 @@ def post_worker_init(worker: Any) -> None:
         worker.log.warning("pricefeed: the WSGI app has no PriceFeed extension; nothing started")
         return
     node = extension.node
+    # The numbers in force: gunicorn's own worker_connections (the host's config may set it).
+    extension.apply_capacity(getattr(worker.cfg, "worker_connections", None))
     # Direct socket writes need gevent's non-blocking sockets and gunicorn's own response
     # framing: its gevent worker only (not gevent_pywsgi, not sync/gthread). TLS, HTTP/1.0, the
     # uwsgi protocol and rewriting middleware are ruled out per stream (sse_response.direct_socket).
@@ -98,3 +104,13 @@ def _stop(worker: Any, spread_s: float = 0.0) -> None:
             extension.stop(spread_s)
         except Exception:  # noqa: BLE001 - shutting down: log and carry on
             worker.log.exception("pricefeed: stop failed")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker exited (clean exit, crash or SIGKILL).
+
+    Nothing to do yet: the hook exists so that `from pricefeed.gunicorn import *` already
+    wires it. Per-process state kept outside the worker (Prometheus multiprocess files:
+    `prometheus_client.multiprocess.mark_process_dead(worker.pid)`) is forgotten here.
+    Keep it light: no Flask, no redis at import.
+    """

@@ -61,6 +61,7 @@ def health_report(node: Node) -> tuple[dict, int]:
         "breakers": {name: breaker_status(breaker) for name, breaker in node.breakers.items()},
         "clients": {**hub.status(), "direct_writes": node.direct_writes,
                     "admission": node.admission.status(), "load": node.shedder.status()},
+        "capacity": node.capacity,
         "pairs": pairs,
         "stale_after_s": node.config.stale_after,
         "config": node.config.public(),

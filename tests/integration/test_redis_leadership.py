@@ -157,7 +157,9 @@ def test_a_paused_leader_never_delivers_an_old_epoch_tick_and_demotes_itself(two
             epochs = epochs_seen(client)
             assert epochs == sorted(epochs), f"a tick from an older epoch arrived after a newer one: {epochs}"
         # The resumed worker itself noticed it no longer holds the lease.
-        assert re.search(rf"{pid} WARNING pricefeed.cluster.lease: lease: epoch \d+ lost", a.output() + b.output())
+        # (the service's key=value log line: pricefeed/log_format.py)
+        assert re.search(rf'level=WARNING logger=pricefeed.cluster.lease pid={pid} msg="lease: epoch \d+ lost',
+                         a.output() + b.output())
     finally:
         for client in clients:
             client.close()

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
 
 BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers",
-        "pricefeed.validation", "pricefeed.logs"}
+        "pricefeed.validation", "pricefeed.logs", "pricefeed.capacity", "pricefeed.log_format"}
 SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
 WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
 

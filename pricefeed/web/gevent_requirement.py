@@ -1,0 +1,56 @@
+"""Streams need gevent: what a server without it (`flask run`, a sync worker) is told, and its clients.
+
+Without gevent's monkey patching the feed cannot start (no prices) and each open stream
+would pin a thread for good. Such a server says so once in its log (at start-up under
+`flask run`, else at the first request), and every stream it is asked for gets a JSON 503 `gevent_required` naming what to run instead. Flask's test
+client (no server) is left alone: tests drive the views without gevent.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import request
+
+from pricefeed.web.errors import json_error
+
+log = logging.getLogger(__name__)
+
+STREAM_ENDPOINT = "pricefeed_api.stream"
+WHAT_TO_RUN = ("run `flask pricefeed serve` for development, or gunicorn with the gevent worker "
+               "(`from pricefeed.gunicorn import *` in gunicorn.conf.py) in production")
+
+
+class GeventRequirement:
+    """Per app: has the explanation been logged yet, and refuse streams while unpatched."""
+
+    def __init__(self) -> None:
+        self.explained = False
+
+    @staticmethod
+    def patched() -> bool:
+        from gevent import monkey
+        return monkey.is_module_patched("socket")
+
+    def explain_once(self) -> None:
+        if not self.explained:
+            self.explained = True
+            log.warning("pricefeed needs gevent and this server does not run it (flask run?): no prices are "
+                        "fetched and streams answer 503 gevent_required; %s", WHAT_TO_RUN)
+
+    def explain_if_flask_run(self) -> None:
+        """At start-up under `flask run` (the CLI is loading the app for its `run` command): say it now."""
+        import click
+        context = click.get_current_context(silent=True)
+        if context is not None and context.info_name == "run" and not self.patched():
+            self.explain_once()
+
+    def refuse_stream_without_gevent(self):
+        """before_request: a stream on a real server without gevent gets the 503 that explains."""
+        if request.endpoint != STREAM_ENDPOINT or "SERVER_SOFTWARE" not in request.environ:
+            return None
+        if self.patched():
+            return None
+        self.explain_once()
+        return json_error(503, "gevent_required",
+                          f"this server ({request.environ['SERVER_SOFTWARE'][:60]}) does not run gevent, which "
+                          f"pricefeed's streams need: {WHAT_TO_RUN}")
