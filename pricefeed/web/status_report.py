@@ -18,7 +18,7 @@ import redis
 
 from pricefeed.cluster.lease import Lease, LeaseTimings
 from pricefeed.cluster.redis_bus import HEARTBEAT, RedisBus
-from pricefeed.config import Config, _redact
+from pricefeed.config import Config, reduce_url
 
 
 class StatusUnreadable(Exception):
@@ -78,7 +78,7 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
         ticks = bus.last_prices()
         heartbeat = _one_heartbeat(client, bus.channel, bus.quiet_after) if holder else None
     except redis.RedisError as exc:
-        raise StatusUnreadable(f"Redis {_redact(config.redis_url)}: {exc}") from None
+        raise StatusUnreadable(f"Redis {reduce_url(config.redis_url)}: {exc}") from None
     finally:
         client.close()
     now_ms = int(time.time() * 1000)
@@ -92,7 +92,7 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
     # The node's own mode names (cluster/fallback.py): seen from Redis, either the leader's
     # heartbeat says its upstream is live, or Redis works without live ticks.
     mode = "live" if holder is not None and heartbeat is not None and heartbeat.get("live") else "redis"
-    return {"source": f"{_redact(config.redis_url)} (prefix {config.redis_prefix})", "mode": mode,
+    return {"source": f"{reduce_url(config.redis_url)} (prefix {config.redis_prefix})", "mode": mode,
             "leader": holder[0] if holder else None, "epoch": holder[1] if holder else None,
             "epoch_counter": int(epoch_counter) if epoch_counter else None,
             "lease_ttl_s": ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,
