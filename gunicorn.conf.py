@@ -50,3 +50,20 @@ def worker_abort(worker):
 def worker_exit(server, worker):
     from pricefeed.web.gunicorn_hooks import worker_exit as stop
     stop(server, worker)
+
+
+# Metrics (issue 12): one directory shared by all workers' metric files, and a dead
+# worker's live gauges removed. Stdlib-only functions: nothing is imported into the master.
+def on_starting(server):
+    from pricefeed.web.metrics_process import on_starting as prepare
+    prepare(server)
+
+
+def child_exit(server, worker):
+    from pricefeed.web.metrics_process import child_exit as forget
+    forget(server, worker)
+
+
+def on_exit(server):
+    from pricefeed.web.metrics_process import on_exit as clean_up
+    clean_up(server)

@@ -147,6 +147,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Test only: expose POST {prefix}/_fault/block-hub?seconds=N[&worker=ID] to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
+    # Issue 12: Prometheus metrics.
+    Setting("METRICS", _bool, True,
+            "Serve Prometheus metrics at {prefix}/metrics (operators only, like the detailed health report). "
+            "Across gunicorn workers they are summed through PROMETHEUS_MULTIPROC_DIR, which the bundled "
+            "gunicorn config sets up."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -190,6 +195,7 @@ class Config:
     bus_heartbeat_interval: float
     fault_injection: bool
     simulated: bool
+    metrics: bool
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,

@@ -8,15 +8,22 @@ writes even during a flush to tens of thousands of clients. A positive sleep, no
 sleep(0): sleep(0) only lets other *ready* greenlets run and can come straight
 back before the loop polls for I/O (gevent's own docs say so) — under a flush that
 never ends, accepts, Redis replies and the exchange's messages would wait.
+
+What it measures for the metrics costs nothing per client: each shared chunk knows
+how many events it carries and how many ticks conflation folded into it (counted
+once, when the chunk is built), a write adds those two numbers, and each flush
+records its duration and the age of the prices it wrote (flush_record.py).
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 
 import gevent
 
 from pricefeed.delivery import sse
+from pricefeed.delivery.flush_record import FlushRecord
 from pricefeed.delivery.hub import Batch, Hub
 from pricefeed.delivery.stream_client import StreamClient
 
@@ -25,14 +32,19 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: about 1-2 ms)
 YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
 CRASH_PAUSE_S = 0.1
+TICK_WALK_LIMIT = 256     # ticks walked back per chunk before the batch's index is built
 
 
 def _version(entry: tuple[int, bytes]) -> int:
     return entry[0]
 
 
-def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
-    """(plain, framed-as-an-HTTP/1.1-chunk) bytes this client needs now, or None. Shared per batch."""
+Chunk = tuple[bytes, bytes, int, int]
+
+
+def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
+    """(plain, framed-as-an-HTTP/1.1-chunk, events, conflated ticks) this client needs now, or None.
+    Shared per batch."""
     ping = client.ping_round < batch.ping_round
     use_journal = batch.journal is not None and client.steady
     key = (client.subscription, -1 if use_journal else client.sent_version, ping)
@@ -50,6 +62,7 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         # Newly ready, or drained after falling behind: the latest price of each pair it
         # has not been sent.
         frames = [entry for pair in pairs if (entry := batch.book.get(pair)) is not None and entry[0] > since]
+    conflated = 0 if use_journal else _ticks_between(batch, since, pairs) - len(frames)
     if status_frame is not None and status_version > since:
         frames.append((status_version, status_frame))
     # In the order the hub made them, so a status never overtakes the prices before it.
@@ -59,17 +72,49 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         parts.append(sse.PING)
     if parts:
         plain = b"".join(parts)
-        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain))
+        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain), len(frames), max(0, conflated))
     else:
         chunk = None
     batch.cache[key] = chunk
     return chunk
 
 
+def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
+    """Ticks of `pairs` the hub made after version `since` up to the batch's (a lower bound once
+    the hub's tick log no longer reaches back that far). Called once per shared chunk.
+
+    Usually `since` is recent (the previous flush of the client's slot) and a short walk back
+    finds it; for a client that was stuck for long, one per-pair index per batch answers all
+    such clients by bisection, so the cost never grows with clients times ticks.
+    """
+    log = batch.tick_log
+    if not log or log[-1][0] <= since:
+        return 0
+    count = 0
+    for steps, (version, pair) in enumerate(reversed(log)):
+        if version <= since:
+            return count
+        if steps == TICK_WALK_LIMIT:
+            break
+        if version <= batch.version and pair in pairs:
+            count += 1
+    else:
+        return count
+    if batch.tick_index is None:
+        batch.tick_index = {}
+        for version, pair in log:
+            if version <= batch.version:
+                batch.tick_index.setdefault(pair, []).append(version)
+    return sum(len(versions) - bisect.bisect_right(versions, since)
+               for pair in pairs if (versions := batch.tick_index.get(pair)))
+
+
 class Flusher:
     def __init__(self, hub: Hub):
         self.hub = hub
+        self.record = FlushRecord()
         self._greenlet: gevent.Greenlet | None = None
+        self._aged_version: dict[int, int] = {}   # per flush slot: newest price whose age was recorded
 
     def start(self) -> None:
         if self._greenlet is None or self._greenlet.dead:   # two flushers would interleave batches
@@ -79,9 +124,10 @@ class Flusher:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
-    def flush(self, batch: Batch) -> int:
+    def flush(self, batch: Batch, slot: int = 0) -> int:
         """Write one batch. Returns the number of writes."""
-        written = 0
+        started = time.perf_counter()
+        written = events = conflated = 0
         for client in batch.clients:
             if not client.ready or client.gone or client.closed:
                 continue
@@ -93,15 +139,32 @@ class Flusher:
             if chunk is not None:
                 client.steady = client.deliver(chunk[1], chunk[0])
                 written += 1
+                events += chunk[2]
+                conflated += chunk[3]
                 if written % YIELD_EVERY == 0:
                     gevent.sleep(YIELD_S)
             else:
                 client.steady = True
             client.sent_version = batch.version
             client.ping_round = batch.ping_round
-        self.hub.flushes += 1
-        self.hub.writes += written
+        hub = self.hub
+        hub.flushes += 1
+        hub.writes += written
+        hub.events_written += events
+        hub.conflated += conflated
+        self.record.add_flush(time.perf_counter() - started)
+        if written:
+            self._record_tick_ages(batch.version, slot)
         return written
+
+    def _record_tick_ages(self, version: int, slot: int) -> None:
+        """The age, now that the flush is written, of each price it was the first (of its slot) to write."""
+        since = self._aged_version.get(slot, 0)
+        self._aged_version[slot] = version
+        now = time.time()
+        for entry in self.hub.book.values():
+            if since < entry.version <= version:
+                self.record.add_tick_age(max(0.0, now - entry.tick.ts / 1000))
 
     def _run(self) -> None:
         hub = self.hub
@@ -111,7 +174,7 @@ class Flusher:
             try:
                 if hub.paced:
                     try:
-                        self.flush(hub.take_batch(slot))
+                        self.flush(hub.take_batch(slot), slot)
                     finally:
                         slot = (slot + 1) % hub.slot_count   # a slot that fails must not starve the rest
                     next_at += hub.slot_period

@@ -35,6 +35,7 @@ from pricefeed.ticks import PriceTick
 SLOT_PERIOD = 0.05          # seconds between flushes of consecutive slots (conflated pace)
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
 SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
+TICK_LOG_LIMIT = 10_000     # recent (version, pair) of ticks, to count what conflation replaced
 
 
 class HubFull(Exception):
@@ -72,6 +73,10 @@ class Batch:
     journal: list[tuple[int, str, bytes]] | None = None
     journal_from: int = 0
     cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
+    # The hub's recent (version, pair) of ticks, newest last: how many ticks a chunk of latest
+    # prices stands for (the conflation count for metrics). Read within one chunk_for, never across a yield.
+    tick_log: deque[tuple[int, str]] | None = None
+    tick_index: dict[str, list[int]] | None = None   # pair -> versions in tick_log, built when needed
 
 
 class Hub:
@@ -118,6 +123,12 @@ class Hub:
         self.flushes = 0
         self.writes = 0
         self.skipped_busy = 0
+        # Counters for metrics (issue 12): events the flusher wrote, ticks conflation replaced
+        # before a client was sent them, clients dropped for not reading within WRITE_TIMEOUT.
+        self.events_written = 0
+        self.conflated = 0
+        self.slow_client_disconnects = 0
+        self._tick_log: deque[tuple[int, str]] = deque(maxlen=TICK_LOG_LIMIT)
 
     # -- clients -------------------------------------------------------------------
 
@@ -244,6 +255,7 @@ class Hub:
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
+        self._tick_log.append((self.version, tick.pair))
         if not self.paced:
             if self._journal is not None:
                 self._journal.append((self.version, tick.pair, frame))
@@ -270,7 +282,7 @@ class Hub:
         """What the next flush writes: in the conflated pace one slot's clients, else whoever
         subscribes to what changed since the previous flush (everyone, after a status or ping)."""
         book = {pair: (entry.version, entry.frame) for pair, entry in self.book.items()}
-        batch = Batch(self.version, book, self._status, self.ping_round, [])
+        batch = Batch(self.version, book, self._status, self.ping_round, [], tick_log=self._tick_log)
         if self.paced:
             batch.clients = list(self._slots[slot or 0])
             return batch
@@ -365,5 +377,7 @@ class Hub:
             "ticks_delivered": self.ticks_delivered, "ticks_fenced": self.ticks_fenced,
             "pace": f"every {self.min_update_interval:g} s per client" if self.paced else "every tick",
             "flushes": self.flushes, "writes": self.writes, "skipped_busy": self.skipped_busy,
+            "events_written": self.events_written, "conflated": self.conflated,
+            "slow_client_disconnects": self.slow_client_disconnects,
             "epoch": self.epoch, "seq": self.seq,
         }

@@ -10,6 +10,8 @@ from pricefeed.config import Config
 from pricefeed.node import Node
 from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
 from pricefeed.web.dashboard import create_dashboard_blueprint
+from pricefeed.web.metrics import NodeMetrics
+from pricefeed.web.metrics_view import create_metrics_blueprint
 from pricefeed.web.sse_response import remember_start_response
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ class PriceFeed:
     def __init__(self, app: Flask | None = None):
         self.node: Node | None = None
         self.config: Config | None = None
+        self.metrics: NodeMetrics | None = None
         self._start_lock = threading.Lock()
         if app is not None:
             self.init_app(app)
@@ -30,6 +33,10 @@ class PriceFeed:
         self.config = Config.load(app.config)
         self.node = Node(self.config)
         app.extensions[EXTENSION_KEY] = self
+        if self.config.metrics:
+            # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
+            self.metrics = NodeMetrics(self.node)
+            app.register_blueprint(create_metrics_blueprint(EXTENSION_KEY), url_prefix=self.config.url_prefix)
         app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
         if self.config.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
@@ -42,9 +49,13 @@ class PriceFeed:
         with self._start_lock:
             if not self.node.running:
                 self.node.start()
+                if self.metrics is not None:
+                    self.metrics.start()
 
     def stop(self) -> None:
         """Stop the feed and close all streams (graceful shutdown)."""
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.node is not None and self.node.running:
             self.node.stop()
 
