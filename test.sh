@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need (virtualenv, Python packages, redis-server and
-# Chromium via apt-get where missing) and run the whole suite.
+# Install everything the tests need (virtualenv, Python packages, redis-server,
+# Chromium and nginx via apt-get where missing) and run the whole suite.
 #   ./test.sh                 everything
 #   ./test.sh tests/unit -x   any pytest arguments
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   sudo=""
