@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 import time
 
 import gevent
@@ -84,8 +85,9 @@ def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
     the hub's tick log no longer reaches back that far). Called once per shared chunk.
 
     Usually `since` is recent (the previous flush of the client's slot) and a short walk back
-    finds it; for a client that was stuck for long, one per-pair index per batch answers all
-    such clients by bisection, so the cost never grows with clients times ticks.
+    finds it. Past TICK_WALK_LIMIT steps the batch indexes the log once per pair, back to the
+    oldest `since` asked so far, and every further chunk is a bisection: the cost never grows
+    with clients times ticks.
     """
     log = batch.tick_log
     if not log or log[-1][0] <= since:
@@ -100,13 +102,24 @@ def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
             count += 1
     else:
         return count
-    if batch.tick_index is None:
-        batch.tick_index = {}
-        for version, pair in log:
-            if version <= batch.version:
-                batch.tick_index.setdefault(pair, []).append(version)
-    return sum(len(versions) - bisect.bisect_right(versions, since)
+    if batch.tick_index is None or since < batch.tick_index_floor:
+        _index_ticks(batch, since)
+    # Each pair's versions are newest first: the ones above `since` lead the list.
+    return sum(bisect.bisect_left(versions, -since, key=operator.neg)
                for pair in pairs if (versions := batch.tick_index.get(pair)))
+
+
+def _index_ticks(batch: Batch, since: int) -> None:
+    """Per pair, the versions in the tick log from the batch's back to just after `since`."""
+    index: dict[str, list[int]] = {}
+    floor = -1
+    for version, pair in reversed(batch.tick_log):
+        if version <= since:
+            floor = since
+            break
+        if version <= batch.version:
+            index.setdefault(pair, []).append(version)
+    batch.tick_index, batch.tick_index_floor = index, floor
 
 
 class Flusher:

@@ -76,7 +76,8 @@ class Batch:
     # The hub's recent (version, pair) of ticks, newest last: how many ticks a chunk of latest
     # prices stands for (the conflation count for metrics). Read within one chunk_for, never across a yield.
     tick_log: deque[tuple[int, str]] | None = None
-    tick_index: dict[str, list[int]] | None = None   # pair -> versions in tick_log, built when needed
+    tick_index: dict[str, list[int]] | None = None   # pair -> its versions in tick_log, newest first
+    tick_index_floor: int = -1                         # tick_index holds every version above this
 
 
 class Hub:

@@ -54,6 +54,20 @@ def test_a_client_stuck_past_the_walk_limit_still_has_its_conflation_counted():
     assert hub.conflated == 499
 
 
+def test_clients_stuck_since_different_moments_each_count_their_own_conflated_ticks():
+    hub = Hub(["BTC/USD", "ETH/USD"], 10, 10.0)
+    early = Wire(hub, ("BTC/USD",))
+    for seq in range(1, 701):
+        hub.publish(tick(seq=seq, price=f"{seq}.00"))
+    late = Wire(hub, ("BTC/USD",))
+    for seq in range(701, 1401):
+        hub.publish(tick(seq=seq, price=f"{seq}.00"))
+    hub.publish(tick("ETH/USD", "5.00", seq=1401))
+    Flusher(hub).flush(hub.take_batch())
+    assert prices(early.body()) == prices(late.body()) == ["1400.00"]
+    assert hub.conflated == 1399 + 699
+
+
 def test_each_flush_records_its_duration_and_the_age_of_the_prices_it_wrote():
     import time
     hub = Hub(["BTC/USD"], 10, 10.0)
