@@ -27,6 +27,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -41,10 +42,12 @@ from tests.support.simulator import SimulatorProcess  # noqa: E402
 
 METRICS = "/api/market-data/metrics"
 MAX_CLIENTS = 40_000
+WAIT_FOR_STREAMS_S = 45     # at most, after the ramp, for every stream to be counted
 
 
-def timed_scrape(port: int) -> tuple[float, str]:
-    """Seconds from connect to the last byte of one scrape, and its text."""
+def timed_scrape(port: int) -> tuple[float, str, float]:
+    """Seconds from connect to the last byte of one scrape, its text, and the seconds the worker
+    spent building it (its Server-Timing header)."""
     started = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -53,9 +56,10 @@ def timed_scrape(port: int) -> tuple[float, str]:
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"/metrics answered {response.status}: {body[:200]!r}")
+        built_ms = float((response.getheader("Server-Timing") or "dur=nan").rpartition("dur=")[2])
     finally:
         connection.close()
-    return time.perf_counter() - started, body.decode()
+    return time.perf_counter() - started, body.decode(), built_ms / 1000
 
 
 def streams_counted(text: str) -> float:
@@ -82,7 +86,7 @@ def main() -> None:
     generators = max(2, math.ceil(args.clients / MAX_CLIENTS_PER_GENERATOR))
     ramp_s = args.clients / args.ramp
     # Room for every stream to be counted, then the scrapes.
-    window_s = 15 + args.scrapes * args.interval
+    window_s = WAIT_FOR_STREAMS_S + args.scrapes * args.interval
     with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=scenario.rate) as sim:
         _raise_redis_maxclients(redis_server)
         with serve_pricefeed(scenario, args.workers, redis_server, sim) as server:
@@ -105,18 +109,20 @@ def main() -> None:
             sampling = gevent.spawn(sampler.run, stop_at + 1)
             collecting = [gevent.spawn(_collect, child, stop_at + 40) for child in children]
             gevent.sleep(max(0.0, window_start - time.time()))
-            # Every stream counted, or as many as connected within the deadline (the report says how many).
-            counted = 0.0
-            deadline = time.time() + 15
-            while counted < args.clients and time.time() < deadline:
-                counted = streams_counted(timed_scrape(server.port)[1])
+            # Every stream counted, or as many as connected once the count stops growing (reported).
+            counted, steady_since, deadline = 0.0, time.time(), time.time() + WAIT_FOR_STREAMS_S
+            while counted < args.clients and time.time() < deadline and time.time() - steady_since < 5:
+                now_counted = streams_counted(timed_scrape(server.port)[1])
+                if now_counted != counted:
+                    counted, steady_since = now_counted, time.time()
                 gevent.sleep(0.5)
             streams_before = counted
-            times, scrape_start = [], time.time()
+            times, built, scrape_start = [], [], time.time()
             for _ in range(args.scrapes):
                 next_at = time.perf_counter() + args.interval
-                seconds, text = timed_scrape(server.port)
+                seconds, text, built_s = timed_scrape(server.port)
                 times.append(seconds)
+                built.append(built_s)
                 counted = streams_counted(text)
                 gevent.sleep(max(0.0, next_at - time.perf_counter()))
             scrape_end = time.time()
@@ -129,9 +135,12 @@ def main() -> None:
         "streams_in_first_scrape": streams_before, "streams_in_last_scrape": counted,
         "connected": sum(r["connected"] for r in ok),
         "connect_failures": sum(sum(r["connect_failures"].values()) for r in ok),
+        "connect_failure_reasons": dict(sum((Counter(r["connect_failures"]) for r in ok), Counter())),
         "disconnects": sum(sum(r["disconnects"].values()) for r in ok),
         "scrape_ms": {"p50": round(statistics.median(times) * 1000, 1), "max": round(max(times) * 1000, 1),
                       "each": [round(t * 1000, 1) for t in times]},
+        "built_in_worker_ms": {"p50": round(statistics.median(built) * 1000, 1),
+                               "max": round(max(built) * 1000, 1)},
         "server_cpu_pct": round(sum(cpu.get(g, 0) for g in SERVER_GROUPS), 1),
         "loadgen_cpu_pct": round(cpu.get("loadgen", 0), 1), "cpu_pct": cpu, "machine_busy_pct": machine,
         "loadavg_before": loadavg_before,
