@@ -93,7 +93,7 @@ def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
     if not log or log[-1][0] <= since:
         return 0
     count = 0
-    for steps, (version, pair) in enumerate(reversed(log)):
+    for steps, (version, pair, _) in enumerate(reversed(log)):
         if version <= since:
             return count
         if steps == TICK_WALK_LIMIT:
@@ -113,7 +113,7 @@ def _index_ticks(batch: Batch, since: int) -> None:
     """Per pair, the versions in the tick log from the batch's back to just after `since`."""
     index: dict[str, list[int]] = {}
     floor = -1
-    for version, pair in reversed(batch.tick_log):
+    for version, pair, _ in reversed(batch.tick_log):
         if version <= since:
             floor = since
             break
@@ -167,17 +167,29 @@ class Flusher:
         hub.conflated += conflated
         self.record.add_flush(time.perf_counter() - started)
         if written:
-            self._record_tick_ages(batch.version, slot)
+            self._record_tick_ages(batch, slot)
         return written
 
-    def _record_tick_ages(self, version: int, slot: int) -> None:
-        """The age, now that the flush is written, of each price it was the first (of its slot) to write."""
+    def _record_tick_ages(self, batch: Batch, slot: int) -> None:
+        """The age, now that the flush is written, of each tick it wrote for the first time (per slot).
+
+        With a journal every tick since the previous flush went out; otherwise only the latest
+        price of each pair did (the ticks before it were conflated, never written).
+        """
         since = self._aged_version.get(slot, 0)
-        self._aged_version[slot] = version
+        self._aged_version[slot] = batch.version
         now = time.time()
+        add = self.record.add_tick_age
+        if batch.journal is not None and batch.tick_log is not None:
+            for version, _, ts in reversed(batch.tick_log):
+                if version <= batch.journal_from:
+                    break
+                if version <= batch.version:
+                    add(max(0.0, now - ts / 1000))
+            return
         for entry in self.hub.book.values():
-            if since < entry.version <= version:
-                self.record.add_tick_age(max(0.0, now - entry.tick.ts / 1000))
+            if since < entry.version <= batch.version:
+                add(max(0.0, now - entry.tick.ts / 1000))
 
     def _run(self) -> None:
         hub = self.hub

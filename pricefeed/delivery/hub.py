@@ -35,7 +35,7 @@ from pricefeed.ticks import PriceTick
 SLOT_PERIOD = 0.05          # seconds between flushes of consecutive slots (conflated pace)
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
 SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
-TICK_LOG_LIMIT = 10_000     # recent (version, pair) of ticks, to count what conflation replaced
+TICK_LOG_LIMIT = 10_000     # recent (version, pair, ts) of ticks: what conflation replaced, how old
 
 
 class HubFull(Exception):
@@ -73,9 +73,10 @@ class Batch:
     journal: list[tuple[int, str, bytes]] | None = None
     journal_from: int = 0
     cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
-    # The hub's recent (version, pair) of ticks, newest last: how many ticks a chunk of latest
-    # prices stands for (the conflation count for metrics). Read within one chunk_for, never across a yield.
-    tick_log: deque[tuple[int, str]] | None = None
+    # The hub's recent (version, pair, exchange ts) of ticks, newest last: how many ticks a chunk of
+    # latest prices stands for, and how old the ticks written were (for metrics). Read within one
+    # call, never across a yield.
+    tick_log: deque[tuple[int, str, int]] | None = None
     tick_index: dict[str, list[int]] | None = None   # pair -> its versions in tick_log, newest first
     tick_index_floor: int = -1                         # tick_index holds every version above this
 
@@ -129,7 +130,7 @@ class Hub:
         self.events_written = 0
         self.conflated = 0
         self.slow_client_disconnects = 0
-        self._tick_log: deque[tuple[int, str]] = deque(maxlen=TICK_LOG_LIMIT)
+        self._tick_log: deque[tuple[int, str, int]] = deque(maxlen=TICK_LOG_LIMIT)
 
     # -- clients -------------------------------------------------------------------
 
@@ -256,7 +257,7 @@ class Hub:
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
-        self._tick_log.append((self.version, tick.pair))
+        self._tick_log.append((self.version, tick.pair, tick.ts))
         if not self.paced:
             if self._journal is not None:
                 self._journal.append((self.version, tick.pair, frame))

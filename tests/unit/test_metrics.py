@@ -68,18 +68,32 @@ def test_clients_stuck_since_different_moments_each_count_their_own_conflated_ti
     assert hub.conflated == 1399 + 699
 
 
-def test_each_flush_records_its_duration_and_the_age_of_the_prices_it_wrote():
+def test_each_flush_records_its_duration_and_the_age_of_every_tick_it_wrote():
     import time
     hub = Hub(["BTC/USD"], 10, 10.0)
     Wire(hub, ("BTC/USD",))
     flusher = Flusher(hub)
-    hub.publish(tick(seq=1, ts=int(time.time() * 1000) - 2000))
+    now_ms = int(time.time() * 1000)
+    hub.publish(tick(seq=1, ts=now_ms - 3000))
+    hub.publish(tick(seq=2, ts=now_ms - 2000))     # the steady client is sent both
     flusher.flush(hub.take_batch())
-    flusher.flush(hub.take_batch())       # nothing new: a duration, no age
+    flusher.flush(hub.take_batch())                # nothing new: a duration, no age
     durations, ages = flusher.record.drain()
     assert len(durations) == 2 and all(0 <= d < 1 for d in durations)
-    assert len(ages) == 1 and 1.9 < ages[0] < 3
+    assert [round(age) for age in ages] == [2, 3]
     assert flusher.record.drain() == ([], [])
+
+
+def test_a_paced_flush_records_the_age_of_the_latest_price_only_the_others_were_never_written():
+    import time
+    hub = Hub(["BTC/USD"], 10, 10.0, min_update_interval=1.0)
+    wire = Wire(hub, ("BTC/USD",))
+    now_ms = int(time.time() * 1000)
+    hub.publish(tick(seq=1, ts=now_ms - 3000))
+    hub.publish(tick(seq=2, ts=now_ms - 2000))
+    flusher = Flusher(hub)
+    flusher.flush(hub.take_batch(wire.client.slot), wire.client.slot)
+    assert [round(age) for age in flusher.record.drain()[1]] == [2]
 
 
 def test_observing_in_bulk_gives_the_same_histogram_as_observing_one_by_one():
