@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the tests need (virtualenv, Python packages, redis-server and
-# Chromium via apt-get where missing) and run the whole suite.
+# Install everything the tests need (virtualenv, Python packages, redis-server,
+# Chromium and nginx via apt-get where missing) and run the whole suite.
 #   ./test.sh                 everything
 #   ./test.sh tests/unit -x   any pytest arguments
 set -euo pipefail
@@ -15,6 +15,8 @@ command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # tests/support/tls_redis.py makes a throwaway CA for the rediss:// test
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# tests/integration/test_nginx.py runs a real nginx in front of gunicorn
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]} with apt-get" >&2
   sudo=""

@@ -384,6 +384,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", lambda t: _choice(t, ("text", "json")), "text",
             "app.py and the service's gunicorn.conf.py: `text` (one line per event, key=value fields) or `json` "
             "(one JSON object per line, python-json-logger). The extension itself configures no handlers."),
+    # Issue 12: Prometheus metrics.
+    Setting("METRICS", _bool, True,
+            "Serve Prometheus metrics at {prefix}/metrics (operators only, like the detailed health report). "
+            "Across gunicorn workers they are summed through PROMETHEUS_MULTIPROC_DIR, which the bundled "
+            "gunicorn config sets up."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -463,6 +468,7 @@ class Config:
     # issue 12
     worker_connections: int | None
     log_format: str
+    metrics: bool
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,

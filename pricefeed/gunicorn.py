@@ -32,14 +32,27 @@ from typing import Any, Callable
 
 from pricefeed.capacity import gunicorn_worker_connections
 
-__all__ = ["worker_class", "worker_connections", "preload_app", "post_worker_init", "worker_int",
-           "worker_abort", "worker_exit", "child_exit"]
+__all__ = ["worker_class", "worker_connections", "preload_app", "on_starting", "on_exit", "post_worker_init",
+           "worker_int", "worker_abort", "worker_exit", "child_exit"]
 
 worker_class = "gevent"
 # Streams per worker are bounded by it; PRICEFEED_WORKER_CONNECTIONS wins, else derived.
 worker_connections = gunicorn_worker_connections()
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
 preload_app = False
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before any worker: one directory for every worker's metric files
+    (PROMETHEUS_MULTIPROC_DIR, made fresh when unset, emptied when given)."""
+    from pricefeed.web.metrics_process import on_starting as prepare
+    prepare(server)
+
+
+def on_exit(server: Any) -> None:
+    """In the master, last: remove the metrics directory if on_starting made it."""
+    from pricefeed.web.metrics_process import on_exit as clean_up
+    clean_up(server)
 
 
 def post_worker_init(worker: Any) -> None:

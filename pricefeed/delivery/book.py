@@ -1,6 +1,7 @@
 """What the hub holds and hands the flusher: each pair's latest price (framed per transport) and batches."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,12 @@ class Batch:
     journal_from: int = 0
     cache: dict = field(default_factory=dict)   # subscription and position -> shared chunk
     due_at: float | None = None                 # every-tick batch: when its oldest tick arrived (lag)
+    # The hub's recent (version, pair, exchange ts) of ticks, newest last: how many ticks a chunk of
+    # latest prices stands for, and how old the ticks written were (for metrics). Read within one
+    # call, never across a yield.
+    tick_log: deque[tuple[int, str, int]] | None = None
+    tick_index: dict[str, list[int]] | None = None   # pair -> its versions in tick_log, newest first
+    tick_index_floor: int = -1                         # tick_index holds every version above this
 
 
 def framings(name: str, body: Any, event_id: str | None = None) -> tuple[bytes, ...]:

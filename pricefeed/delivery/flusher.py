@@ -14,16 +14,24 @@ client: for every-tick clients, from the arrival at the hub of the oldest tick i
 wrote to the end of the flush; for a conflated slot, from when the slot fell due on
 the timer to the end of the flush. The load shedder (load_shedder.py) turns that lag
 into "refuse new streams for now".
+
+What it measures for the metrics costs nothing per client either: each shared chunk
+knows how many events it carries and how many ticks conflation folded into it
+(counted once, when the chunk is built), a write adds those two numbers, and each
+flush records its duration and the age of the prices it wrote (flush_record.py).
 """
 from __future__ import annotations
 
+import bisect
 import logging
+import operator
 import time
 from typing import Callable
 
 import gevent
 
 from pricefeed.delivery import sse, ws_frames
+from pricefeed.delivery.flush_record import FlushRecord
 from pricefeed.delivery.hub import SLOT_PERIOD, Batch, Hub
 from pricefeed.delivery.load_shedder import LoadShedder
 from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
@@ -34,15 +42,23 @@ YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: abo
 YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
 CRASH_PAUSE_S = 0.1
 PINGS = (sse.PING, ws_frames.PING)     # by transport
+TICK_WALK_LIMIT = 256     # ticks walked back per chunk before the batch's index is built
+# Conflated flushes record written prices' ages per timer tick position: at most this many
+# positions (the longest pace, 60 s, over the 50 ms grid).
+AGE_POSITIONS = 1200
+IMMEDIATE = -1            # the every-tick flushes' position
 
 
 def _version(entry: tuple[int, bytes]) -> int:
     return entry[0]
 
 
-def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
-    """(plain, framed) bytes this client needs now, or None. Shared per batch. Framed: an HTTP/1.1
-    chunk for SSE; for WebSocket the frames themselves (they are the framing)."""
+Chunk = tuple[bytes, bytes, int, int]
+
+
+def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
+    """(plain, framed, events, conflated ticks) this client needs now, or None. Shared per batch.
+    Framed: an HTTP/1.1 chunk for SSE; for WebSocket the frames themselves (they are the framing)."""
     ping = client.ping_round < batch.ping_round
     use_journal = batch.journal is not None and client.steady
     transport = client.transport
@@ -61,6 +77,7 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         # Newly ready, or drained after falling behind: the latest price of each pair it
         # has not been sent.
         frames = [entry for pair in pairs if (entry := batch.book.get(pair)) is not None and entry[0] > since]
+    conflated = 0 if use_journal else _ticks_between(batch, since, pairs) - len(frames)
     if status_frame is not None and status_version > since:
         frames.append((status_version, status_frame))
     # In the order the hub made them, so a status never overtakes the prices before it.
@@ -73,11 +90,54 @@ def chunk_for(client: StreamClient, batch: Batch) -> tuple[bytes, bytes] | None:
         parts.append(PINGS[transport])
     if parts:
         plain = b"".join(parts)
-        chunk = (plain, b"%X\r\n%s\r\n" % (len(plain), plain) if transport == SSE else plain)
+        framed = b"%X\r\n%s\r\n" % (len(plain), plain) if transport == SSE else plain
+        chunk = (plain, framed, len(frames), max(0, conflated))
     else:
         chunk = None
     batch.cache[key] = chunk
     return chunk
+
+
+def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
+    """Ticks of `pairs` the hub made after version `since` up to the batch's (a lower bound once
+    the hub's tick log no longer reaches back that far). Called once per shared chunk.
+
+    Usually `since` is recent (the previous flush of the client's slot) and a short walk back
+    finds it. Past TICK_WALK_LIMIT steps the batch indexes the log once per pair, back to the
+    oldest `since` asked so far, and every further chunk is a bisection: the cost never grows
+    with clients times ticks.
+    """
+    log = batch.tick_log
+    if not log or log[-1][0] <= since:
+        return 0
+    count = 0
+    for steps, (version, pair, _) in enumerate(reversed(log)):
+        if version <= since:
+            return count
+        if steps == TICK_WALK_LIMIT:
+            break
+        if version <= batch.version and pair in pairs:
+            count += 1
+    else:
+        return count
+    if batch.tick_index is None or since < batch.tick_index_floor:
+        _index_ticks(batch, since)
+    # Each pair's versions are newest first: the ones above `since` lead the list.
+    return sum(bisect.bisect_left(versions, -since, key=operator.neg)
+               for pair in pairs if (versions := batch.tick_index.get(pair)))
+
+
+def _index_ticks(batch: Batch, since: int) -> None:
+    """Per pair, the versions in the tick log from the batch's back to just after `since`."""
+    index: dict[str, list[int]] = {}
+    floor = -1
+    for version, pair, _ in reversed(batch.tick_log):
+        if version <= since:
+            floor = since
+            break
+        if version <= batch.version:
+            index.setdefault(pair, []).append(version)
+    batch.tick_index, batch.tick_index_floor = index, floor
 
 
 class Flusher:
@@ -96,6 +156,9 @@ class Flusher:
         # Test only (PRICEFEED_FAULT_INJECTION): a cooperative pause after every flush,
         # to push the worker past its lag bound without thousands of clients.
         self.test_delay_s = 0.0
+        self.record = FlushRecord()
+        # Per flush position: the newest price whose age was recorded.
+        self._aged_version: dict[int, int] = {}
 
     def start(self) -> None:
         if self._greenlet is None or self._greenlet.dead:   # two flushers would interleave batches
@@ -112,14 +175,19 @@ class Flusher:
             candidates.append(self._next_slot_due)
         return min(candidates) if candidates else None
 
-    def flush(self, batch: Batch, due_at: float | None = None) -> int:
+    def flush(self, batch: Batch, due_at: float | None = None, position: int = IMMEDIATE) -> int:
         """Write one batch. Returns the number of writes. With `due_at` (when the batch's oldest
-        frame became due) its lag is measured and reported to the shedder."""
+        frame became due) its lag is measured and reported to the shedder. `position`: the timer
+        tick's place for a conflated batch (which ticks' ages it records first)."""
         if due_at is None:
             due_at = batch.due_at
         self._flushing_due = due_at
+        started = time.perf_counter()
         try:
             written = self._write(batch)
+            self.record.add_flush(time.perf_counter() - started)
+            if written:
+                self._record_tick_ages(batch, position)
             if self.test_delay_s:
                 gevent.sleep(self.test_delay_s)
         finally:
@@ -132,7 +200,7 @@ class Flusher:
         return written
 
     def _write(self, batch: Batch) -> int:
-        written = 0
+        written = events = conflated = 0
         for client in batch.clients:
             if not client.ready or client.gone or client.closed:
                 continue
@@ -144,15 +212,41 @@ class Flusher:
             if chunk is not None:
                 client.steady = client.deliver(chunk[1], chunk[0])
                 written += 1
+                events += chunk[2]
+                conflated += chunk[3]
                 if written % YIELD_EVERY == 0:
                     gevent.sleep(YIELD_S)
             else:
                 client.steady = True
             client.sent_version = batch.version
             client.ping_round = batch.ping_round
-        self.hub.flushes += 1
-        self.hub.writes += written
+        hub = self.hub
+        hub.flushes += 1
+        hub.writes += written
+        hub.events_written += events
+        hub.conflated += conflated
         return written
+
+    def _record_tick_ages(self, batch: Batch, position: int) -> None:
+        """The age, now that the flush is written, of each tick it wrote for the first time (per flush position).
+
+        With a journal every tick since the previous flush went out; otherwise only the latest
+        price of each pair did (the ticks before it were conflated, never written).
+        """
+        since = self._aged_version.get(position, 0)
+        self._aged_version[position] = batch.version
+        now = time.time()
+        add = self.record.add_tick_age
+        if batch.journal is not None and batch.tick_log is not None:
+            for version, _, ts in reversed(batch.tick_log):
+                if version <= batch.journal_from:
+                    break
+                if version <= batch.version:
+                    add(max(0.0, now - ts / 1000))
+            return
+        for entry in self.hub.book.values():
+            if since < entry.version <= batch.version:
+                add(max(0.0, now - entry.tick.ts / 1000))
 
     def _run(self) -> None:
         """One loop for every pace: every-tick flushes as soon as there is work, and the
@@ -175,7 +269,7 @@ class Flusher:
                     self.flush(hub.take_batch())
                 if hub.has_conflated and time.monotonic() >= next_at:
                     try:
-                        self.flush(hub.take_batch(tick), due_at=next_at)
+                        self.flush(hub.take_batch(tick), due_at=next_at, position=tick % AGE_POSITIONS)
                     finally:
                         tick += 1         # a slot that fails must not starve the rest
                     next_at += SLOT_PERIOD

@@ -36,6 +36,7 @@ from pricefeed.delivery.stream_client import SSE, StreamClient
 from pricefeed.ticks import PriceTick
 
 __all__ = ["SLOT_PERIOD", "Batch", "BookEntry", "Hub", "HubClosed", "HubFull", "framings"]
+TICK_LOG_LIMIT = 10_000     # recent (version, pair, ts) of ticks: what conflation replaced, how old
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
 SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
 
@@ -77,6 +78,10 @@ class Hub:
         self._journal: list[tuple[int, str, tuple[bytes, ...]]] | None = None
         self._flushed_version = 0
         self.unflushed_since: float | None = None   # arrival of the oldest tick not yet in a batch
+        self._tick_log: deque[tuple[int, str, int]] = deque(maxlen=TICK_LOG_LIMIT)
+        self.events_written = 0
+        self.conflated = 0
+        self.slow_client_disconnects = 0
         self.draining = False                       # stopping: no new streams, open ones closing
         self._pending: set[StreamClient] = set()
         self._full_pass = False
@@ -282,6 +287,7 @@ class Hub:
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
+        self._tick_log.append((self.version, tick.pair, tick.ts))
         if self.history is not None:
             self.history.record(tick)
         if self._immediate:
@@ -315,7 +321,7 @@ class Hub:
         changed since the previous such flush (all of them after a status or ping). `slot` t: the
         conflated clients due at timer tick t — slot t mod slot_count of every group."""
         book = {pair: (entry.version, entry.frame) for pair, entry in self.book.items()}
-        batch = Batch(self.version, book, self._status, self.ping_round, [])
+        batch = Batch(self.version, book, self._status, self.ping_round, [], tick_log=self._tick_log)
         if slot is not None:
             for group in self._groups.values():
                 batch.clients.extend(group.due(slot))
@@ -413,6 +419,8 @@ class Hub:
             "pace": f"every {self.default_pace_ms} ms per client" if self.default_pace_ms else "every tick",
             "pace_groups": {str(ms): count for ms, count in self.pace_groups().items()},
             "flushes": self.flushes, "writes": self.writes, "skipped_busy": self.skipped_busy,
+            "events_written": self.events_written, "conflated": self.conflated,
+            "slow_client_disconnects": self.slow_client_disconnects,
             "epoch": self.epoch, "seq": self.seq,
         }
 

@@ -15,6 +15,8 @@ from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
 from pricefeed.web.cli import create_cli_group
 from pricefeed.web.dashboard import create_dashboard_blueprint
 from pricefeed.web.gevent_requirement import GeventRequirement
+from pricefeed.web.metrics import NodeMetrics
+from pricefeed.web.metrics_view import create_metrics_blueprint
 from pricefeed.web.sse_response import remember_start_response
 from pricefeed.web.ws_view import add_websocket_routes
 
@@ -27,6 +29,7 @@ class PriceFeed:
     def __init__(self, app: Flask | None = None):
         self.node: Node | None = None
         self.config: Config | None = None
+        self.metrics: NodeMetrics | None = None
         self._start_lock = threading.Lock()
         self._settings: collections.ChainMap = collections.ChainMap()
         self._gevent_check = GeventRequirement()
@@ -41,6 +44,10 @@ class PriceFeed:
             {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
         self.apply_capacity(self.config.worker_connections)
         app.extensions[EXTENSION_KEY] = self
+        if self.config.metrics:
+            # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
+            self.metrics = NodeMetrics(self.node)
+            app.register_blueprint(create_metrics_blueprint(EXTENSION_KEY), url_prefix=self.config.url_prefix)
         api = create_api_blueprint()
         add_websocket_routes(api)     # /ws beside /stream: the same parsers and JSON errors
         app.register_blueprint(api, url_prefix=self.config.url_prefix)
@@ -71,9 +78,13 @@ class PriceFeed:
         with self._start_lock:
             if not self.node.running:
                 self.node.start()
+                if self.metrics is not None:
+                    self.metrics.start()
 
     def stop(self, spread_s: float = 0.0) -> None:
         """Stop the feed and close all streams (graceful shutdown), over `spread_s` seconds."""
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.node is not None and self.node.running:
             self.node.stop(spread_s)
 

@@ -107,10 +107,9 @@ def _stop(worker: Any, spread_s: float = 0.0) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """In the master, after a worker exited (clean exit, crash or SIGKILL).
+    """In the master, after a worker exited (clean exit, crash or SIGKILL): forget its
+    per-process state kept outside it — its Prometheus live-gauge files (metrics_process.py).
+    Standard library only: this runs in the master."""
+    from pricefeed.web.metrics_process import child_exit as forget
+    forget(server, worker)
 
-    Nothing to do yet: the hook exists so that `from pricefeed.gunicorn import *` already
-    wires it. Per-process state kept outside the worker (Prometheus multiprocess files:
-    `prometheus_client.multiprocess.mark_process_dead(worker.pid)`) is forgotten here.
-    Keep it light: no Flask, no redis at import.
-    """

@@ -99,7 +99,9 @@ def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
             if client.backlog is not None:
                 try:
                     sock.sendall(client.backlog)   # bounded by WRITE_TIMEOUT (bound_writes)
-                except OSError:                    # includes the timeout: a client that stopped reading
+                except OSError as exc:             # includes the timeout: a client that stopped reading
+                    if isinstance(exc, TimeoutError):
+                        hub.slow_client_disconnects += 1
                     hang_up(sock)
                     return
                 client.backlog = None

@@ -190,7 +190,9 @@ class WebSocketSession:
             if client.backlog is not None:
                 try:
                     self.sock.sendall(client.backlog)
-                except OSError:       # includes the timeout: a client that stopped reading
+                except OSError as exc:   # includes the timeout: a client that stopped reading
+                    if isinstance(exc, TimeoutError):
+                        self.node.hub.slow_client_disconnects += 1
                     client.drop()
                     return False
                 client.backlog = None

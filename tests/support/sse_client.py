@@ -51,9 +51,12 @@ class SSEClient:
     """Opens `url` and reads events on a background thread until closed."""
 
     # Longer than the service's longest silence (a `: ping` every 15 s at most), like a browser.
-    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30):
+    def __init__(self, url: str, headers: dict | None = None, timeout: float = 30,
+                 source_address: tuple[str, int] | None = None):
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        # source_address: connect from another loopback address (127.0.0.2, ...), as another browser.
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout,
+                                               source_address=source_address)
         self.conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""), headers=headers or {})
         self._sock = self.conn.sock
         self.response = self.conn.getresponse()
