@@ -25,7 +25,7 @@ def test_a_paced_client_sent_only_the_latest_price_counts_the_ticks_it_was_spare
         hub.publish(tick("BTC/USD", f"10{seq}.00", seq=seq))
     hub.publish(tick("ETH/USD", "5.00", seq=6))          # not its pair: not conflated for it
     flusher = Flusher(hub)
-    flusher.flush(hub.take_batch(wire.client.slot), wire.client.slot)
+    flusher.flush(hub.take_batch(wire.client.slot), position=wire.client.slot)
     assert prices(wire.body()) == ["105.00"]
     assert hub.events_written == 1
     assert hub.conflated == 4
@@ -73,6 +73,8 @@ def test_each_flush_records_its_duration_and_the_age_of_every_tick_it_wrote():
     hub = Hub(["BTC/USD"], 10, 10.0)
     Wire(hub, ("BTC/USD",))
     flusher = Flusher(hub)
+    flusher.flush(hub.take_batch())                # the newcomer's first flush: steady from now on
+    flusher.record.drain()
     now_ms = int(time.time() * 1000)
     hub.publish(tick(seq=1, ts=now_ms - 3000))
     hub.publish(tick(seq=2, ts=now_ms - 2000))     # the steady client is sent both
@@ -92,7 +94,7 @@ def test_a_paced_flush_records_the_age_of_the_latest_price_only_the_others_were_
     hub.publish(tick(seq=1, ts=now_ms - 3000))
     hub.publish(tick(seq=2, ts=now_ms - 2000))
     flusher = Flusher(hub)
-    flusher.flush(hub.take_batch(wire.client.slot), wire.client.slot)
+    flusher.flush(hub.take_batch(wire.client.slot), position=wire.client.slot)
     assert [round(age) for age in flusher.record.drain()[1]] == [2]
 
 
