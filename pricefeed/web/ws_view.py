@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 
 
 def add_websocket_routes(api: Blueprint) -> None:
-    @api.route("/ws", methods=["GET"], websocket=True)
+    @api.route("/ws", methods=["GET"], websocket=True, provide_automatic_options=False)
     def websocket():
         return serve_websocket(current_node())
 
-    @api.route("/ws", methods=["GET"], endpoint="websocket_required")
+    @api.route("/ws", methods=["GET"], endpoint="websocket_required", provide_automatic_options=False)
     def websocket_required():
         raise ApiError(426, "upgrade_required", "this endpoint speaks WebSocket only (Upgrade: websocket)",
                        {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"})
