@@ -15,7 +15,7 @@ METRICS_BLUEPRINT = "pricefeed_metrics"
 def create_metrics_blueprint(extension_key: str) -> Blueprint:
     metrics = Blueprint(METRICS_BLUEPRINT, __name__)
 
-    @metrics.route("/metrics", methods=["GET"])
+    @metrics.route("/metrics", methods=["GET"], provide_automatic_options=False)
     def scrape():
         if not admin_allowed(request):
             return json_error(403, "forbidden",
