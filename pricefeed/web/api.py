@@ -37,7 +37,7 @@ API_BLUEPRINT = "pricefeed_api"
 _ANY_PATH = "pricefeed_any_path"
 _ROUTES = {"stream": "GET, HEAD, OPTIONS", "prices": "GET, HEAD, OPTIONS", "health": "GET, HEAD, OPTIONS",
            "history": "GET, HEAD, OPTIONS",
-           "ws": "GET, OPTIONS", "metrics": "GET, HEAD, OPTIONS", "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
+           "ws": "GET, OPTIONS", "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
 # Up to 10% more, so streams opened together (after a deploy) do not all end together.
 LIFETIME_JITTER = 0.1
 
