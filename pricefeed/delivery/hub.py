@@ -32,7 +32,7 @@ import gevent.event
 
 from pricefeed.delivery.book import Batch, BookEntry, framings
 from pricefeed.delivery.pace import EVERY_TICK, SLOT_PERIOD, PaceGroup, pace_in_force
-from pricefeed.delivery.stream_client import SSE, StreamClient
+from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
 from pricefeed.ticks import PriceTick
 
 __all__ = ["SLOT_PERIOD", "Batch", "BookEntry", "Hub", "HubClosed", "HubFull", "framings"]
@@ -157,6 +157,11 @@ class Hub:
     def slot_count(self) -> int:
         """Slots of the deployment's default pace (1 for every tick)."""
         return PaceGroup(self.default_pace_ms).slot_count if self.default_pace_ms else 1
+
+    def clients_by_transport(self) -> dict[str, int]:
+        """Open streams per transport, for the metrics (read once a second, not per event)."""
+        websocket = sum(1 for client in self._clients if client.transport == WEBSOCKET)
+        return {"sse": len(self._clients) - websocket, "ws": websocket}
 
     def pace_groups(self) -> dict[int, int]:
         """Clients per pace in ms (0: every tick), for /health and the benches."""

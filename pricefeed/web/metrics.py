@@ -203,13 +203,9 @@ class NodeMetrics:
 
 
 def _clients_by_transport(hub) -> dict[str, int]:
-    """Open streams per transport. A hub that knows its WebSocket clients says so
-    (`clients_by_transport()`); otherwise every client is an SSE stream."""
-    by_transport = getattr(hub, "clients_by_transport", None)
-    if callable(by_transport):
-        counts = by_transport()
-        return {transport: int(counts.get(transport, 0)) for transport in TRANSPORTS}
-    return {"sse": hub.status()["clients"], "ws": 0}
+    """Open streams per transport, every label present."""
+    counts = hub.clients_by_transport()
+    return {transport: int(counts.get(transport, 0)) for transport in TRANSPORTS}
 
 
 def observe_many(histogram: Histogram, values: list[float]) -> None:
