@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tests.support.deployment import PAIRS, SYMBOLS, instance_env, new_prefix
+from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
 from tests.support.observe import mode_sequence
 from tests.support.redis_server import RedisServer
@@ -321,7 +321,9 @@ def main() -> None:
         deployment = Deployment(redis_server, sim, app)
         runs = []
         try:
-            wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
+            # Every worker, not just the one that answers first: a follower still joining would
+            # announce its "live" to the clients of the first run as if the fault had caused it.
+            all_live([app])
             for _ in range(args.repeats):
                 deployment.clients = [SSEClient(app.url + STREAM) for _ in range(CLIENTS)]
                 runs.append(run_once(deployment, FAULTS[name]))

@@ -195,6 +195,9 @@ class BinanceFeed:
                             standby.number)
                 standby.close("replacement unconfirmed")
                 self.standby = None
+                # A peer that accepts and never answers must not get a handshake every few seconds.
+                self.policy.failed()
+                self._next_replacement_at = now + max(SUPERVISE_INTERVAL_SECONDS, self.policy.delay())
         if self._watchdog(conn, now):
             return
         replace = conn.replace_reason or ("serverShutdown" if conn.shutdown_announced else "") or (
