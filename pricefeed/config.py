@@ -356,12 +356,17 @@ SETTINGS: tuple[Setting, ...] = (
             "On a graceful stop (TERM, HUP, a worker recycled), the longest a worker takes to close its streams in "
             "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
             minimum=0, maximum=120),
+    Setting("RESTART_CLOSE_DELAY", float, 2.0,
+            "On a graceful stop of a worker holding more than NEW_STREAMS_BURST streams, seconds it keeps "
+            "streaming after the handover before it starts closing: "
+            "a reload's new workers boot meanwhile, so the first browsers back find them accepting.",
+            minimum=0, maximum=60),
     Setting("RESTART_CLOSES_PER_SECOND", float, 1000.0,
             "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "
             "suffice): about what the admission gate lets back in.", minimum=1, maximum=1_000_000),
-    Setting("RESTART_RETRY_MS", int, 500, "Base of the `retry:` sent to each stream closed by a restart, ms.",
+    Setting("RESTART_RETRY_MS", int, 1000, "Base of the `retry:` sent to each stream closed by a restart, ms.",
             minimum=0, maximum=600000),
-    Setting("RESTART_RETRY_JITTER_MS", int, 2500, "Random extra per stream added to RESTART_RETRY_MS, ms.",
+    Setting("RESTART_RETRY_JITTER_MS", int, 3000, "Random extra per stream added to RESTART_RETRY_MS, ms.",
             minimum=0, maximum=600000),
     # Issue 13 (server side): the WebSocket transport and the price history.
     Setting("WS_MAX_MESSAGE_BYTES", int, 4096, "Largest WebSocket message a client may send, bytes (close 1009).",
@@ -458,6 +463,7 @@ class Config:
     shed_retry_jitter: int
     restart_spread: float
     restart_closes_per_second: float
+    restart_close_delay: float
     restart_retry_ms: int
     restart_retry_jitter_ms: int
     ws_max_message_bytes: int

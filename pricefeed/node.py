@@ -170,10 +170,11 @@ class Node:
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
                  len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
 
-    def stop(self, spread_s: float = 0.0) -> None:
+    def stop(self, spread_s: float = 0.0, delay_s: float = 0.0) -> None:
         """Graceful shutdown: stop publishing and hand the lease over at once, then close every
-        stream — over `spread_s` seconds, each with a jittered `retry:` (delivery/drain.py), while
-        the bus and the flusher keep the streams not yet closed live."""
+        stream — after `delay_s` more seconds of streaming, over `spread_s` seconds, each with a
+        jittered `retry:` (delivery/drain.py), while the bus and the flusher keep the streams not
+        yet closed live."""
         self._stopping = True
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
@@ -188,6 +189,11 @@ class Node:
             self.publisher.stop()
         self.handover_s = self._clock() - handover_started
         if spread_s > 0:
+            # Not admitting from now on (503 shutting_down), but still streaming: a reload's
+            # new workers are booting, and browsers sent back now would find nobody accepting.
+            # A few (no more than one admission burst) wait in the listen backlog unharmed.
+            if len(self.hub.drain()) > self.config.new_streams_burst:
+                gevent.sleep(delay_s)
             self.drained = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
                 self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
             log.warning("pricefeed: handed over in %.2f s, then closed %d streams over %.2f s in %d slices",

@@ -81,12 +81,12 @@ class PriceFeed:
                 if self.metrics is not None:
                     self.metrics.start()
 
-    def stop(self, spread_s: float = 0.0) -> None:
-        """Stop the feed and close all streams (graceful shutdown), over `spread_s` seconds."""
+    def stop(self, spread_s: float = 0.0, delay_s: float = 0.0) -> None:
+        """Stop the feed and close all streams (graceful shutdown): after `delay_s`, over `spread_s` seconds."""
         if self.metrics is not None:
             self.metrics.stop()
         if self.node is not None and self.node.running:
-            self.node.stop(spread_s)
+            self.node.stop(spread_s, delay_s)
 
     def _start_on_first_request(self) -> None:
         if self.node is not None and not self.node.running:

@@ -76,13 +76,17 @@ def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     import gevent
     while worker.alive:
         gevent.sleep(0.02)
-    _stop(worker, restart_spread(extension.config.restart_spread, worker.cfg.graceful_timeout))
+    config = extension.config
+    delay, spread = restart_timing(config.restart_close_delay, config.restart_spread, worker.cfg.graceful_timeout)
+    _stop(worker, spread, delay)
 
 
-def restart_spread(configured_s: float, graceful_timeout_s: float) -> float:
-    """The spread, kept inside graceful_timeout: the handover takes up to ~1.5 s and the
-    worker must still exit before the master's SIGKILL."""
-    return max(0.0, min(configured_s, graceful_timeout_s - GRACEFUL_MARGIN_S))
+def restart_timing(delay_s: float, spread_s: float, graceful_timeout_s: float) -> tuple[float, float]:
+    """(delay, spread), kept together inside graceful_timeout: the handover takes up to ~1.5 s
+    and the worker must still exit before the master's SIGKILL. The spread gives way first."""
+    budget = max(0.0, graceful_timeout_s - GRACEFUL_MARGIN_S)
+    delay = min(delay_s, budget / 3)
+    return delay, max(0.0, min(spread_s, budget - delay))
 
 
 def worker_int(worker: Any) -> None:
@@ -97,11 +101,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     _stop(worker)
 
 
-def _stop(worker: Any, spread_s: float = 0.0) -> None:
+def _stop(worker: Any, spread_s: float = 0.0, delay_s: float = 0.0) -> None:
     extension = _extension(worker)
     if extension is not None:
         try:
-            extension.stop(spread_s)
+            extension.stop(spread_s, delay_s)
         except Exception:  # noqa: BLE001 - shutting down: log and carry on
             worker.log.exception("pricefeed: stop failed")
 
