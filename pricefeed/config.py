@@ -319,7 +319,7 @@ class Config:
         """The settings safe to show in /health (no credentials)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["redis_url"] = _redact(self.redis_url)
-        shown["redis_sentinel_password"] = None if self.redis_sentinel_password is None else "***"
+        del shown["redis_sentinel_password"]          # not even the name of a secret in /health
         return shown
 
 
