@@ -249,9 +249,12 @@ class Node:
         if self.host_tier is not None:
             # Outside the lease, one connection per host: the worker holding the host's lock runs it
             # and shares its ticks; the others serve theirs (issue 15).
+            # A holder that becomes leader keeps the lock (and keeps telling its siblings its
+            # connection is live) until its connection stops: a sibling still in the local tier
+            # must not open one of its own in the seconds before it rejoins.
             if want and not self.leading and not self.host_tier.claim():
                 want = False
-            elif not want or self.leading:
+            elif not want:
                 self.host_tier.release()
         if want and not self.feed.running:
             log.warning("feed: starting (%s)", "leader" if self.leading else "local tier")
