@@ -127,9 +127,17 @@ def failover_round(topo: Topology, gen: Generator, per_host: int) -> dict:
     wait_until(lambda: exchange_open(topo) == 1, 60, interval=0.2, message="one exchange connection")
     recovered_at = time.time()
     during = topo.sim_stats()["max_concurrent"] - OBSERVER
+    epoch_after = gen.newest_epoch()
     topo.restart_as_replica(port)
+    after, until = [], time.time() + 3          # watch a moment longer: does one connection stay one?
+    while time.time() < until:
+        count = exchange_open(topo)
+        if not after or after[-1][1] != count:
+            after.append((round(time.time() - killed_at, 2), count))
+        time.sleep(0.2)
     return {"to_new_epoch_s": round(first_new - killed_at, 3), "window": [killed_at, recovered_at + 1],
-            "connections_during": during, "connections_after": exchange_open(topo),
+            "connections_during": during, "connections_after": exchange_open(topo), "after_changes": after,
+            "epochs_after_recovery": gen.newest_epoch() - epoch_after,
             "disconnected": diff(gen.ended(), ended)}
 
 

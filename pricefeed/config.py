@@ -519,7 +519,6 @@ class Config:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         # The sentinels' password is not shown at all: "set" or not is all /health needs to say.
         del shown["redis_sentinel_password"]
-        shown["redis_sentinel_auth"] = "set" if self.redis_sentinel_password else None
         for name in ("redis_url", "upstream_url", "rest_url"):
             shown[name] = reduce_url(shown[name])
         shown["admin_token"] = "set" if self.admin_token else None

@@ -34,6 +34,7 @@ from pricefeed.delivery.hub import Hub
 from pricefeed.delivery.load_shedder import LoadShedder, lag_bound
 from pricefeed.cluster.lease import Election, Lease, LeaseTimings
 from pricefeed.pairs import PairCatalog
+from pricefeed.cluster.host_tier import HostTier
 from pricefeed.cluster.publisher import TickPublisher
 from pricefeed.cluster.redis_bus import RedisBus
 from pricefeed.cluster.redis_client import redis_client
@@ -108,6 +109,7 @@ class Node:
         self.bus: Bus
         self.election: Election | None = None
         self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
+        self.host_tier: HostTier | None = None          # Redis only: one local-tier connection per host
         if config.redis_url:
             # Two breakers, because pybreaker holds its lock for the whole call: per-tick
             # publishing must never queue the lease renewal behind it.
@@ -125,6 +127,7 @@ class Node:
                                      epoch_floor=self._epoch_floor, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
             self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
+            self.host_tier = HostTier(config.redis_prefix, deliver=self._on_sibling_tick, clock=clock)
             self.bus.on_heartbeat = self._on_leader_heartbeat
         else:
             self.bus = InProcessBus()
@@ -162,6 +165,8 @@ class Node:
         self.bus.start(self.hub.publish)
         if self.publisher is not None:
             self.publisher.start()
+        if self.host_tier is not None:
+            self.host_tier.start()
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
         else:
@@ -198,6 +203,8 @@ class Node:
                 self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
             log.warning("pricefeed: handed over in %.2f s, then closed %d streams over %.2f s in %d slices",
                      self.handover_s, self.drained["streams"], self.drained["took_s"], self.drained["slices"])
+        if self.host_tier is not None:
+            self.host_tier.stop()
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()
@@ -234,6 +241,8 @@ class Node:
         if self._publishes_locally():
             if not self._leader_delivering():
                 self.hub.publish_local(tick)
+                if self.host_tier is not None:
+                    self.host_tier.share(tick)
             return
         if self.publisher is not None:
             self.publisher.submit(tick)
@@ -244,6 +253,11 @@ class Node:
             # The lease deadline demotes us and the fallback chain goes local; until then
             # our own clients still get the price.
             log.warning("publish failed (%s); delivering locally", exc)
+            self.hub.publish_local(tick)
+
+    def _on_sibling_tick(self, tick: PriceTick) -> None:
+        """A tick of the host's local-tier connection, run by a sibling worker (cluster/host_tier.py)."""
+        if self._publishes_locally() and not self.feed.running and not self._leader_delivering():
             self.hub.publish_local(tick)
 
     def _leader_delivering(self) -> bool:
@@ -277,6 +291,16 @@ class Node:
         # connection rather than dropping it and reopening it a moment later as the local tier.
         want = self.leading or self.fallback.local or (
             self.election is not None and self.election.redis_failing and self.feed.running)
+        if self.host_tier is not None:
+            # Outside the lease, one connection per host: the worker holding the host's lock runs it
+            # and shares its ticks; the others serve theirs (issue 15).
+            # A holder that becomes leader keeps the lock (and keeps telling its siblings its
+            # connection is live) until its connection stops: a sibling still in the local tier
+            # must not open one of its own in the seconds before it rejoins.
+            if want and not self.leading and not self.host_tier.claim():
+                want = False
+            elif not want:
+                self.host_tier.release()
         if want and not self.feed.running:
             log.warning("feed: starting (%s)", "leader" if self.leading else "local tier")
             self.feed.start()
@@ -301,6 +325,8 @@ class Node:
         self._sync_feed()
         self._steer_rest(now)
         self._yield_if_exchange_unreachable(now)
+        if self.host_tier is not None:
+            self.host_tier.share_status(self.feed.is_live(), self.feed.data_age())
         if self.election is not None and self.election.leading \
                 and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
             self._last_heartbeat = now
@@ -323,6 +349,8 @@ class Node:
     def _source_data_age(self) -> float | None:
         """Seconds since the exchange connection feeding us last delivered data (ours or the leader's)."""
         if self.election is None or self.election.leading or self.fallback.local:
+            if self.host_tier is not None and not self.feed.running:
+                return self.host_tier.source_data_age()
             return self.feed.data_age()
         heartbeat = self.bus.leader_heartbeat or {}
         age = heartbeat.get("data_age_s")
@@ -338,7 +366,8 @@ class Node:
             redis_configured=True,
             redis_up=self.bus.subscribed and not self.election.redis_failing,
             leading=self.election.leading,
-            feed_live=self.feed.is_live(),
+            feed_live=self.feed.is_live() or (self.host_tier is not None and not self.feed.running
+                                              and self.host_tier.source_live()),
             leader_live=self._leader_live(),
         )
 

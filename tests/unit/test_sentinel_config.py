@@ -49,6 +49,7 @@ def test_public_view_hides_the_master_and_the_sentinel_passwords():
                   PRICEFEED_REDIS_SENTINEL_PASSWORD="sentinel-secret", PRICEFEED_REDIS_SENTINEL_USERNAME="sen")
     shown = config.public()
     assert "hunter2" not in str(shown) and "sentinel-secret" not in str(shown)
+    assert "redis_sentinel_password" not in shown
     assert shown["redis_url"] == "redis+sentinel://s1:26379,s2:26379/m/0"   # scheme://hosts/master/db only (issue 11)
     assert config.redis_sentinel_username == "sen"
 
