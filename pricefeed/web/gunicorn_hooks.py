@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pricefeed.web.api import EXTENSION_KEY
+from pricefeed.web.gunicorn_limits import answer_limits_in_json
 
 
 def _extension(worker: Any):
@@ -28,6 +29,7 @@ def post_worker_init(worker: Any) -> None:
     # uwsgi protocol and rewriting middleware are ruled out per stream (sse_response.direct_socket).
     node.direct_writes = node.config.direct_writes and type(worker).__name__ == "GeventWorker"
     _keep_a_connection_reserve(worker, node)
+    answer_limits_in_json(worker)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)
