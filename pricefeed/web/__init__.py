@@ -2,6 +2,11 @@
 
 `extension` is the Flask extension (`PriceFeed(app)`), `api` the streaming API
 blueprint, `sse_response` the response body of one stream, `dashboard` the page,
-`health` the /health document built from the node, `errors` the JSON error
-answers, and `gunicorn_hooks` start and stop the node inside gunicorn's workers.
+`health` the /health documents (public and detailed) built from the node, `errors`
+the JSON error answers, and `gunicorn_hooks` start and stop the node inside
+gunicorn's workers. The public endpoint's rules: `client_address` (who a request is
+from, trusted proxies), `origins` (which pages may use the API), `access` (who sees
+the operator's view), `security_headers` (nosniff, referrer policy, the dashboard's
+CSP), `client_presence` (a waiting client that leaves), `gunicorn_limits` (gunicorn's
+own refusals in JSON).
 """
