@@ -22,19 +22,12 @@ timeout = 30
 # to exit (gunicorn_hooks._stop_when_told_to_exit), so this is rarely reached.
 graceful_timeout = 10
 keepalive = 5
-# The request line bounded before its cost grows: gunicorn's pure-Python parser re-scans a
-# line as it arrives (quadratic in its length), so unbounded (0) it let one 8 MB line freeze
-# a worker for seconds. With gunicorn's C parser (gunicorn_h1c, in requirements.txt) 0 means
-# its own 1 MB cap, parsed in linear time, and the app answers an oversized query with its
-# JSON 400 (PRICEFEED_MAX_QUERY_LENGTH). Without it, gunicorn's hard maximum for a bounded line,
-# 8190: longer lines get gunicorn's own 414 and a close.
-try:
-    import gunicorn_h1c  # noqa: F401 - only whether it is there
-    http_parser = "fast"
-    limit_request_line = 0
-except ImportError:
-    http_parser = "python"
-    limit_request_line = 8190
+# The request line and headers bounded before their cost grows: gunicorn's pure-Python parser
+# re-scans a line as it arrives (quadratic in its length), so unbounded (0) one 8 MB line froze
+# a worker for 16 s (bench/request_line.py). 8190 is gunicorn's largest bound: a longer line
+# is refused after its first 8 KB, in about a millisecond, with a JSON 414 (gunicorn_hooks);
+# shorter oversized queries get the app's JSON 400 (PRICEFEED_MAX_QUERY_LENGTH).
+limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).

@@ -13,7 +13,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import BaseConverter, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from pricefeed.delivery import sse
 from pricefeed.delivery.hub import HubClosed, HubFull
@@ -35,9 +35,7 @@ _INTERVAL = re.compile(r"^[0-9]{1,5}$")
 API_BLUEPRINT = "pricefeed_api"
 # Every path under the prefix, every method: answered by the blueprint, so in JSON.
 _ANY_PATH = "pricefeed_any_path"
-_ROUTES = {"stream": "GET, HEAD, OPTIONS", "prices": "GET, HEAD, OPTIONS", "health": "GET, HEAD, OPTIONS",
-           "history": "GET, HEAD, OPTIONS",
-           "ws": "GET, OPTIONS", "_fault/block-hub": "POST, OPTIONS", "_fault/slow-flush": "POST, OPTIONS"}
+_ROUTES_KEY = "pricefeed.routes"
 # Up to 10% more, so streams opened together (after a deploy) do not all end together.
 LIFETIME_JITTER = 0.1
 
@@ -190,13 +188,32 @@ def _route_every_path_and_method(state) -> None:
     app.view_functions[endpoint + "_root"] = _any_path
 
 
+def _allowed_methods(path: str) -> str | None:
+    """The methods our own routes take at `path` ("GET, HEAD, OPTIONS"), or None if none is there.
+
+    Read from a copy of the blueprint's rules without the catch-all, so routes added to the
+    blueprint later (or by another module) are covered without a list to keep in step.
+    """
+    routes = current_app.extensions.get(_ROUTES_KEY)
+    if routes is None:
+        ours = [rule for rule in current_app.url_map.iter_rules()
+                if rule.endpoint.startswith(API_BLUEPRINT + ".") and rule.methods is not None]
+        routes = Map([Rule(rule.rule, endpoint=rule.endpoint, methods=rule.methods) for rule in ours])
+        current_app.extensions[_ROUTES_KEY] = routes
+    methods = routes.bind("localhost").allowed_methods(path)
+    if not methods:
+        return None
+    return ", ".join(sorted(set(methods) | {"OPTIONS"}))
+
+
 def _any_path(unknown: str = ""):
     """Whatever no route of ours took: OPTIONS (and CORS preflights), 405s, 404s."""
-    allow = _ROUTES.get(unknown)
+    allow = _allowed_methods(request.path)
     if allow is None:
         raise ApiError(404, "not_found", f"no such endpoint: {request.path[:200]!r}")
     if request.method != "OPTIONS":
-        raise ApiError(405, "method_not_allowed", f"use {allow.rsplit(', ', 1)[0]} here", {"Allow": allow})
+        raise ApiError(405, "method_not_allowed", f"{request.method[:20]!r} is not allowed here; use {allow}",
+                       {"Allow": allow})
     origin = request.headers.get("Origin")
     response = jsonify({"allow": allow})
     response.headers["Allow"] = allow

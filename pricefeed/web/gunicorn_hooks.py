@@ -36,6 +36,8 @@ def post_worker_init(worker: Any) -> None:
     # uwsgi protocol and rewriting middleware are ruled out per stream (sse_response.direct_socket).
     node.direct_writes = node.config.direct_writes and type(worker).__name__ == "GeventWorker"
     _keep_a_connection_reserve(worker, node)
+    from pricefeed.web.gunicorn_limits import answer_limits_in_json   # in the worker: Flask is fine here
+    answer_limits_in_json(worker)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)
