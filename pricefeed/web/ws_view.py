@@ -156,7 +156,7 @@ class OperationRate:
 
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst = rate, burst
-        self._tokens = float(burst)
+        self._tokens: float = burst
         self._at = time.monotonic()
 
     def take(self) -> bool:
