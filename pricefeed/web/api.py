@@ -58,18 +58,7 @@ def create_api_blueprint() -> Blueprint:
             # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
             # opened here would never notice its client leave and would hold a slot forever.
             return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        if node.hub.closed:
-            raise shutting_down()
-        if node.hub.full:
-            node.hub.clients_refused += 1
-            raise at_capacity()
-        wait = node.admission.reserve()
-        if wait is None:
-            raise at_capacity("too many new streams on this worker at once; retry",
-                              node.admission.retry_after(), jitter=5)
-        if wait and node.hub.wait_closed(wait):
-            # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the wait.
-            raise shutting_down()
+        admit_stream(node)
         sock = request.environ.get("gunicorn.socket")
         try:
             client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ), pace_ms)
@@ -167,6 +156,23 @@ def _requested_pairs(node: Node) -> tuple[str, ...]:
     except PairError as exc:
         raise ApiError(400, exc.error, exc.detail) from None
     return tuple(pair.name for pair in pairs)
+
+
+def admit_stream(node: Node) -> None:
+    """Capacity, shutdown and the admission gate for a new stream (SSE or WebSocket): returns once
+    admitted (after waiting its turn), else raises the 503 to answer."""
+    if node.hub.closed:
+        raise shutting_down()
+    if node.hub.full:
+        node.hub.clients_refused += 1
+        raise at_capacity()
+    wait = node.admission.reserve()
+    if wait is None:
+        raise at_capacity("too many new streams on this worker at once; retry",
+                          node.admission.retry_after(), jitter=5)
+    if wait and node.hub.wait_closed(wait):
+        # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the wait.
+        raise shutting_down()
 
 
 def requested_pace(node: Node) -> int:

@@ -29,8 +29,8 @@ from pricefeed.delivery import sse, ws_frames
 from pricefeed.delivery.hub import HubClosed, HubFull
 from pricefeed.delivery.stream_client import WEBSOCKET, StreamClient
 from pricefeed.node import Node
-from pricefeed.web.api import (_last_event_id, _requested_pairs, _snapshot_body, current_node,
-                               requested_pace)
+from pricefeed.web.api import (_last_event_id, _requested_pairs, _snapshot_body, admit_stream,
+                               current_node, requested_pace)
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down
 from pricefeed.web.sse_response import bound_writes, hang_up, server_response
 from pricefeed.web.ws_operations import OperationError, parse_operation
@@ -85,21 +85,6 @@ def _handshake_key() -> str:
     return key
 
 
-def _admit(node: Node) -> None:
-    """Capacity and the admission gate, as for /stream."""
-    if node.hub.closed:
-        raise shutting_down()
-    if node.hub.full:
-        node.hub.clients_refused += 1
-        raise at_capacity()
-    wait = node.admission.reserve()
-    if wait is None:
-        raise at_capacity("too many new streams on this worker at once; retry",
-                          node.admission.retry_after(), jitter=5)
-    if wait and node.hub.wait_closed(wait):
-        raise shutting_down()
-
-
 def serve_websocket(node: Node) -> Response:
     key = _handshake_key()
     check_origin(node)
@@ -115,7 +100,7 @@ def serve_websocket(node: Node) -> Response:
         # with nothing rewriting its responses, and plain TCP (terminate TLS at the proxy).
         raise ApiError(501, "websocket_unavailable", "the WebSocket transport needs gunicorn's gevent worker "
                        "over plain HTTP; use /stream (SSE) here")
-    _admit(node)
+    admit_stream(node)
     try:
         client = node.hub.connect(pairs, sock, pace_ms, WEBSOCKET)
     except HubFull:
