@@ -240,7 +240,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WRITE_TIMEOUT", float, 30.0, "Seconds a stream write may block before the client is dropped.",
             minimum=1, maximum=3600),
     Setting("MIN_UPDATE_INTERVAL", float, 0.0,
-            "Per client and pair, at most one price update per this many seconds (0: every tick).",
+            "Per client and pair, at most one price update per this many seconds (0: every tick): the pace of a "
+            "stream that gives no `interval`, and the floor of one that does.",
             minimum=0, maximum=60),
     Setting("DIRECT_WRITES", _bool, True,
             "Write stream chunks straight to the socket from the flush loop (plain HTTP/1.1 under gunicorn's "

@@ -28,8 +28,7 @@ from pricefeed.delivery import sse, ws_frames
 from pricefeed.delivery.hub import HubClosed, HubFull
 from pricefeed.delivery.stream_client import WEBSOCKET, StreamClient
 from pricefeed.node import Node
-from pricefeed.web.api import (_last_event_id, _requested_pairs, _snapshot_body, current_node,
-                               requested_pace)
+from pricefeed.web.api import _last_event_id, _requested_pairs, _snapshot_body, current_node, requested_pace
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down
 from pricefeed.web.sse_response import bound_writes, hang_up, server_response
 from pricefeed.web.stream_admission import admit, hold_stream_slot
@@ -127,7 +126,7 @@ class OperationRate:
 
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst = rate, burst
-        self._tokens = float(burst)
+        self._tokens: float = burst
         self._at = time.monotonic()
 
     def take(self) -> bool:
