@@ -86,6 +86,8 @@ class Topology:
             self.exchange = self._spawn("exchange", [sys.executable, "-m", "pricefeed.simulator", "--host",
                                                      self.net.ip("exchange"), "--port", str(SIM_PORT),
                                                      "--pairs", SYMBOLS, "--rate", str(rate),
+                                                     # The tests steer it from the client host.
+                                                     "--admin-anywhere",
                                                      # A connection to a host cut off is closed within
                                                      # 3 s, as Binance's own ping/pong would, slower.
                                                      "--ping-interval", "1", "--pong-timeout", "2"])
@@ -100,6 +102,8 @@ class Topology:
             self.app_env = {
                 "PRICEFEED_UPSTREAM_URL": f"ws://{self.net.ip('exchange')}:{SIM_PORT}",
                 "PRICEFEED_REST_URL": self.sim_url, "PRICEFEED_PAIRS": PAIRS,
+                # The simulator speaks plain ws:// and sits on another (namespaced) host, not loopback.
+                "PRICEFEED_ALLOW_INSECURE_UPSTREAM": "true",
                 "PRICEFEED_REDIS_URL": self.redis_url, "PRICEFEED_HEARTBEAT_INTERVAL": "1",
                 "PRICEFEED_ADMIN_TOKEN": ADMIN_TOKEN, "PRICEFEED_FAULT_INJECTION": "true",
                 "PRICEFEED_UPSTREAM_SILENCE_TIMEOUT": "2", "PRICEFEED_UPSTREAM_CONNECT_TIMEOUT": "2",
