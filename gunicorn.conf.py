@@ -14,7 +14,8 @@ import os
 from pricefeed.gunicorn import *  # noqa: F401,F403 - worker class, worker_connections, hooks
 from pricefeed.log_format import logconfig_dict as pricefeed_logconfig
 
-bind = os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000")
+# One address, or several separated by commas (e.g. a host address and loopback).
+bind = [address.strip() for address in os.environ.get("PRICEFEED_BIND", "127.0.0.1:8000").split(",") if address.strip()]
 workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFEED_REDIS_URL") else "1"))
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30

@@ -145,7 +145,7 @@ class Topology:
 
     def _start_app(self, host: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRICEFEED_")}
-        env.update(self.app_env, PRICEFEED_BIND=f"{self.net.ip(host)}:{APP_PORT}",
+        env.update(self.app_env, PRICEFEED_BIND=f"{self.net.ip(host)}:{APP_PORT},127.0.0.1:{APP_PORT}",
                    PRICEFEED_WORKERS=str(self.workers))
         return self._spawn(host, [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], env=env)
 
@@ -159,7 +159,7 @@ class Topology:
 
     # -- observing (from the clients' host) -------------------------------------------
 
-    def _get(self, url: str, method: str = "GET", timeout: float = 3) -> tuple[int, bytes]:
+    def _get(self, url: str, method: str = "GET", timeout: float = 3, host: str = "clients") -> tuple[int, bytes]:
         def fetch():
             request = urllib.request.Request(url, method=method,
                                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -168,7 +168,7 @@ class Topology:
                     return response.status, response.read()
             except urllib.error.HTTPError as error:
                 return error.code, error.read()
-        return self.net.call("clients", fetch)
+        return self.net.call(host, fetch)
 
     def app_url(self, host: str) -> str:
         return f"http://{self.net.ip(host)}:{APP_PORT}"
@@ -207,8 +207,9 @@ class Topology:
         return wait_until(find, timeout, interval=0.1, message="a leader")
 
     def block_hub(self, host: str, worker: str, seconds: int) -> bool:
-        url = f"{self.app_url(host)}/api/market-data/_fault/block-hub?seconds={seconds}&worker={worker}"
-        return self._get(url, method="POST", timeout=seconds + 3)[0] == 200
+        # Fault injection answers loopback peers only: asked from the app host itself.
+        url = f"http://127.0.0.1:{APP_PORT}/api/market-data/_fault/block-hub?seconds={seconds}&worker={worker}"
+        return self._get(url, method="POST", timeout=seconds + 3, host=host)[0] == 200
 
     # -- Redis and Sentinel ----------------------------------------------------------
 
