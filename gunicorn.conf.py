@@ -29,6 +29,9 @@ keepalive = 5
 # is refused after its first 8 KB, in about a millisecond, with a JSON 414 (gunicorn_hooks);
 # shorter oversized queries get the app's JSON 400 (PRICEFEED_MAX_QUERY_LENGTH).
 limit_request_line = 8190
+# gunicorn's pure-Python parser, whatever else is installed: the limits above are measured with
+# it (gunicorn's optional C parser was slower on long lines here, bench/request_line.py).
+http_parser = "python"
 limit_request_fields = 100
 limit_request_field_size = 8190
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).

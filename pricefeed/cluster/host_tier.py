@@ -155,13 +155,23 @@ class HostTier:
 
     def _receive_forever(self) -> None:
         from gevent.socket import wait_read
+        # Its own reference: stop() closes and forgets the socket while this greenlet may be
+        # about to wake, and a closed socket ends the loop rather than the worker's log.
+        sock = self._sock
+        if sock is None:
+            return
         while True:
-            wait_read(self._sock.fileno())
+            try:
+                wait_read(sock.fileno())
+            except (OSError, ValueError):   # closed under us: stopping
+                return
             while True:
                 try:
-                    datagram = self._sock.recv(65536)
+                    datagram = sock.recv(65536)
                 except BlockingIOError:
                     break
+                except OSError:
+                    return
                 self._on_datagram(datagram)
 
     def _on_datagram(self, datagram: bytes) -> None:

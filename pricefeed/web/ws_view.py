@@ -121,6 +121,30 @@ class IdleTimeout(Exception):
     """The client sent nothing (not even a pong) for PRICEFEED_WS_IDLE_TIMEOUT seconds."""
 
 
+# After our close frame, how long we read (and drop) what the client still sends before the
+# socket closes: closing with unread data makes the kernel send a reset, and a reset can
+# destroy our close frame in the client's buffer before the client reads it (RFC 6455 7.1.1:
+# the server closes the TCP connection once the close handshake is done).
+CLOSE_LINGER_S = 1.0
+
+
+def _linger(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(0.1)
+    except OSError:
+        return
+    deadline = time.monotonic() + CLOSE_LINGER_S
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return          # the client closed too: the handshake is complete
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+
+
 class OperationRate:
     """A leaky bucket of the messages one client may send: `burst` at once, then `rate` per second."""
 
@@ -161,8 +185,9 @@ class WebSocketSession:
             self._write_forever()
         finally:
             if reader is not None:
-                reader.kill(block=False)
+                reader.kill(block=True, timeout=0.5)
             hub.disconnect(client)
+            _linger(self.sock)
             hang_up(self.sock)
 
     # -- writing --------------------------------------------------------------------------------

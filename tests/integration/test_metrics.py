@@ -87,7 +87,9 @@ def test_one_scrape_shows_every_series_summed_over_both_workers_and_rising_with_
     assert wait_until(lambda: scrape(deployment).total("pricefeed_workers") == 2, 5, message="2 workers")
     assert scrape(deployment).total("pricefeed_lease_leader") == 1
     assert scrape(deployment).total("pricefeed_upstream_connected") == 1
-    assert scrape(deployment).total("pricefeed_mode", mode="live") == 2
+    # Each worker turns live when it hears the leader's first heartbeat: wait for both.
+    assert wait_until(lambda: scrape(deployment).total("pricefeed_mode", mode="live") == 2, 10,
+                      message="both workers live")
 
     # Summed: bracketed by the sum of both workers' own counters, read before and after.
     before = worker_health(deployment)
