@@ -7,6 +7,7 @@ stops start-up with a `ConfigError` that names the variable.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, fields
@@ -30,7 +31,6 @@ class Setting:
     doc: str
     minimum: float | None = None
     maximum: float | None = None
-    secret: bool = False           # never echoed in an error message (credentials)
 
 
 def _bool(text: str) -> bool:
@@ -211,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", _redis_url, None,
             "Redis for the shared lease, bus and price cache (redis://, rediss://, unix:// or "
             "redis+sentinel://[user:password@]h1:26379[,h2:26379]/<master>[/<db>]). "
-            "Unset: single-host in-process bus.", secret=True),
+            "Unset: single-host in-process bus."),
     Setting("UPSTREAM_URL", _url(("ws", "wss")), "wss://stream.binance.com:9443",
             "Exchange WebSocket base; the client appends /stream?streams=..."),
     Setting("REST_URL", _url(("http", "https")), "https://api.binance.com",
@@ -309,7 +309,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_SENTINEL_USERNAME", _optional_text, None,
             "Username for the sentinels themselves (redis+sentinel:// URLs; the URL's credentials are the master's)."),
     Setting("REDIS_SENTINEL_PASSWORD", _optional_text, None,
-            "Password for the sentinels themselves (redis+sentinel:// URLs).", secret=True),
+            "Password for the sentinels themselves (redis+sentinel:// URLs)."),
     Setting("LEADER_YIELD_AFTER", float, 30.0,
             "Seconds a leader's exchange connection may stay down (while Redis works) before it yields the "
             "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
@@ -533,14 +533,14 @@ def _validate(setting: Setting, key: str, raw: Any) -> Any:
         raw = ",".join(str(item) for item in raw)
     text = raw if isinstance(raw, str) else str(raw)
     # The value is never echoed (it may be a credential): the message names the variable and
-    # says what was expected. int() and float() put the text in their messages, so not theirs.
+    # says what was expected. Number parsers put the text in their messages, so not theirs.
     try:
         value = setting.parse(text)
     except ValueError as exc:
         expected = _EXPECTED.get(setting.parse) or str(exc)
         raise ConfigError(f"{key} is invalid: {expected}") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ConfigError(f"{key} is not a number")
         if setting.minimum is not None and value < setting.minimum:
             raise ConfigError(f"{key} is below the minimum {setting.minimum:g}")

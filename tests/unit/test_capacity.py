@@ -26,10 +26,15 @@ def _with_soft_limit(soft: int, code: str) -> dict:
     return json.loads(out.stdout)
 
 
+_HARD_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+needs_room_to_raise = pytest.mark.skipif(
+    _HARD_LIMIT == resource.RLIM_INFINITY or _HARD_LIMIT <= 1024,
+    reason=f"needs a finite hard open-files limit above 1024 (is {_HARD_LIMIT})")
+
+
+@needs_room_to_raise
 def test_the_soft_limit_is_raised_to_the_hard_limit_and_the_numbers_follow():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY or hard <= 1024:
-        pytest.skip(f"needs a finite hard open-files limit above 1024 (is {hard})")
     found = _with_soft_limit(1024, "import json, resource\nfrom pricefeed.capacity import derive\n"
                                    "c = derive({})\nprint(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
                                    " **c.as_dict()}))")
@@ -39,10 +44,9 @@ def test_the_soft_limit_is_raised_to_the_hard_limit_and_the_numbers_follow():
     assert found["worker_connections_source"] == found["max_clients_source"] == "derived"
 
 
+@needs_room_to_raise
 def test_the_gunicorn_config_reads_the_raised_limit_in_the_master():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard == resource.RLIM_INFINITY or hard <= 1024:
-        pytest.skip(f"needs a finite hard open-files limit above 1024 (is {hard})")
     found = _with_soft_limit(1024, "import json\nimport pricefeed.gunicorn as g\n"
                                    "print(json.dumps({'worker_connections': g.worker_connections}))")
     assert found["worker_connections"] == hard - capacity.FILE_HEADROOM
