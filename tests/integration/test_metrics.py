@@ -85,8 +85,10 @@ def test_one_scrape_shows_every_series_summed_over_both_workers_and_rising_with_
     missing = [name for name in REQUIRED if name not in first.samples]
     assert not missing, f"series missing from /metrics: {missing}"
     assert wait_until(lambda: scrape(deployment).total("pricefeed_workers") == 2, 5, message="2 workers")
-    assert scrape(deployment).total("pricefeed_lease_leader") == 1
-    assert scrape(deployment).total("pricefeed_upstream_connected") == 1
+    # The metrics follow the node once a second: wait for the leader's first update.
+    assert wait_until(lambda: scrape(deployment).total("pricefeed_lease_leader") == 1, 10, message="one leader")
+    assert wait_until(lambda: scrape(deployment).total("pricefeed_upstream_connected") == 1, 10,
+                      message="one exchange connection")
     # Each worker turns live when it hears the leader's first heartbeat: wait for both.
     assert wait_until(lambda: scrape(deployment).total("pricefeed_mode", mode="live") == 2, 10,
                       message="both workers live")
