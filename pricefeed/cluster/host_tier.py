@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 TICK, STATUS = b"T", b"S"
 SIBLINGS_REFRESH_SECONDS = 1.0
-LIVE_FOR_SECONDS = 1.0          # a source's "live" holds this long without another status
+# A source's "live" holds this long without another status. Statuses come every monitor pass
+# (0.25 s); a busy sibling may miss a few, and a dead one loses its lock at once anyway.
+LIVE_FOR_SECONDS = 3.0
 
 
 class HostTier:
