@@ -297,10 +297,7 @@ class Node:
             # A holder that becomes leader keeps the lock (and keeps telling its siblings its
             # connection is live) until its connection stops: a sibling still in the local tier
             # must not open one of its own in the seconds before it rejoins.
-            # The leader claims the lock too, though the lease alone decides that it runs: a
-            # leader fenced off Redis keeps its connection, and its siblings must then take its
-            # ticks rather than open a second connection on the same host.
-            if want and not self.host_tier.claim() and not self.leading:
+            if want and not self.leading and not self.host_tier.claim():
                 want = False
             elif not want:
                 self.host_tier.release()
