@@ -10,7 +10,10 @@ within the 100 ms p99 bound, the "unloaded" figure), then `--clients` offered (2
 Per round: clients streaming at the end, 503s and how long each took to arrive (connect()
 to the complete head), price ages of the age sample over the window (p50/p90/p99/max),
 the workers' lag and shedding counters (/health), CPU of the workers and the load
-generators, the load average before. Loopback only; each round stops by itself.
+generators, the load average before. And a probe from this process, lightly loaded
+unlike the generators: one new stream request every 0.25 s, timed connect() to head, by
+status — the server's own answer time, without the generators' event-loop delays.
+Loopback only; each round stops by itself.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
@@ -28,12 +32,49 @@ import gevent  # noqa: E402
 from bench.browser_round import (CHILD_STARTUP_S, collect, loadavg, merge_histograms, pricefeed,  # noqa: E402
                                  source_ips, start_generators, workers_of)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
-from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
+from bench.fanout_scenarios import SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
 from bench.proc_sampler import ProcessSampler  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 
 SETTLE_S = 3
+PROBE_EVERY_S = 0.25
+
+
+def probe(port: int, path: str, until: float, seen: list) -> None:
+    """From this (lightly loaded) process, not the generators: every PROBE_EVERY_S one new
+    stream request, timed from connect() to its complete response head, then closed. The
+    generators' own figures include their event loops' delays; this one is the server's."""
+    while time.time() < until:
+        started = time.time()
+        sock = socket.socket()
+        try:
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+            seen.append((head[9:12].decode(errors="replace") or "closed", (time.time() - started) * 1000))
+        except OSError as error:
+            seen.append((type(error).__name__, (time.time() - started) * 1000))
+        finally:
+            sock.close()
+        gevent.sleep(max(0.0, started + PROBE_EVERY_S - time.time()))
+
+
+def probe_figures(seen: list) -> dict:
+    """Per status: count and p50 / p99 / max of connect() -> complete head, ms."""
+    figures = {}
+    for status in sorted({s for s, _ in seen}):
+        times = sorted(ms for s, ms in seen if s == status)
+        figures[status] = {"n": len(times), "p50": round(times[len(times) // 2], 1),
+                           "p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1),
+                           "max": round(times[-1], 1)}
+    return figures
 
 
 def worker_loads(app, tries: int = 8) -> dict:
@@ -48,10 +89,11 @@ def worker_loads(app, tries: int = 8) -> dict:
     return seen
 
 
-def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProcess) -> dict:
+def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProcess, settings: list[str]) -> dict:
     scenario = SCENARIOS["trader"]
     load_before = loadavg()
-    with pricefeed(scenario, redis_server, sim) as (app, _):
+    env = {f"PRICEFEED_{k}": v for k, v in (item.split("=", 1) for item in settings)}
+    with pricefeed(scenario, redis_server, sim, **env) as (app, _):
         start_at = time.time() + CHILD_STARTUP_S
         window_start = start_at + clients / args.ramp + SETTLE_S
         window_end = window_start + args.duration
@@ -65,20 +107,24 @@ def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProce
         sampler.sample()
         sampling = gevent.spawn(sampler.run, window_end + 1)
         collecting = gevent.spawn(collect, children, window_end + 60)
+        probed: list = []
+        probing = gevent.spawn(probe, app.port, stream_path("pricefeed", client_pairs(scenario, 0)), window_end, probed)
         gevent.sleep(max(0.0, window_end - 2 - time.time()))
         loads = worker_loads(app)
         results = collecting.get()
+        probing.join()
         sampling.join()
     ok = [r for r in results if "error" not in r]
     cpu, machine = sampler.cpu_percent(window_start, window_end)
     return {
-        "offered": clients, "load_avg_before": load_before, "window_s": args.duration,
+        "offered": clients, "settings": settings, "load_avg_before": load_before, "window_s": args.duration,
         "streaming_at_end": sum(r["open_at_stop"] for r in ok),
         "refusals": dict(sum((Counter(r["refusals"]) for r in ok), Counter())),
         "refusal_ms": merge_histograms(ok, "refusal_ms"),
         "connect_errors": dict(sum((Counter(r["connect_errors"]) for r in ok), Counter())),
         "server_closes": sum(r["server_closes"] for r in ok),
         "age_ms": merge_histograms(ok, "ages"),
+        "probe_ms": probe_figures(probed),
         "events_per_s": round(sum(r["window_events"] for r in ok) / args.duration),
         "workers_load": loads,
         "cpu_pct": cpu, "machine_busy_pct": machine,
@@ -94,6 +140,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--ramp", type=float, default=1000)
     parser.add_argument("--sample-every", type=int, default=10)
+    parser.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a pricefeed setting for the overloaded round's server, without its PRICEFEED_ "
+                             "prefix (repeatable), e.g. LAG_BOUND=0.075")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     if not 0 < args.clients <= 20000 or not 0 <= args.reference <= 20000 or not 0 < args.duration <= 120:
@@ -101,8 +150,9 @@ def main() -> None:
     raise_open_files_limit()
     rounds = []
     with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=SCENARIOS["trader"].rate) as sim:
-        for clients in ([args.reference] if args.reference else []) + [args.clients]:
-            row = run_round(clients, args, redis_server, sim)
+        # The reference is the unloaded figure: the stock settings, which do not shed at that N.
+        for clients, settings in ([(args.reference, [])] if args.reference else []) + [(args.clients, args.env)]:
+            row = run_round(clients, args, redis_server, sim, settings)
             rounds.append(row)
             print(json.dumps(row), flush=True)
             if args.json_out:

@@ -353,6 +353,10 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=3600),
     Setting("SHED_RETRY_JITTER", int, 3, "Random extra seconds added per refusal to SHED_RETRY_AFTER.",
             minimum=0, maximum=3600),
+    Setting("ACCEPT_BATCH", int, 32,
+            "Per worker, connections accepted per turn of the event loop (gunicorn's gevent worker "
+            "takes one when there are several workers: a busy worker's listen queue fills, and its 503s wait in it).",
+            minimum=1, maximum=1000),
     Setting("RESTART_SPREAD", float, 4.0,
             "On a graceful stop (TERM, HUP, a worker recycled), the longest a worker takes to close its streams in "
             "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
@@ -462,6 +466,7 @@ class Config:
     shed_after_seconds: float
     shed_retry_after: int
     shed_retry_jitter: int
+    accept_batch: int
     restart_spread: float
     restart_closes_per_second: float
     restart_close_delay: float

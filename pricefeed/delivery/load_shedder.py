@@ -15,6 +15,13 @@ hundred milliseconds; that is the admission gate's to pace, not an overload), or
 at once if the flush under way is already `over_s` and four bounds late; it stops
 only when the smoothed lag is below half the bound — or when the flusher has had
 nothing to write for a whole bound (a quiet market is not an overload).
+
+Refused browsers come back after their Retry-After, and while the overload lasts
+each return is another refusal: thousands of them every few seconds take CPU the
+open streams need. So the spread of the Retry-After adapts, once a second, so that
+the refused come back at about REFUSALS_PER_SECOND per worker: if this second saw
+more, the mean wait grows in proportion (to at most MAX_SPREAD_S), if fewer it
+shrinks back towards the configured jitter. A short overload keeps short waits.
 """
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ import time
 from typing import Callable
 
 SMOOTHING = 0.3          # weight of the newest flush in the smoothed lag (EWMA)
+# Per worker, the rate at which refused browsers should come back while shedding lasts: a
+# refusal costs ~0.1 ms at the door (web/gunicorn_accept.py), so this is ~1 % of a core.
+REFUSALS_PER_SECOND = 100.0
+MAX_SPREAD_S = 60        # the most the Retry-After's random spread grows to
 
 
 class LoadShedder:
@@ -47,10 +58,14 @@ class LoadShedder:
         self.shedding = False
         self.shedding_since: float | None = None   # wall clock, for /health
         self.shed_total = 0              # new streams refused for lag
+        self.shed_at_door = 0            # of those, answered before parsing (web/gunicorn_accept.py)
         self.episodes = 0                # times shedding started
         self._over = 0                   # consecutive flushes over the bound
         self._over_since = 0.0           # when the first of them ended
         self._last_flush_at: float | None = None
+        self.retry_spread_s = float(retry_jitter_s)   # the Retry-After's random extra: 0..this
+        self._second_started: float | None = None     # refusals counted per second, for the spread
+        self._second_refusals = 0
 
     def observe(self, lag_s: float, now: float) -> None:
         """The flusher finished a flush whose oldest frame had waited `lag_s` seconds (one call per flush)."""
@@ -87,7 +102,21 @@ class LoadShedder:
         if not self.shedding:
             return None
         self.shed_total += 1
-        return self.retry_after_s + random.randint(0, self.retry_jitter_s)
+        self._count_refusal(now)
+        return self.retry_after_s + random.randint(0, int(self.retry_spread_s))
+
+    def _count_refusal(self, now: float) -> None:
+        if self._second_started is None:
+            self._second_started = now
+        elapsed = now - self._second_started
+        if elapsed >= 1.0:
+            rate = self._second_refusals / elapsed
+            # Waiting browsers ~ rate x mean wait; for them to return at REFUSALS_PER_SECOND
+            # the mean wait scales by rate / REFUSALS_PER_SECOND.
+            mean = (self.retry_after_s + self.retry_spread_s / 2) * rate / REFUSALS_PER_SECOND
+            self.retry_spread_s = min(MAX_SPREAD_S, max(float(self.retry_jitter_s), 2 * (mean - self.retry_after_s)))
+            self._second_started, self._second_refusals = now, 0
+        self._second_refusals += 1
 
     def detail(self) -> str:
         return (f"this worker is delivering {self.smoothed_lag_s * 1000:.0f} ms late "
@@ -107,12 +136,15 @@ class LoadShedder:
         self.shedding_since = None
         self._over = 0
         self.smoothed_lag_s = min(self.smoothed_lag_s, self.lag_s)
+        self.retry_spread_s = float(self.retry_jitter_s)
+        self._second_started, self._second_refusals = None, 0
 
     def status(self) -> dict:
         return {"lag_ms": round(self.lag_s * 1000, 1), "lag_smoothed_ms": round(self.smoothed_lag_s * 1000, 1),
                 "lag_max_ms": round(self.max_lag_s * 1000, 1), "lag_pending_ms": round(self.pending_lag() * 1000, 1),
                 "lag_bound_ms": round(self.bound_s * 1000, 1), "shedding": self.shedding,
                 "shedding_since": self.shedding_since, "shed_total": self.shed_total,
+                "shed_at_door": self.shed_at_door, "retry_spread_s": round(self.retry_spread_s, 1),
                 "shed_episodes": self.episodes}
 
 

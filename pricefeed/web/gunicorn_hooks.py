@@ -38,6 +38,11 @@ def post_worker_init(worker: Any) -> None:
     _keep_a_connection_reserve(worker, node)
     from pricefeed.web.gunicorn_limits import answer_limits_in_json   # in the worker: Flask is fine here
     answer_limits_in_json(worker)
+    from pricefeed.web import gunicorn_accept
+    if gunicorn_accept.installable(worker):
+        # Fast at the door when overloaded: a full listen queue would make every 503 late.
+        gunicorn_accept.accept_in_batches(node.config.accept_batch)
+        gunicorn_accept.refuse_new_streams_at_the_door(worker, node, node.config.url_prefix)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)

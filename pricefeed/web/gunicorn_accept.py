@@ -1,0 +1,124 @@
+"""The gevent worker's accept path under overload: accept in batches, and refuse a new
+stream at the door while the worker sheds load.
+
+Measured with bench/overload.py (12,000 trader clients offered to 2 workers that carry
+~8,000): the load shedder refused streams, but each 503 reached its client 5 s late, and
+thousands of connects timed out — the kernel's listen queue held 2,046 of its 2,048. Two
+things in the stock gunicorn gevent worker make a shedding worker slow at the door:
+
+1. With several workers it accepts one connection per turn of the event loop
+   (`max_accept = 1`, so that one worker does not take a burst the others could serve).
+   A worker flushing to thousands of streams turns its loop a few hundred times a second,
+   between slices of a flush (delivery/flusher.py): past a few hundred new connections a
+   second per worker the listen queue only grows. Here each turn accepts up to
+   PRICEFEED_ACCEPT_BATCH. (Accepting one per turn only while admitting, to keep gunicorn's
+   balance, was tried: the queue filled again between shedding episodes, 503s p90 3.3 s
+   against 84 ms.) The admission gate (delivery/admission.py) still paces the streams let
+   in, so a batch accepted at once is not a batch of snapshots at once.
+2. A refusal through gunicorn's parser and Flask costs ~0.5 ms of CPU: the streams already
+   open need that CPU more. While the shedder is on, a request for a new stream is answered
+   from the socket instead: the request head is peeked; if it is complete and is a plain
+   same-origin `GET {prefix}/stream` (no Origin header that would need CORS headers, no body),
+   it is consumed and answered with the `503 at_capacity` JSON the view would send, with its
+   jittered Retry-After, and the connection closed. Anything else — another path, a head not
+   yet complete, TLS, the uwsgi protocol — takes gunicorn's normal path.
+
+Both are installed by post_worker_init (gunicorn_hooks.py), in the worker only, and only on
+gunicorn's own gevent worker, whose `handle` and StreamServer they wrap.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from pricefeed.node import Node
+
+PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
+
+
+def accept_in_batches(batch: int) -> None:
+    """Make gunicorn's gevent worker accept up to `batch` connections per loop turn (see 1. above)."""
+    from gunicorn.workers import ggevent
+    stock = ggevent.StreamServer
+    if getattr(stock, "pricefeed_batch", None) is not None:
+        stock.pricefeed_batch = batch
+        return
+
+    class BatchAcceptServer(stock):  # type: ignore[misc, valid-type]
+        """gunicorn sets `max_accept = 1` after building the server and before starting it."""
+        pricefeed_batch = batch
+
+        def start(self) -> None:
+            self.max_accept = max(1, self.pricefeed_batch)
+            super().start()
+
+    ggevent.StreamServer = BatchAcceptServer
+
+
+def refuse_new_streams_at_the_door(worker: Any, node: Node, prefix: str) -> None:
+    """Wrap this worker's `handle` (see 2. above)."""
+    original = worker.handle
+    stream_path = (prefix.rstrip("/") + "/stream").encode("latin-1")
+    common_headers = ("Connection: close\r\nContent-Type: application/json\r\nVary: Origin\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      f"Referrer-Policy: {node.config.referrer_policy}\r\n").encode("latin-1")
+
+    def handle(listener: Any, client: Any, addr: Any) -> None:
+        if node.shedder.shedding and _refused(client, node, stream_path, common_headers):
+            return
+        original(listener, client, addr)
+    worker.handle = handle
+
+
+def _refused(client: Any, node: Node, stream_path: bytes, common_headers: bytes) -> bool:
+    head = _peek_head(client)
+    if head is None or not _is_plain_stream_request(head, stream_path):
+        return False
+    retry_after = node.shedder.refuse()
+    if retry_after is None:
+        return False          # it stopped shedding just now: the view decides
+    node.shedder.shed_at_door += 1
+    body = (json.dumps({"detail": node.shedder.detail(), "error": "at_capacity"}, separators=(",", ":")) + "\n").encode()
+    response = (b"HTTP/1.1 503 SERVICE UNAVAILABLE\r\n" + common_headers
+                + f"Retry-After: {retry_after}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    try:
+        client.recv(len(head))         # consume what was peeked: closing with it unread would send a reset
+        client.sendall(response)
+    except OSError:
+        pass                           # the client left before hearing why
+    finally:
+        client.close()
+    return True
+
+
+def _peek_head(client: Any) -> bytes | None:
+    """The complete request head already received, without consuming it; None if not all there yet."""
+    try:
+        client.settimeout(0.0)         # gevent's recv: raise instead of waiting
+        data = client.recv(PEEK_BYTES, socket.MSG_PEEK)
+    except OSError:                    # nothing yet (EAGAIN), or the client is gone
+        return None
+    finally:
+        client.setblocking(True)       # what gunicorn's own handle sets next anyway
+    end = data.find(b"\r\n\r\n")
+    return data[:end + 4] if end >= 0 else None
+
+
+def _is_plain_stream_request(head: bytes, stream_path: bytes) -> bool:
+    request_line, _, headers = head.partition(b"\r\n")
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET" or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return False
+    if parts[1].split(b"?", 1)[0] != stream_path:
+        return False
+    lowered = b"\r\n" + headers.lower()
+    # Origin: the answer would need CORS headers (origins.py); a body would be left unread.
+    return not any(b"\r\n" + name in lowered for name in (b"origin:", b"content-length:", b"transfer-encoding:"))
+
+
+def installable(worker: Any) -> bool:
+    """gunicorn's own gevent worker, plain HTTP: what both wrappers assume."""
+    cfg = getattr(worker, "cfg", None)
+    return (type(worker).__name__ == "GeventWorker" and cfg is not None and not getattr(cfg, "is_ssl", False)
+            and getattr(cfg, "protocol", "http") != "uwsgi")
