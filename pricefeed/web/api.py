@@ -67,17 +67,23 @@ def create_api_blueprint() -> Blueprint:
         # preflight is answered (or refused) by its own view.
         if request.endpoint in (f"{API_BLUEPRINT}.stream", f"{API_BLUEPRINT}.prices",
                                 f"{API_BLUEPRINT}.history", f"{API_BLUEPRINT}.websocket"):
-            if not origin_allowed(request.headers.get("Origin"), request.host_url, current_node().config):
+            origin = request.headers.get("Origin")
+            # request.host_url is built from the environ on every call: only when there is an Origin.
+            if origin is not None and not origin_allowed(origin, request.host_url, current_node().config):
                 raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
 
     @api.after_request
     def _headers(response: Response) -> Response:
         config = current_node().config
-        for key, value in cors_headers(request.headers.get("Origin"), request.host_url, config).items():
-            if key == "Vary":
-                response.vary.add(value)
-            else:
-                response.headers[key] = value
+        origin = request.headers.get("Origin")
+        if origin is None:
+            response.vary.add("Origin")        # what cors_headers answers without one, for less work
+        else:
+            for key, value in cors_headers(origin, request.host_url, config).items():
+                if key == "Vary":
+                    response.vary.add(value)
+                else:
+                    response.headers[key] = value
         return add_common_headers(response, config)
 
     @api.errorhandler(ApiError)

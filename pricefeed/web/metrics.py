@@ -97,6 +97,10 @@ class NodeMetrics:
                                         "Streams dropped because the client read nothing for WRITE_TIMEOUT.")
         self.admission_refused = counter("pricefeed_admission_refused_total",
                                          "New streams refused with 503, by reason.", ("reason",))
+        self.flush_lag = live_gauge("pricefeed_flush_lag_seconds",
+                                    "How late the flusher runs (smoothed; tick arrival or slot due to the end of "
+                                    "the flush that wrote it): the worst worker's.", mode="livemax")
+        self.shedding = live_gauge("pricefeed_shedding", "Workers refusing new streams because they run late.")
         self.mode = live_gauge("pricefeed_mode", "Workers in each fallback mode.", ("mode",))
         self.breaker_open = live_gauge("pricefeed_breaker_open", "Workers whose circuit breaker is open.",
                                        ("breaker",))
@@ -118,7 +122,7 @@ class NodeMetrics:
             self.breaker_open.labels(name)
         for event in ("acquired", "lost"):
             self.lease_changes.labels(event)
-        for reason in ("rate", "capacity"):
+        for reason in ("rate", "capacity", "lag"):
             self.admission_refused.labels(reason)
 
     # -- the sampler greenlet ----------------------------------------------------------
@@ -167,6 +171,9 @@ class NodeMetrics:
         self._advance(self.slow_disconnects, hub.slow_client_disconnects)
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
         self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
+        self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
+        self.flush_lag.set(node.shedder.smoothed_lag_s)
+        self.shedding.set(1 if node.shedder.shedding else 0)
         for mode in MODES:
             self.mode.labels(mode).set(1 if node.mode == mode else 0)
         for name, breaker in node.breakers.items():

@@ -27,7 +27,8 @@ REQUIRED = [
     "pricefeed_clients", "pricefeed_events_written_total", "pricefeed_conflated_total",
     "pricefeed_slow_client_disconnects_total", "pricefeed_admission_refused_total", "pricefeed_mode",
     "pricefeed_breaker_open", "pricefeed_tick_to_write_seconds_bucket", "pricefeed_tick_to_write_seconds_count",
-    "pricefeed_flush_seconds_bucket", "pricefeed_flush_seconds_count",
+    "pricefeed_flush_seconds_bucket", "pricefeed_flush_seconds_count", "pricefeed_flush_lag_seconds",
+    "pricefeed_shedding",
 ]
 
 

@@ -54,6 +54,26 @@ def set_flush_delay_on_every_worker(app: GunicornProcess, ms: int, workers: int 
     wait_until(all_set, 10, interval=0.01, message=f"slow-flush={ms} on every worker")
 
 
+def loads_of_every_worker(app: GunicornProcess, workers: int = 2) -> dict[str, dict]:
+    """Each worker's `clients.load` from /health (requests land on any worker: ask until each answered)."""
+    loads: dict[str, dict] = {}
+
+    def all_seen():
+        health = app.health()
+        loads[health["worker"]["id"]] = health["clients"]["load"]
+        return len(loads) >= workers
+    wait_until(all_seen, 10, interval=0.01, message="/health from every worker")
+    return loads
+
+
+def metric(app: GunicornProcess, name: str) -> float:
+    """The sum of a series' samples in /metrics (without labels)."""
+    status, body = app.get("/api/market-data/metrics")
+    assert status == 200, body
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 def open_stream(app: GunicornProcess) -> tuple[SSEClient, float]:
     started = time.monotonic()
     client = SSEClient(app.url + STREAM, timeout=10)
@@ -84,7 +104,21 @@ def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_client
             for refused, took in refusals:
                 assert took < 0.5, f"a refusal took {took:.3f} s"
                 assert json.loads(refused.body)["error"] == "at_capacity"
+                assert "late" in json.loads(refused.body)["detail"]
+                assert refused.headers["content-type"] == "application/json"
                 assert 2 <= int(refused.headers["retry-after"]) <= 5
+            # Answered at the door (web/gunicorn_accept.py), before gunicorn's parser and Flask ...
+            loads = loads_of_every_worker(app)
+            assert sum(load["shed_at_door"] for load in loads.values()) >= 1, loads
+            # ... but a request the door does not take (with an Origin header, whose answer may need
+            # CORS headers) still gets the view's 503, through gunicorn and Flask.
+            with_origin = SSEClient(app.url + STREAM, headers={"Origin": app.url}, timeout=10)
+            assert with_origin.status == 503 and json.loads(with_origin.body)["error"] == "at_capacity"
+            assert with_origin.headers.get("server") == "gunicorn"     # the door's answer names no server
+            with_origin.close()
+            # Operators see it in /metrics too.
+            wait_until(lambda: metric(app, "pricefeed_shedding") >= 1 and metric(app, "pricefeed_flush_lag_seconds") > 0.1,
+                       10, interval=0.2, message="shedding and the lag in /metrics")
             # The connected ones keep receiving while new ones are turned away.
             counts = [len(c.of("price")) for c in connected]
             for client, before in zip(connected, counts):

@@ -1,0 +1,129 @@
+"""The door of a shedding worker (web/gunicorn_accept.py): which requests it answers, and the bytes it sends.
+
+Real sockets (a connected pair) and a real LoadShedder; the worker is a stand-in whose
+`handle` records what reached gunicorn's normal path. The whole path under gunicorn is
+tests/integration/test_overload_and_restart.py.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from pricefeed.delivery.load_shedder import LoadShedder
+from pricefeed.web.gunicorn_accept import _is_plain_stream_request, refuse_new_streams_at_the_door
+
+PATH = b"/api/market-data/stream"
+
+
+def head(line: bytes = b"GET /api/market-data/stream?pairs=BTC/USD HTTP/1.1", *headers: bytes) -> bytes:
+    return b"\r\n".join((line, b"Host: example.test", *headers)) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("request_head, door", [
+    (head(), True),
+    (head(b"GET /api/market-data/stream HTTP/1.0"), True),
+    (head(b"GET /api/market-data/stream?pairs=BTC/USD HTTP/1.1", b"Accept: text/event-stream"), True),
+    (head(b"GET /api/market-data/prices HTTP/1.1"), False),              # not a stream
+    (head(b"GET /api/market-data/streamx HTTP/1.1"), False),
+    (head(b"GET /api/market-data/ws HTTP/1.1", b"Upgrade: websocket"), False),
+    (head(b"POST /api/market-data/stream HTTP/1.1"), False),
+    (head(b"HEAD /api/market-data/stream HTTP/1.1"), False),
+    (head(b"GET /api/market-data/stream HTTP/2.0"), False),
+    (head(b"GET  /api/market-data/stream HTTP/1.1"), False),             # malformed: gunicorn's to answer
+    (head(b"GET /api/market-data/stream HTTP/1.1", b"Origin: https://shop.example"), False),   # CORS
+    (head(b"GET /api/market-data/stream HTTP/1.1", b"oRiGiN: https://shop.example"), False),
+    (head(b"GET /api/market-data/stream HTTP/1.1", b"Content-Length: 5"), False),   # a body to read
+    (head(b"GET /api/market-data/stream HTTP/1.1", b"Transfer-Encoding: chunked"), False),
+])
+def test_only_a_plain_same_origin_stream_request_is_answered_at_the_door(request_head, door):
+    assert _is_plain_stream_request(request_head, PATH) is door
+
+
+class Door:
+    """A worker stand-in with the door installed, and a connected socket pair per request."""
+
+    def __init__(self, shedding: bool):
+        # A long bound, so the shedder does not stop (a whole bound without a flush) mid-test.
+        self.shedder = LoadShedder(bound_s=10, retry_after_s=2, retry_jitter_s=3, over_flushes=1, over_s=0)
+        if shedding:
+            self.shedder.observe(11, time.monotonic())      # one flush 11 s late: shedding
+            assert self.shedder.shedding
+        self.node = SimpleNamespace(shedder=self.shedder, config=SimpleNamespace(referrer_policy="no-referrer"))
+        self.passed_on: list[bytes] = []
+        self.worker = SimpleNamespace(handle=self._normal_path)
+        refuse_new_streams_at_the_door(self.worker, self.node, "/api/market-data")
+
+    def _normal_path(self, listener, client, addr) -> None:
+        client.settimeout(1)
+        self.passed_on.append(client.recv(65536))     # what gunicorn's parser would read: all of it
+        client.close()
+
+    def request(self, data: bytes) -> bytes:
+        browser, server = socket.socketpair()
+        try:
+            browser.sendall(data)
+            self.worker.handle(None, server, None)
+            browser.settimeout(1)
+            received = b""
+            while chunk := browser.recv(65536):
+                received += chunk
+            return received
+        finally:
+            browser.close()
+            server.close()
+
+
+def test_while_shedding_a_stream_request_gets_the_views_503_json_from_the_socket():
+    door = Door(shedding=True)
+    response = door.request(head())
+    status_and_headers, _, body = response.partition(b"\r\n\r\n")
+    lines = status_and_headers.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 503 SERVICE UNAVAILABLE"
+    headers = dict(line.split(b": ", 1) for line in lines[1:])
+    assert headers[b"Content-Type"] == b"application/json"
+    assert headers[b"Connection"] == b"close"
+    assert headers[b"X-Content-Type-Options"] == b"nosniff" and headers[b"Referrer-Policy"] == b"no-referrer"
+    assert 2 <= int(headers[b"Retry-After"]) <= 5
+    assert int(headers[b"Content-Length"]) == len(body)
+    assert json.loads(body)["error"] == "at_capacity" and "late" in json.loads(body)["detail"]
+    assert door.passed_on == []
+    assert door.shedder.shed_total == 1 and door.shedder.shed_at_door == 1
+
+
+def test_the_door_passes_everything_else_on_untouched():
+    door = Door(shedding=True)
+    for data in (head(b"GET /api/market-data/health HTTP/1.1"),
+                 head(b"GET /api/market-data/stream HTTP/1.1", b"Origin: https://shop.example"),
+                 b"GET /api/market-data/stream HTTP/1.1\r\nHost: exa"):      # head not complete yet
+        door.request(data)
+        assert door.passed_on[-1] == data          # nothing consumed: gunicorn reads it all
+    assert door.shedder.shed_at_door == 0
+
+
+def test_not_shedding_the_door_is_open():
+    door = Door(shedding=False)
+    door.request(head())
+    assert door.passed_on == [head()] and door.shedder.shed_total == 0
+
+
+def test_retry_after_spread_grows_while_refusals_pour_in_and_resets_when_shedding_stops():
+    now = [0.0]
+    shedder = LoadShedder(bound_s=0.1, retry_after_s=2, retry_jitter_s=3, clock=lambda: now[0])
+    shedder.shedding = True
+    for second in range(5):                        # 1,000 refusals a second: 10x the target return rate
+        for k in range(1000):
+            now[0] = second + k / 1000
+            if k % 50 == 0:
+                shedder.observe(0.2, now[0])       # the flusher still runs late
+            assert shedder.refuse() is not None
+    assert shedder.retry_spread_s == 60            # grown to its ceiling
+    assert max(shedder.refuse() for _ in range(200)) > 20
+    shedder._stop()
+    assert shedder.retry_spread_s == 3
+    shedder._start()                               # a new episode starts from the configured jitter
+    shedder.observe(0.2, now[0])
+    assert all(2 <= shedder.refuse() <= 5 for _ in range(50))
