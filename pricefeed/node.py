@@ -3,9 +3,9 @@
 The node owns the per-worker greenlets: the election (with Redis), the bus
 subscription, the exchange feed (while this worker leads, or runs the local
 tier), REST polling (while that feed cannot connect), and one monitor that
-derives the mode and staleness, tells clients when either changes, publishes
-the leader's heartbeat and sends the stream pings. One timer for all clients,
-never one per client.
+derives the mode and staleness, tells clients when either changes, has the
+leader's heartbeat published (never waiting for Redis itself) and sends the
+stream pings. One timer for all clients, never one per client.
 """
 from __future__ import annotations
 
@@ -135,6 +135,7 @@ class Node:
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
         self._last_heartbeat = 0.0
+        self._heartbeat: gevent.Greenlet | None = None     # the leader's heartbeat being published
         self._feed_down_since: float | None = None
         self._heartbeat_epoch = 0     # the highest epoch a leader's heartbeat announced
         self.mode = DEGRADED
@@ -181,8 +182,9 @@ class Node:
         jittered `retry:` (delivery/drain.py), while the bus and the flusher keep the streams not
         yet closed live."""
         self._stopping = True
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
+        for greenlet in self._greenlets + [self._heartbeat]:
+            if greenlet is not None:
+                greenlet.kill(block=False)
         self._greenlets = []
         self.rest.stop()
         handover_started = self._clock()
@@ -230,11 +232,21 @@ class Node:
 
         A worker holding the lease always publishes through the bus (whose fenced script
         refuses it if the lease is gone), even before its local tier formally ends:
-        otherwise followers that rejoin would hear nothing.
+        otherwise followers that rejoin would hear nothing. One past its renew deadline no
+        longer holds it, though its election has not said so yet (_lease_lapsed): the bus
+        would drop its ticks, so they go to its own browsers and its host's.
         """
-        if self.election is None or self.election.leading:
+        if self.election is None:
             return False
+        if self.election.leading:
+            return self._lease_lapsed()
         return self.fallback.local or self.election.redis_failing
+
+    def _lease_lapsed(self) -> bool:
+        """The election still says we lead, but the renew deadline has passed: its renewal is
+        stuck on a Redis that stopped answering, and it demotes us only once that returns, which
+        can be seconds later (under Sentinel a reconnect first asks each sentinel, a timeout each)."""
+        return self.election is not None and self.election.leading and not self.election.lease.held()
 
     def _publish(self, tick: PriceTick) -> None:
         """Route a tick from our feed (or REST poller): the bus while we lead, our own hub in the local tier."""
@@ -287,18 +299,23 @@ class Node:
         """Run our exchange connection exactly while we lead or serve the local tier."""
         if self._stopping:
             return
+        cut_off = self.election is not None and (self.election.redis_failing or self._lease_lapsed())
         # The third case: a leader demoted because Redis stopped answering keeps its
         # connection rather than dropping it and reopening it a moment later as the local tier.
-        want = self.leading or self.fallback.local or (
-            self.election is not None and self.election.redis_failing and self.feed.running)
+        want = self.leading or self.fallback.local or (cut_off and self.feed.running)
         if self.host_tier is not None:
             # Outside the lease, one connection per host: the worker holding the host's lock runs it
             # and shares its ticks; the others serve theirs (issue 15).
             # A holder that becomes leader keeps the lock (and keeps telling its siblings its
             # connection is live) until its connection stops: a sibling still in the local tier
             # must not open one of its own in the seconds before it rejoins.
-            if want and not self.leading and not self.host_tier.claim():
-                want = False
+            # A leader cut off from Redis claims the lock at once, before its election demotes
+            # it: it keeps its connection (the third case), so a sibling that goes local must
+            # take its ticks, not open a second connection on this host. Claimed only once
+            # Redis fails: while it works, the lock is the local tier's alone.
+            if want and (cut_off or not self.leading):
+                if not self.host_tier.claim() and not self.leading:
+                    want = False
             elif not want:
                 self.host_tier.release()
         if want and not self.feed.running:
@@ -328,9 +345,14 @@ class Node:
         if self.host_tier is not None:
             self.host_tier.share_status(self.feed.is_live(), self.feed.data_age())
         if self.election is not None and self.election.leading \
-                and now - self._last_heartbeat >= self.config.bus_heartbeat_interval:
+                and now - self._last_heartbeat >= self.config.bus_heartbeat_interval \
+                and (self._heartbeat is None or self._heartbeat.dead):
             self._last_heartbeat = now
-            self._send_heartbeat()
+            # Published from its own greenlet: on a Redis that stopped answering it waits out
+            # its timeout (and the bus breaker the publisher holds), and this pass must not —
+            # it also claims the host's lock for a leader cut off from Redis and tells the
+            # host's other workers, every pass, whether that connection is live.
+            self._heartbeat = gevent.spawn(self._send_heartbeat)
         data_age = self._source_data_age()
         if mode in (LIVE, LOCAL) and data_age is not None:
             self.hub.confirm_current(data_age)
