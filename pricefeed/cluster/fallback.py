@@ -5,7 +5,7 @@
     local     Redis unreachable: this worker runs its own exchange connection for its own clients
     degraded  neither: say so plainly (REST polling may still bring prices, labelled `rest`)
 
-Hysteresis keeps the mode from flapping: `live` is held through a short gap,
+Hysteresis keeps the mode from flapping: `live` and `local` are held through a short gap,
 Redis must be down for `local_after` before a worker goes local, and up (with
 a live leader, or for `rejoin_after_anyway`) for `rejoin_after` before it
 gives its own connection up again.
@@ -57,9 +57,13 @@ class FallbackChain:
         elif self._not_live_since is None:
             self._not_live_since = now
         if self.local:
-            # Our own connection gets a moment to come up before we call it degraded.
+            # Our own connection gets a moment to come up before we call it degraded, and so
+            # does a gap, as in `live`: the host's connection changing hands, or our own opening
+            # because we were just elected while a sibling's served us (cluster/host_tier.py).
             connecting = self._local_since is not None and now - self._local_since < self.hold_live
-            self.mode = LOCAL if seen.feed_live or connecting else DEGRADED
+            gap = self.mode == LOCAL and self._not_live_since is not None \
+                and now - self._not_live_since < self.hold_live
+            self.mode = LOCAL if seen.feed_live or connecting or gap else DEGRADED
         elif live:
             self.mode = LIVE
         elif self.mode == LIVE and self._not_live_since is not None and (

@@ -36,8 +36,10 @@ def test_redis_down_goes_local_only_after_the_hysteresis_and_rejoins_when_a_lead
     assert chain.update(down) != LOCAL
     clock.now += 1
     assert chain.update(down) == LOCAL and chain.local
-    clock.now += 2.5                         # our own connection failed for longer than the hold
-    assert chain.update(seen(redis_up=False, leader_live=False, feed_live=False)) == DEGRADED
+    failed = seen(redis_up=False, leader_live=False, feed_live=False)
+    assert chain.update(failed) == LOCAL     # our own connection just failed: held through a short gap
+    clock.now += 2.5                         # ... failed for longer than the hold
+    assert chain.update(failed) == DEGRADED
     back = seen(redis_up=True, leader_live=True, feed_live=True)
     chain.update(back)                       # Redis first seen up again now
     clock.now += 1
@@ -82,3 +84,21 @@ def test_losing_redis_goes_from_live_straight_to_local_without_a_degraded_blip()
                                                                     feed_live=True)))
         clock.now += 0.25
     assert [m for i, m in enumerate(modes) if i == 0 or modes[i - 1] != m] == [LIVE, LOCAL]
+
+
+def test_a_moments_gap_in_the_local_tier_is_not_announced_as_degraded():
+    """A worker served by its host's connection is elected when Redis returns and opens its own:
+    the monitor may look before that one is up (tests/faults/test_fallback_chain.py, Redis frozen)."""
+    clock = Clock()
+    chain = FallbackChain(clock, hold_live=2, local_after=2)
+    chain.update(seen())
+    served = seen(redis_up=False, leader_live=False, feed_live=True)
+    for _ in range(24):                      # 6 s: local for longer than its own start-up grace
+        chain.update(served)
+        clock.now += 0.25
+    assert chain.local
+    opening = seen(redis_up=True, leading=True, leader_live=False, feed_live=False)
+    modes = [chain.update(served), chain.update(opening)]
+    clock.now += 0.25
+    modes.append(chain.update(seen(redis_up=True, leading=True, leader_live=False, feed_live=True)))
+    assert modes == [LOCAL, LOCAL, LOCAL]
