@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -62,10 +63,13 @@ class Door:
         self.passed_on.append(client.recv(65536))     # what gunicorn's parser would read: all of it
         client.close()
 
-    def request(self, data: bytes) -> bytes:
+    def request(self, data: bytes, send_after_s: float = 0.0) -> bytes:
         browser, server = socket.socketpair()
         try:
-            browser.sendall(data)
+            if send_after_s:       # accepted before the browser sent its request, as in a batch accept
+                threading.Timer(send_after_s, browser.sendall, (data,)).start()
+            else:
+                browser.sendall(data)
             self.worker.handle(None, server, None)
             browser.settimeout(1)
             received = b""
@@ -92,6 +96,15 @@ def test_while_shedding_a_stream_request_gets_the_views_503_json_from_the_socket
     assert json.loads(body)["error"] == "at_capacity" and "late" in json.loads(body)["detail"]
     assert door.passed_on == []
     assert door.shedder.shed_total == 1 and door.shedder.shed_at_door == 1
+
+
+def test_a_request_head_arriving_just_after_the_accept_is_still_answered_at_the_door():
+    door = Door(shedding=True)
+    response = door.request(head(), send_after_s=0.03)
+    assert response.startswith(b"HTTP/1.1 503 ") and door.shedder.shed_at_door == 1
+    # One that takes longer than HEAD_WAIT_S goes to gunicorn's normal path, which waits for it.
+    door.request(head(), send_after_s=0.3)
+    assert door.passed_on == [head()] and door.shedder.shed_at_door == 1
 
 
 def test_the_door_passes_everything_else_on_untouched():
