@@ -34,6 +34,7 @@ import gevent  # noqa: E402
 from bench.browser_round import (CHILD_STARTUP_S, collect, loadavg, merge_histograms, percentiles,  # noqa: E402
                                  pricefeed, rss_kb, source_ips, start_generators, workers_of)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
+from bench.proc_sampler import _cpu_seconds, _machine_busy_seconds  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
@@ -56,6 +57,33 @@ def follow_epoch(redis_server: RedisServer, prefix: str, since: float, until: fl
             seen.append(round(time.time() - since, 3))
             return
         gevent.sleep(0.01)
+
+
+def sample_cpu(app, generators: list[int], until: float, samples: list) -> None:
+    """Every 0.25 s: CPU seconds of each gunicorn worker (old and new), of the generators, and the machine's."""
+    while time.time() < until:
+        workers = {pid: _cpu_seconds(pid) for pid in workers_of(app)}
+        samples.append((time.time(), {pid: cpu for pid, cpu in workers.items() if cpu is not None},
+                        sum(_cpu_seconds(pid) or 0.0 for pid in generators), _machine_busy_seconds()))
+        gevent.sleep(0.25)
+
+
+def cpu_between(samples: list, start: float, end: float) -> dict:
+    """% of one core per group between two sample times. Old workers (alive at `start`): their
+    last sample minus their first; new ones (born after it): all of their last sample (boot included)."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
+        return {}
+    first_workers, span = inside[0][1], inside[-1][0] - inside[0][0]
+    last_seen: dict[int, float] = {}
+    for _, workers, _, _ in inside:
+        last_seen.update(workers)
+    old = sum(last_seen[pid] - cpu for pid, cpu in first_workers.items())
+    new = sum(cpu for pid, cpu in last_seen.items() if pid not in first_workers)
+    return {"seconds": round(span, 1), "new_workers": round(100 * new / span, 1),
+            "old_workers": round(100 * old / span, 1),
+            "loadgen": round(100 * (inside[-1][2] - inside[0][2]) / span, 1),
+            "machine": round(100 * (inside[-1][3] - inside[0][3]) / span, 1)}
 
 
 def main() -> None:
@@ -100,8 +128,11 @@ def main() -> None:
             gevent.sleep(max(0.0, hup_at - time.time()))
             handover: list = []
             following = gevent.spawn(follow_epoch, redis_server, prefix, hup_at, hup_at + 15, handover)
+            cpu_samples: list = []
+            sampling = gevent.spawn(sample_cpu, app, [c.pid for c in children], stop_at, cpu_samples)
             app.proc.send_signal(signal.SIGHUP)
             results = collecting.get()
+            sampling.join(timeout=2)
             following.join(timeout=1)
             new_workers = workers_of(app)
             after_kb = {pid: rss_kb(pid) for pid in new_workers}
@@ -131,6 +162,8 @@ def main() -> None:
         "age_ms_before_hup": merge_histograms(ok, "ages"),
         "age_ms_recovery": merge_histograms(ok, "recovery_ages"),
         "loadgen_cpu_s": [r["cpu_s"] for r in ok],
+        # Where the CPU went from the HUP until every client was back (% of one core).
+        "cpu_pct_during_recovery": cpu_between(cpu_samples, hup_at, max((b for _, b in returns), default=stop_at)),
         "spread_log": [line.split("WARNING ")[-1] for line in log.splitlines() if "then closed" in line],
         "sigkill_or_graceful_timeout": "SIGKILL" in log or "graceful timeout" in log.lower(),
         "errors": [r["error"] for r in results if "error" in r],
