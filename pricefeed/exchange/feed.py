@@ -177,7 +177,8 @@ class BinanceFeed:
     def _supervise_once(self) -> None:
         now = self._clock()
         conn = self.active
-        assert conn is not None
+        if conn is None:
+            return     # stop() dropped it while we waited: the loop ends, or connects afresh
         if conn.ended:
             self._lost(conn)
             return
