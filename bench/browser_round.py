@@ -1,5 +1,6 @@
 """What bench/overload.py and bench/restart.py share: the servers, the load generators
-(bench/browser_load.py, clients that reconnect like browsers), and the figures."""
+(clients that reconnect like browsers: bench/browser_load.py, or its Node.js twin
+bench/node/browsers.mjs, cheaper in CPU), and the figures."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.fanout_scenarios import PAIRS, Scenario
+from bench.fanout_scenarios import PAIRS, SCENARIOS, Scenario, client_pairs, stream_path
 from bench.proc_sampler import children_of
 from tests.support.deployment import all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
@@ -22,6 +23,10 @@ from tests.support.simulator import SimulatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CLIENTS_PER_GENERATOR = 10_000
+# Node holds more streams per process for its CPU; each is one file, and the open-files
+# limit here is 20,000. At least 2 processes either way, so that both cores are used.
+MAX_CLIENTS_PER_NODE_GENERATOR = 15_000
+GENERATORS = ("python", "node")
 CHILD_STARTUP_S = 3
 
 
@@ -44,11 +49,28 @@ def workers_of(app: GunicornProcess) -> list[int]:
     return children_of(app.proc.pid)
 
 
-def start_generators(spec: dict[str, Any]) -> list[subprocess.Popen]:
-    count = max(2, math.ceil(spec["clients"] / MAX_CLIENTS_PER_GENERATOR))
-    return [subprocess.Popen([sys.executable, "-m", "bench.browser_load", json.dumps({**spec, "first": k,
-                                                                                       "step": count})],
-                             cwd=ROOT, stdout=subprocess.PIPE) for k in range(count)]
+def start_generators(spec: dict[str, Any], generator: str = "python") -> list[subprocess.Popen]:
+    """The load-generator processes, each given the spec with its share of the clients
+    (clients first, first + step, ...): bench/browser_load.py, or bench/node/browsers.mjs."""
+    if generator == "node":
+        per_process = MAX_CLIENTS_PER_NODE_GENERATOR
+        command = ["node", "bench/node/browsers.mjs"]
+        spec = {**spec, "stream_paths": stream_paths(SCENARIOS[spec["scenario"]])}
+    elif generator == "python":
+        per_process, command = MAX_CLIENTS_PER_GENERATOR, [sys.executable, "-m", "bench.browser_load"]
+    else:
+        raise ValueError(f"generator {generator!r}: expected one of {', '.join(GENERATORS)}")
+    count = max(2, math.ceil(spec["clients"] / per_process))
+    return [subprocess.Popen(command + [json.dumps({**spec, "first": k, "step": count})], cwd=ROOT,
+                             stdout=subprocess.PIPE) for k in range(count)]
+
+
+def stream_paths(scenario: Scenario) -> list[str]:
+    """The stream path of client i is paths[i % len(paths)]: a client's pairs repeat with
+    i mod len(PAIRS), its group with i mod group_every. The Node generator takes these
+    rather than its own copy of the scenarios."""
+    period = len(PAIRS) * max(1, scenario.group_every)
+    return [stream_path("pricefeed", client_pairs(scenario, index)) for index in range(period)]
 
 
 def collect(children: list[subprocess.Popen], deadline: float) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@
 
 The trader scenario of bench/fanout.py (10 pairs, 20 trades/s, every client on all 10,
 every tick), one pricefeed instance (2 gevent workers, Redis deployment), clients from
-bench/browser_load.py that retry a 503 after its Retry-After (plus jitter) as the browser
-client does. Two rounds, each on a fresh server: `--reference` clients (the largest N
+bench/browser_load.py (or bench/node/browsers.mjs, `--generator node`) that retry a 503
+after its Retry-After (plus jitter) as the browser client does. Two rounds, each on a fresh server: `--reference` clients (the largest N
 within the 100 ms p99 bound, the "unloaded" figure), then `--clients` offered (2x that).
 Per round: clients streaming at the end, 503s and how long each took to arrive (connect()
 to the complete head), price ages of the age sample over the window (p50/p90/p99/max),
@@ -29,8 +29,8 @@ from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 
-from bench.browser_round import (CHILD_STARTUP_S, collect, loadavg, merge_histograms, pricefeed,  # noqa: E402
-                                 source_ips, start_generators, workers_of)
+from bench.browser_round import (CHILD_STARTUP_S, GENERATORS, collect, loadavg, merge_histograms,  # noqa: E402
+                                 pricefeed, source_ips, start_generators, workers_of)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
 from bench.proc_sampler import ProcessSampler  # noqa: E402
@@ -101,7 +101,7 @@ def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProce
                 "ramp_per_s": args.ramp, "start_at": start_at, "window_start": window_start,
                 "window_end": window_end, "stop_at": window_end + 1, "source_ips": source_ips(),
                 "connect_timeout": 10, "sample_every": args.sample_every}
-        children = start_generators(spec)
+        children = start_generators(spec, args.generator)
         sampler = ProcessSampler(lambda: {"workers": workers_of(app), "loadgen": [c.pid for c in children]},
                                  redis_server.client)
         sampler.sample()
@@ -117,7 +117,7 @@ def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProce
     ok = [r for r in results if "error" not in r]
     cpu, machine = sampler.cpu_percent(window_start, window_end)
     return {
-        "offered": clients, "settings": settings, "load_avg_before": load_before, "window_s": args.duration,
+        "offered": clients, "generator": args.generator, "settings": settings, "load_avg_before": load_before, "window_s": args.duration,
         "streaming_at_end": sum(r["open_at_stop"] for r in ok),
         "refusals": dict(sum((Counter(r["refusals"]) for r in ok), Counter())),
         "refusal_ms": merge_histograms(ok, "refusal_ms"),
@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
                         help="a pricefeed setting for the overloaded round's server, without its PRICEFEED_ "
                              "prefix (repeatable), e.g. LAG_BOUND=0.075")
+    parser.add_argument("--generator", choices=GENERATORS, default="python",
+                        help="the load generator: bench/browser_load.py (python) or bench/node/browsers.mjs (node, "
+                             "less CPU per stream)")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     if not 0 < args.clients <= 20000 or not 0 <= args.reference <= 20000 or not 0 < args.duration <= 120:

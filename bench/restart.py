@@ -4,9 +4,10 @@
 
 One redis-server, the simulator (widget scenario: 10 pairs, 100 trades/s), one pricefeed
 instance (2 gevent workers, Redis deployment, conflated pace 1 s). Load generators
-(bench/browser_load.py) open the streams at `--ramp` per second with clients that
-reconnect like a browser (they honour `retry:` and `Retry-After`, with jitter, and
-never give up). Once all are open the parent measures the workers' RSS (RSS per stream
+(bench/browser_load.py, or bench/node/browsers.mjs with `--generator node`: less CPU
+per stream, so more of the 2 cores is left to the server) open the streams at `--ramp`
+per second with clients that reconnect like a browser (they honour `retry:` and
+`Retry-After`, with jitter, and never give up). Once all are open the parent measures the workers' RSS (RSS per stream
 over the idle baseline), sends SIGHUP, and follows the lease (Redis's epoch counter,
 every 10 ms) and the clients until `--recovery` seconds later.
 
@@ -31,7 +32,7 @@ from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 
-from bench.browser_round import (CHILD_STARTUP_S, collect, loadavg, merge_histograms, percentiles,  # noqa: E402
+from bench.browser_round import (CHILD_STARTUP_S, GENERATORS, collect, loadavg, merge_histograms, percentiles,  # noqa: E402
                                  pricefeed, rss_kb, source_ips, start_generators, workers_of)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.proc_sampler import _cpu_seconds, _machine_busy_seconds  # noqa: E402
@@ -96,6 +97,9 @@ def main() -> None:
                         help="seconds a client waits for a response head (EventSource itself never gives up; "
                              "the admission gate may hold a newcomer up to NEW_STREAM_MAX_WAIT, 10 s)")
     parser.add_argument("--env", action="append", default=[], help="extra PRICEFEED_X=value for the server")
+    parser.add_argument("--generator", choices=GENERATORS, default="python",
+                        help="the load generator: bench/browser_load.py (python) or bench/node/browsers.mjs (node, "
+                             "less CPU per stream)")
     parser.add_argument("--json-out")
     args = parser.parse_args()
     if not 0 < args.clients <= 20000 or not 0 < args.recovery <= 60:
@@ -119,7 +123,7 @@ def main() -> None:
                     "window_end": hup_at, "recovery_from": hup_at, "stop_at": stop_at,
                     "source_ips": source_ips(), "connect_timeout": args.connect_timeout,
                     "sample_every": args.sample_every}
-            children = start_generators(spec)
+            children = start_generators(spec, args.generator)
             collecting = gevent.spawn(collect, children, stop_at + 40)
             gevent.sleep(max(0.0, hup_at - 1 - time.time()))
             loaded_kb = {pid: rss_kb(pid) for pid in old_workers}
@@ -142,7 +146,7 @@ def main() -> None:
     streams = sum(open_streams.values())
     report = {
         "clients": args.clients, "first_connects": sum(len(r["first_connected_at"]) for r in ok),
-        "load_avg_before": load_before, "server_env": extra,
+        "generator": args.generator, "load_avg_before": load_before, "server_env": extra,
         "open_before_hup_by_worker": open_streams,
         "rss": {"idle_kb_by_worker": idle_kb, "loaded_kb_by_worker": loaded_kb,
                 "kb_per_stream": round((sum(loaded_kb.values()) - sum(idle_kb.values())) / max(streams, 1), 2),
