@@ -14,7 +14,7 @@
  * One raw socket per client (`net`, no HTTP library): the request is written by hand, the
  * response head parsed, a chunked body decoded and the event stream parsed by the WHATWG
  * rules (`id:`, `retry:`, `event:`, `data:`, comments, any line ending). All sockets read into
- * one buffer, and a client outside the age sample whose stream is busy (reads less than 250 ms
+ * one buffer, and a client outside the age sample whose stream is busy (reads less than 500 ms
  * apart) pauses 250 ms after a read, as browser_load's sleep between reads: in the trader
  * scenario the reads, not the parsing, are the cost.
  * A client:
@@ -44,6 +44,9 @@ const DEFAULT_RETRY_MS = 3000;          // EventSource's reconnection time until
 const REFUSAL_BODY_WAIT_MS = 1000;      // how long a refused client waits for the JSON naming the refusal
 const MAX_HEAD_BYTES = 65536;
 const BATCH_READ_MS = 250;              // a busy stream outside the age sample is read this often at most
+// Busy: its reads less than this apart. Twice the pause, so that the read at the end of a pause
+// (of what arrived during it) still counts as busy; a widget's update a second does not.
+const BUSY_READS_MS = 2 * BATCH_READ_MS;
 // Every socket reads into this one buffer (net's `onread`): no allocation per read. Safe because
 // a read is consumed before the next one: what outlives the callback is copied (strings, a head).
 const READ_BUFFER = Buffer.alloc(65536);
@@ -320,7 +323,7 @@ class Browser {
         return true;
       }
       if (this.sampled || !parser || this.attempt !== socket) return true;
-      if ((receivedAt - previousAt) * 1000 >= BATCH_READ_MS) return true;
+      if ((receivedAt - previousAt) * 1000 >= BUSY_READS_MS) return true;
       setTimeout(resume, BATCH_READ_MS);
       return false;
     };
