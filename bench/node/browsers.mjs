@@ -13,11 +13,10 @@
  *
  * One raw socket per client (`net`, no HTTP library): the request is written by hand, the
  * response head parsed, a chunked body decoded and the event stream parsed by the WHATWG
- * rules (`id:`, `retry:`, `event:`, `data:`, comments, any line ending). All sockets read into
- * one buffer, and a client outside the age sample whose stream is busy (reads less than 500 ms
- * apart) pauses 250 ms after a read, as browser_load's sleep between reads: in the trader
- * scenario the reads, not the parsing, are the cost.
- * A client:
+ * rules (`id:`, `retry:`, `event:`, `data:`, comments, any line ending; ./event_stream.mjs).
+ * All sockets read into one buffer, and a client outside the age sample whose stream is busy
+ * (reads less than 500 ms apart) pauses 250 ms after a read, as browser_load's sleep between
+ * reads: in the trader scenario the reads, not the parsing, are the cost. A client:
  * - sends Last-Event-ID once the server has given it an id, as EventSource does
  *   (browser_load.py does not: its reconnects always get a fresh snapshot);
  * - on a refusal (503, 429) records how long connect() to its complete head took, waits the
@@ -35,14 +34,13 @@
  * the age sample: the same crc32 pick), and cpu_s, this process's user + system CPU seconds.
  */
 import net from "node:net";
-import { pathToFileURL } from "node:url";
-import { StringDecoder } from "node:string_decoder";
 import zlib from "node:zlib";
+
+import { EventStreamParser, HttpResponse, ProtocolError } from "./event_stream.mjs";
 
 const AGE_CAP_MS = 60_000;              // ages above this share the top bucket (the max is kept exactly)
 const DEFAULT_RETRY_MS = 3000;          // EventSource's reconnection time until the server sends `retry:`
 const REFUSAL_BODY_WAIT_MS = 1000;      // how long a refused client waits for the JSON naming the refusal
-const MAX_HEAD_BYTES = 65536;
 const BATCH_READ_MS = 250;              // a busy stream outside the age sample is read this often at most
 // Busy: its reads less than this apart. Twice the pause, so that the read at the end of a pause
 // (of what arrived during it) still counts as busy; a widget's update a second does not.
@@ -102,162 +100,6 @@ class Stats {
       recovery_ages: this.recoveryAges.asJson(), window_events: this.windowEvents,
       not_streaming_at_stop: this.notStreamingAtStop, first_connected_at: this.firstConnectedAt,
     };
-  }
-}
-
-class ProtocolError extends Error {}
-
-/** A chunked transfer-coded body (RFC 9112 §7.1): hands on the data, calls onEnd at the last chunk. */
-class ChunkedDecoder {
-  constructor(onData, onEnd) {
-    this.onData = onData;
-    this.onEnd = onEnd;
-    this.state = "size";                // size -> data -> data-end -> size ... -> trailer -> done
-    this.remaining = 0;
-    this.line = "";
-  }
-
-  feed(bytes) {
-    let at = 0;
-    while (at < bytes.length && this.state !== "done") {
-      if (this.state === "data") {
-        const take = Math.min(this.remaining, bytes.length - at);
-        this.onData(bytes.subarray(at, at + take));
-        at += take;
-        this.remaining -= take;
-        if (this.remaining === 0) this.state = "data-end";
-        continue;
-      }
-      const lf = bytes.indexOf(10, at);
-      if (lf < 0) {
-        this.line += bytes.toString("latin1", at);
-        if (this.line.length > 1024) throw new ProtocolError("malformed chunked body");
-        return;
-      }
-      const line = (this.line + bytes.toString("latin1", at, lf)).replace(/\r$/, "");
-      this.line = "";
-      at = lf + 1;
-      if (this.state === "size") {
-        const size = /^[0-9a-fA-F]+/.exec(line);
-        if (!size) throw new ProtocolError("malformed chunked body");
-        this.remaining = parseInt(size[0], 16);
-        this.state = this.remaining === 0 ? "trailer" : "data";
-      } else if (this.state === "data-end") {
-        if (line !== "") throw new ProtocolError("malformed chunked body");
-        this.state = "size";
-      } else if (line === "") {           // the blank line that ends the trailer section
-        this.state = "done";
-        this.onEnd();
-      }
-    }
-  }
-}
-
-/**
- * The response to one request: its head, then its body framed by Transfer-Encoding: chunked,
- * Content-Length, or the end of the connection. Calls onHead(status, headers) once, then
- * onBody(bytes) and onEnd() when the framing says the body is complete.
- */
-class HttpResponse {
-  constructor({ onHead, onBody, onEnd }) {
-    Object.assign(this, { onHead, onBody, onEnd });
-    this.pending = null;                // bytes of an incomplete head
-    this.body = null;                   // a function taking body bytes, once the head is parsed
-  }
-
-  feed(bytes) {
-    if (this.body) return this.body(bytes);
-    const buffered = this.pending ? Buffer.concat([this.pending, bytes]) : bytes;
-    const end = buffered.indexOf("\r\n\r\n");
-    if (end < 0) {
-      if (buffered.length > MAX_HEAD_BYTES) throw new ProtocolError("response head too long");
-      this.pending = Buffer.from(buffered);     // a copy: `bytes` is the shared read buffer
-      return;
-    }
-    this.pending = null;
-    const [statusLine, ...fields] = buffered.toString("latin1", 0, end).split("\r\n");
-    const status = /^HTTP\/1\.[01] ([0-9]{3})/.exec(statusLine);
-    if (!status) throw new ProtocolError("malformed status line");
-    const headers = new Map();
-    for (const field of fields) {
-      const colon = field.indexOf(":");
-      if (colon > 0) headers.set(field.slice(0, colon).trim().toLowerCase(), field.slice(colon + 1).trim());
-    }
-    this.body = this.bodyReader(headers);
-    this.onHead(Number(status[1]), headers);
-    const rest = buffered.subarray(end + 4);
-    if (rest.length) this.body(rest);
-  }
-
-  bodyReader(headers) {
-    if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
-      const chunked = new ChunkedDecoder(this.onBody, this.onEnd);
-      return (bytes) => chunked.feed(bytes);
-    }
-    if (headers.has("content-length")) {
-      let remaining = Number(headers.get("content-length"));
-      if (remaining === 0) queueMicrotask(this.onEnd);
-      return (bytes) => {
-        if (remaining <= 0) return;
-        const take = bytes.subarray(0, remaining);
-        remaining -= take.length;
-        this.onBody(take);
-        if (remaining === 0) this.onEnd();
-      };
-    }
-    return this.onBody;                 // delimited by the end of the connection
-  }
-}
-
-/**
- * The WHATWG event-stream parser. Calls browser.onBlockEnd(type, data, at) at every blank
- * line (data "" when no event is dispatched), keeps browser.lastEventId and browser.retryMs.
- */
-class EventStreamParser {
-  constructor(browser) {
-    this.browser = browser;
-    this.decoder = new StringDecoder("utf8");   // a character split across two reads stays whole
-    this.partial = "";                  // the current line so far
-    this.crPending = false;             // the last read ended in CR: a LF starting the next is its pair
-    this.eventType = "";
-    this.data = "";
-    this.idBuffer = browser.lastEventId;
-  }
-
-  feed(bytes, at) {
-    let text = this.decoder.write(bytes);
-    if (this.crPending && text.startsWith("\n")) text = text.slice(1);
-    this.crPending = text.endsWith("\r");
-    if (text.includes("\r")) text = text.replace(/\r\n?/g, "\n");
-    text = this.partial + text;
-    let start = 0;
-    for (let lf = text.indexOf("\n"); lf >= 0; lf = text.indexOf("\n", start)) {
-      this.line(text.slice(start, lf), at);
-      start = lf + 1;
-    }
-    this.partial = text.slice(start);
-  }
-
-  line(line, at) {
-    if (line === "") return this.dispatch(at);
-    if (line.charCodeAt(0) === 58) return;    // ":" a comment (the server's pings)
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === "data") this.data += value + "\n";
-    else if (field === "event") this.eventType = value;
-    else if (field === "id") { if (!value.includes("\0")) this.idBuffer = value; }
-    else if (field === "retry") { if (/^[0-9]+$/.test(value)) this.browser.retryMs = Number(value); }
-  }
-
-  dispatch(at) {
-    this.browser.lastEventId = this.idBuffer;
-    const data = this.data.endsWith("\n") ? this.data.slice(0, -1) : this.data;
-    const type = this.eventType || "message";
-    this.data = "";
-    this.eventType = "";
-    this.browser.onBlockEnd(type, data, at);
   }
 }
 
@@ -456,6 +298,4 @@ function run(spec) {
   }, Math.max(0, (spec.stop_at - now()) * 1000));
 }
 
-export { ChunkedDecoder, EventStreamParser, HttpResponse };
-
-if (import.meta.url === pathToFileURL(process.argv[1]).href) run(JSON.parse(process.argv[2]));
+run(JSON.parse(process.argv[2]));
