@@ -31,6 +31,21 @@ def farewell_retry(base_ms: int, jitter_ms: int) -> Callable[[], bytes]:
     return lambda: sse.retry(base_ms + random.randint(0, jitter_ms))
 
 
+SUCCESSOR_POLL_S = 0.05
+
+
+def wait_for_successor(successor_seen: Callable[[], bool], max_delay_s: float,
+                       clock: Callable[[], float] = time.monotonic) -> float:
+    """Keep streaming for up to `max_delay_s` before the closes begin — a reload's new workers are
+    booting, and browsers sent back now would find nobody accepting — but no longer than it takes
+    `successor_seen()` to say another worker has taken over (its ticks arrive under a newer epoch:
+    it is up, and past its boot). Returns the seconds waited."""
+    started = clock()
+    while clock() - started < max_delay_s and not successor_seen():
+        gevent.sleep(min(SUCCESSOR_POLL_S, max(0.0, max_delay_s - (clock() - started))))
+    return clock() - started
+
+
 def close_spread(hub: Hub, max_window_s: float, closes_per_s: float, farewell: Callable[[], bytes],
                  clock: Callable[[], float] = time.monotonic) -> dict:
     """Close every open stream of `hub` at about `closes_per_s`, within `max_window_s` seconds,

@@ -215,7 +215,8 @@ def test_a_graceful_restart_spreads_the_closes_sends_retry_and_every_client_come
                 client.wait_for(lambda c: c.of("price"), 10, "live prices after the restart")
             assert len(returned) == len(clients)
             assert "SIGKILL" not in app.output() and "graceful timeout" not in app.output().lower()
-            closed = re.findall(r"handed over in [0-9.]+ s, then closed ([0-9]+) streams over", app.output())
+            closed = re.findall(r"handed over in [0-9.]+ s, kept streaming [0-9.]+ s, then closed ([0-9]+) streams over",
+                                app.output())
             assert sorted(closed) != [] and sum(map(int, closed)) == len(clients), closed
             for client in returned:
                 client.close()

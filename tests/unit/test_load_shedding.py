@@ -192,3 +192,12 @@ def test_a_spread_close_of_few_streams_is_quick_at_the_close_rate():
     result = close_spread(hub, 4.0, 1000, farewell_retry(500, 0))
     assert result["took_s"] < 0.1 and all(w.client.closed for w in wires)
     assert all(w.body().endswith(b"retry: 500\n\n") for w in wires)
+
+
+def test_the_wait_before_the_closes_ends_when_a_successor_is_seen_or_at_its_bound():
+    from pricefeed.delivery.drain import wait_for_successor
+    seen_after = time.monotonic() + 0.15
+    waited = wait_for_successor(lambda: time.monotonic() >= seen_after, 5.0)
+    assert 0.14 <= waited < 1.0                    # not the 5 s bound: the successor was up
+    assert 0.2 <= wait_for_successor(lambda: False, 0.2) < 0.5     # nobody: the whole bound
+    assert wait_for_successor(lambda: True, 5.0) < 0.05
