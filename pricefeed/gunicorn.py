@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from pricefeed.capacity import gunicorn_worker_connections
 
-__all__ = ["worker_class", "worker_connections", "preload_app", "on_starting", "on_exit", "post_worker_init",
+__all__ = ["worker_class", "worker_connections", "backlog", "preload_app", "on_starting", "on_exit", "post_worker_init",
            "worker_int", "worker_abort", "worker_exit", "child_exit"]
 
 worker_class = "gevent"
@@ -40,6 +40,12 @@ worker_class = "gevent"
 worker_connections = gunicorn_worker_connections()
 # Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
 preload_app = False
+# The listen queue: connections the kernel has completed but no worker has taken yet. After a
+# restart thousands of browsers come back within seconds; once the queue is full the kernel drops
+# their handshakes and each retries 1 s, then 3 s, later (bench/restart.py: the tail past p99).
+# gunicorn's default is 2048; 4096 is what Linux allows without raising net.core.somaxconn
+# (the kernel silently caps it there).
+backlog = 4096
 
 
 def on_starting(server: Any) -> None:
