@@ -362,9 +362,10 @@ SETTINGS: tuple[Setting, ...] = (
             "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
             minimum=0, maximum=120),
     Setting("RESTART_CLOSE_DELAY", float, 2.0,
-            "On a graceful stop of a worker holding more than NEW_STREAMS_BURST streams, seconds it keeps "
+            "On a graceful stop of a worker holding more than NEW_STREAMS_BURST streams, the most seconds it keeps "
             "streaming after the handover before it starts closing: "
-            "a reload's new workers boot meanwhile, so the first browsers back find them accepting.",
+            "a reload's new workers boot meanwhile, so the first browsers back find them accepting (with Redis it "
+            "ends once ticks of a newer epoch arrive: a successor is up).",
             minimum=0, maximum=60),
     Setting("RESTART_CLOSES_PER_SECOND", float, 1000.0,
             "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "
