@@ -19,9 +19,12 @@ nothing to write for a whole bound (a quiet market is not an overload).
 Refused browsers come back after their Retry-After, and while the overload lasts
 each return is another refusal: thousands of them every few seconds take CPU the
 open streams need. So the spread of the Retry-After adapts, once a second, so that
-the refused come back at about REFUSALS_PER_SECOND per worker: if this second saw
-more, the mean wait grows in proportion (to at most MAX_SPREAD_S), if fewer it
-shrinks back towards the configured jitter. A short overload keeps short waits.
+the refused come back at about REFUSALS_PER_SECOND per worker: the shedder counts
+the refused browsers still away (each until the second it was told to come back),
+and the mean wait of the next ones is that count over the rate (a spread of at most
+MAX_SPREAD_S, at least the configured jitter). Counting who is away, rather than
+scaling by this second's refusals, does not pile corrections on top of each other:
+a fixed crowd settles at its rate; a short overload, with few away, keeps short waits.
 """
 from __future__ import annotations
 
@@ -64,8 +67,8 @@ class LoadShedder:
         self._over_since = 0.0           # when the first of them ended
         self._last_flush_at: float | None = None
         self.retry_spread_s = float(retry_jitter_s)   # the Retry-After's random extra: 0..this
-        self._second_started: float | None = None     # refusals counted per second, for the spread
-        self._second_refusals = 0
+        self._due_back: dict[int, int] = {}           # refused browsers still away, by the second they return
+        self._spread_updated_at: float | None = None
 
     def observe(self, lag_s: float, now: float) -> None:
         """The flusher finished a flush whose oldest frame had waited `lag_s` seconds (one call per flush)."""
@@ -102,21 +105,32 @@ class LoadShedder:
         if not self.shedding:
             return None
         self.shed_total += 1
-        self._count_refusal(now)
-        return self.retry_after_s + random.randint(0, int(self.retry_spread_s))
+        if self._spread_updated_at is None or now - self._spread_updated_at >= 1.0:
+            self._update_spread(now)
+        retry_after = self.retry_after_s + random.randint(0, int(self.retry_spread_s))
+        due = int(now + retry_after)
+        self._due_back[due] = self._due_back.get(due, 0) + 1
+        return retry_after
 
-    def _count_refusal(self, now: float) -> None:
-        if self._second_started is None:
-            self._second_started = now
-        elapsed = now - self._second_started
-        if elapsed >= 1.0:
-            rate = self._second_refusals / elapsed
-            # Waiting browsers ~ rate x mean wait; for them to return at REFUSALS_PER_SECOND
-            # the mean wait scales by rate / REFUSALS_PER_SECOND.
-            mean = (self.retry_after_s + self.retry_spread_s / 2) * rate / REFUSALS_PER_SECOND
-            self.retry_spread_s = min(MAX_SPREAD_S, max(float(self.retry_jitter_s), 2 * (mean - self.retry_after_s)))
-            self._second_started, self._second_refusals = now, 0
-        self._second_refusals += 1
+    def _update_spread(self, now: float) -> None:
+        second = int(now)
+        for due in [due for due in self._due_back if due < second]:
+            del self._due_back[due]
+        away = sum(self._due_back.values())
+        # For `away` browsers to return at REFUSALS_PER_SECOND, the mean wait is away / rate.
+        mean = away / REFUSALS_PER_SECOND
+        self.retry_spread_s = min(MAX_SPREAD_S, max(float(self.retry_jitter_s), 2 * (mean - self.retry_after_s)))
+        self._spread_updated_at = now
+
+    def settle(self) -> None:
+        """What a quiet market means for the readings: with nothing flushed for a whole bound and
+        nothing waiting, the worker is not late, and not shedding (without this, /metrics and
+        /health would show the last overload until the next flush or the next new stream)."""
+        now = self._clock()
+        if self._idle(now) and self.pending_lag(now) <= self.bound_s:
+            if self.shedding:
+                self._stop()
+            self.lag_s = self.smoothed_lag_s = 0.0
 
     def detail(self) -> str:
         return (f"this worker is delivering {self.smoothed_lag_s * 1000:.0f} ms late "
@@ -136,10 +150,11 @@ class LoadShedder:
         self.shedding_since = None
         self._over = 0
         self.smoothed_lag_s = min(self.smoothed_lag_s, self.lag_s)
-        self.retry_spread_s = float(self.retry_jitter_s)
-        self._second_started, self._second_refusals = None, 0
+        # The spread is kept: browsers refused in this episode are still away, and a new one
+        # starting before they are back must not send the next ones back all at once.
 
     def status(self) -> dict:
+        self.settle()
         return {"lag_ms": round(self.lag_s * 1000, 1), "lag_smoothed_ms": round(self.smoothed_lag_s * 1000, 1),
                 "lag_max_ms": round(self.max_lag_s * 1000, 1), "lag_pending_ms": round(self.pending_lag() * 1000, 1),
                 "lag_bound_ms": round(self.bound_s * 1000, 1), "shedding": self.shedding,

@@ -30,8 +30,11 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from urllib.parse import quote
 from typing import Any
 
+import gevent
 from gevent.socket import wait_read
 
 from pricefeed.node import Node
@@ -62,13 +65,15 @@ def accept_in_batches(batch: int) -> None:
 def refuse_new_streams_at_the_door(worker: Any, node: Node, prefix: str) -> None:
     """Wrap this worker's `handle` (see 2. above)."""
     original = worker.handle
-    stream_path = (prefix.rstrip("/") + "/stream").encode("latin-1")
+    # As a browser sends it: a prefix with other than ASCII arrives percent-encoded.
+    stream_path = quote(prefix.rstrip("/") + "/stream", safe="/-._~!$&'()*+,;=:@").encode("ascii")
     common_headers = ("Connection: close\r\nContent-Type: application/json\r\nVary: Origin\r\n"
                       "X-Content-Type-Options: nosniff\r\n"
                       f"Referrer-Policy: {node.config.referrer_policy}\r\n").encode("latin-1")
 
     def handle(listener: Any, client: Any, addr: Any) -> None:
-        if node.shedder.shedding and _refused(client, node, stream_path, common_headers):
+        # A stopping worker's answer is the view's "shutting_down, reconnect now", not a long wait.
+        if node.shedder.shedding and not node.hub.draining and _refused(client, node, stream_path, common_headers):
             return
         original(listener, client, addr)
     worker.handle = handle
@@ -96,21 +101,34 @@ def _refused(client: Any, node: Node, stream_path: bytes, common_headers: bytes)
 
 
 def _peek_head(client: Any) -> bytes | None:
-    """The complete request head, without consuming it; None if it is not all there soon.
+    """The request head, if it has all arrived within HEAD_WAIT_S and nothing follows it; else None.
 
     Accepted in a batch, a connection is often taken before its browser has sent the request
-    (measured: half of the refusals missed the door for that). So an empty socket gets up to
-    HEAD_WAIT_S for its head to arrive — a sleeping greenlet, not CPU — and then the normal path.
+    (measured: half of the refusals missed the door for that), so it gets up to HEAD_WAIT_S for
+    its head — a sleeping greenlet, not CPU. Bytes after the head (a pipelined request, a body)
+    would be left unread at the close, which sends a reset instead of the 503: the normal path.
     """
-    data = _peek(client)
-    if data is None:                   # nothing yet: wait for it once
+    deadline = time.monotonic() + HEAD_WAIT_S
+    while True:
+        data = _peek(client)
+        if data is not None:
+            if data == b"":
+                return None                        # gone
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                return data if len(data) == end + 4 else None
+            if len(data) >= PEEK_BYTES:
+                return None                        # no head within PEEK_BYTES: not one of ours
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
         try:
-            wait_read(client.fileno(), timeout=HEAD_WAIT_S)
+            if data is None:
+                wait_read(client.fileno(), timeout=remaining)
+            else:
+                gevent.sleep(min(0.005, remaining))   # part of the head: readable already, so poll
         except (socket.timeout, OSError, ValueError):
             return None
-        data = _peek(client)
-    end = data.find(b"\r\n\r\n") if data else -1
-    return data[:end + 4] if end >= 0 else None       # b"" (gone) or a partial head: the normal path
 
 
 def _peek(client: Any) -> bytes | None:

@@ -172,6 +172,7 @@ class NodeMetrics:
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
         self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
+        node.shedder.settle()       # a quiet market after an overload reads 0, not the last lag
         self.flush_lag.set(node.shedder.smoothed_lag_s)
         self.shedding.set(1 if node.shedder.shedding else 0)
         for mode in MODES:

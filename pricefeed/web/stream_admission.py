@@ -44,6 +44,8 @@ def hold_stream_slot(node: Node) -> Callable[[], None]:
 
 def admit(node: Node, address: str, sock: socket.socket | None) -> None:
     """Steps 3-4, for an address already holding a slot. Returns when the stream may connect."""
+    if node.hub.draining:
+        raise shutting_down()       # stopping: "reconnect now, elsewhere", not "come back later"
     shed_retry_after = node.shedder.refuse()
     if shed_retry_after is not None:
         raise at_capacity(node.shedder.detail(), shed_retry_after, jitter=0)

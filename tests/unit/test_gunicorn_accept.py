@@ -6,6 +6,7 @@ tests/integration/test_overload_and_restart.py.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import socket
 import threading
@@ -53,7 +54,8 @@ class Door:
         if shedding:
             self.shedder.observe(11, time.monotonic())      # one flush 11 s late: shedding
             assert self.shedder.shedding
-        self.node = SimpleNamespace(shedder=self.shedder, config=SimpleNamespace(referrer_policy="no-referrer"))
+        self.node = SimpleNamespace(shedder=self.shedder, config=SimpleNamespace(referrer_policy="no-referrer"),
+                                    hub=SimpleNamespace(draining=False))
         self.passed_on: list[bytes] = []
         self.worker = SimpleNamespace(handle=self._normal_path)
         refuse_new_streams_at_the_door(self.worker, self.node, "/api/market-data")
@@ -107,6 +109,33 @@ def test_a_request_head_arriving_just_after_the_accept_is_still_answered_at_the_
     assert door.passed_on == [head()] and door.shedder.shed_at_door == 1
 
 
+def test_a_head_split_across_segments_is_waited_for():
+    door = Door(shedding=True)
+    data = head()
+    browser, server = socket.socketpair()
+    try:
+        browser.sendall(data[:20])
+        threading.Timer(0.03, browser.sendall, (data[20:],)).start()
+        door.worker.handle(None, server, None)
+        browser.settimeout(1)
+        assert browser.recv(65536).startswith(b"HTTP/1.1 503 ")
+    finally:
+        browser.close()
+        server.close()
+    assert door.shedder.shed_at_door == 1
+
+
+def test_bytes_after_the_head_or_a_stopping_worker_take_the_normal_path():
+    door = Door(shedding=True)
+    pipelined = head() + head(b"GET /api/market-data/prices HTTP/1.1")
+    door.request(pipelined)
+    assert door.passed_on == [pipelined]            # closing with them unread would reset the connection
+    door.node.hub.draining = True
+    door.request(head())
+    assert door.passed_on[-1] == head()             # the view answers 503 shutting_down, Retry-After: 1
+    assert door.shedder.shed_at_door == 0
+
+
 def test_the_door_passes_everything_else_on_untouched():
     door = Door(shedding=True)
     for data in (head(b"GET /api/market-data/health HTTP/1.1"),
@@ -117,26 +146,52 @@ def test_the_door_passes_everything_else_on_untouched():
     assert door.shedder.shed_at_door == 0
 
 
+def test_a_prefix_beyond_ascii_is_matched_as_browsers_send_it():
+    door = Door(shedding=True)
+    refuse_new_streams_at_the_door(door.worker, door.node, "/märkte")      # installing must not fail
+    assert door.request(head(b"GET /m%C3%A4rkte/stream?pairs=BTC/USD HTTP/1.1")).startswith(b"HTTP/1.1 503 ")
+
+
 def test_not_shedding_the_door_is_open():
     door = Door(shedding=False)
     door.request(head())
     assert door.passed_on == [head()] and door.shedder.shed_total == 0
 
 
-def test_retry_after_spread_grows_while_refusals_pour_in_and_resets_when_shedding_stops():
+def test_retry_after_spread_follows_the_refused_browsers_still_away():
     now = [0.0]
     shedder = LoadShedder(bound_s=0.1, retry_after_s=2, retry_jitter_s=3, clock=lambda: now[0])
     shedder.shedding = True
-    for second in range(5):                        # 1,000 refusals a second: 10x the target return rate
+    for second in range(5):                        # 1,000 new browsers a second, none back yet
         for k in range(1000):
             now[0] = second + k / 1000
             if k % 50 == 0:
                 shedder.observe(0.2, now[0])       # the flusher still runs late
             assert shedder.refuse() is not None
-    assert shedder.retry_spread_s == 60            # grown to its ceiling
+    # Thousands away: the next ones are spread wide enough to come back at ~100 a second.
+    assert shedder.retry_spread_s >= 30
     assert max(shedder.refuse() for _ in range(200)) > 20
     shedder._stop()
-    assert shedder.retry_spread_s == 3
-    shedder._start()                               # a new episode starts from the configured jitter
+    assert shedder.retry_spread_s >= 30            # kept: those browsers are still away
+    now[0] += 120                                  # ... until they have all come back
+    shedder._start()
     shedder.observe(0.2, now[0])
     assert all(2 <= shedder.refuse() <= 5 for _ in range(50))
+    assert shedder.retry_spread_s == 3
+
+
+def test_a_fixed_crowd_settles_at_about_the_target_return_rate():
+    now = [0.0]
+    shedder = LoadShedder(bound_s=0.1, retry_after_s=2, retry_jitter_s=3, clock=lambda: now[0])
+    shedder.shedding = True
+    returns = sorted((k / 1000, k) for k in range(2000))    # 2,000 browsers, all refused in the first 2 s
+    refusals_per_second: dict[int, int] = {}
+    while returns and returns[0][0] < 90:
+        at, browser = returns.pop(0)
+        now[0] = at
+        shedder.observe(0.2, at)
+        retry_after = shedder.refuse()
+        refusals_per_second[int(at)] = refusals_per_second.get(int(at), 0) + 1
+        bisect.insort(returns, (at + retry_after + (browser % 10) / 10, browser))
+    settled = [refusals_per_second.get(second, 0) for second in range(40, 90)]
+    assert 50 <= sum(settled) / len(settled) <= 200, settled      # not 2,000 every few seconds

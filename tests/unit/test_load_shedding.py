@@ -201,3 +201,23 @@ def test_the_wait_before_the_closes_ends_when_a_successor_is_seen_or_at_its_boun
     assert 0.14 <= waited < 1.0                    # not the 5 s bound: the successor was up
     assert 0.2 <= wait_for_successor(lambda: False, 0.2) < 0.5     # nobody: the whole bound
     assert wait_for_successor(lambda: True, 5.0) < 0.05
+
+
+def test_a_stopping_worker_waits_for_a_successor_on_its_own_host_under_a_newer_epoch():
+    import socket
+    from types import SimpleNamespace
+    from pricefeed.node import Node
+    host = socket.gethostname()
+    me = SimpleNamespace(hub=SimpleNamespace(epoch=7), _heartbeat_epoch=7, worker_id=f"{host}:100",
+                         bus=SimpleNamespace(leader_heartbeat={"worker": f"{host}:100", "epoch": 7}),
+                         election=object())
+    seen = Node._successor_on_this_host(me)
+    assert not seen()                                                   # still our own heartbeat
+    me.bus.leader_heartbeat = {"worker": "other-host:5", "epoch": 8}
+    assert not seen()                                                   # another instance's leader
+    me.bus.leader_heartbeat = {"worker": f"{host}:200", "epoch": 7}
+    assert not seen()                                                   # not a newer epoch
+    me.bus.leader_heartbeat = {"worker": f"{host}:200", "epoch": 8}
+    assert seen()                                                       # a new worker here leads
+    me.election = None
+    assert not seen()                                                   # no Redis: the whole delay
