@@ -3,11 +3,15 @@
 Publishing calls the subscriber directly. This process is its own and only
 publisher, so there is never another leader to hear from: no heartbeat, no
 release. Its epoch is taken from the clock at start, so ids from a restarted
-process sort after the old ones.
+process sort after the old ones — in milliseconds, times 1000, plus the process id's
+last three digits: the workers of one gunicorn start in the same millisecond now and
+then, and two publishers sharing an epoch would tell a browser that moved from one to
+the other that it missed nothing (resume `gap: false`) when their ticks differ.
 """
 from __future__ import annotations
 
 import itertools
+import os
 import time
 
 from pricefeed.cluster.bus import Bus, Deliver
@@ -17,7 +21,7 @@ from pricefeed.ticks import PriceTick
 class InProcessBus(Bus):
     def __init__(self) -> None:
         super().__init__()
-        self.epoch = int(time.time() * 1000)
+        self.epoch = int(time.time() * 1000) * 1000 + os.getpid() % 1000
         self._seq = itertools.count(1)
         self._deliver: Deliver | None = None
         self._last: dict[str, PriceTick] = {}

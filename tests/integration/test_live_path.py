@@ -11,6 +11,7 @@ import threading
 import pytest
 import websocket
 
+from tests.support.deployment import all_live
 from tests.support.gunicorn import GunicornProcess
 from tests.support.simulator import SimulatorProcess
 from tests.support.sse_client import SSEClient
@@ -33,7 +34,9 @@ def app(sim):
     env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": PAIRS,
            "PRICEFEED_HEARTBEAT_INTERVAL": "0.5", "PRICEFEED_MAX_CLIENTS": "200"}
     with GunicornProcess(workers=2, env=env) as server:
-        wait_until(lambda: server.health()["mode"] == "live", 20, message="live mode")
+        # Every worker, not whichever /health lands on: without Redis each runs its own feed, and
+        # a stream opened on one still connecting would start `degraded` (seen once in CI).
+        all_live([server])
         yield server
 
 

@@ -423,3 +423,16 @@ def test_shutdown_cuts_short_a_backlog_write_to_a_client_that_stopped_reading():
     hub.close_all()
     with pytest.raises(OSError):                      # what the greenlet's blocking write now gets
         wire.server_end.send(b"x")
+
+
+def test_in_process_publishers_started_in_the_same_millisecond_get_different_epochs(monkeypatch):
+    """Two workers without Redis are two publishers: a shared epoch would make one vouch for the other's ids."""
+    from pricefeed.cluster import memory_bus
+    monkeypatch.setattr(memory_bus.time, "time", lambda: 1_700_000_000.123)
+    monkeypatch.setattr(memory_bus.os, "getpid", lambda: 4242)
+    first = memory_bus.InProcessBus().epoch
+    monkeypatch.setattr(memory_bus.os, "getpid", lambda: 4243)
+    second = memory_bus.InProcessBus().epoch
+    assert first != second and len(str(first)) <= 19          # ids stay within what Last-Event-ID accepts
+    monkeypatch.setattr(memory_bus.time, "time", lambda: 1_700_000_000.124)
+    assert memory_bus.InProcessBus().epoch > max(first, second)   # a restart still sorts after
