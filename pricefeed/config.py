@@ -365,7 +365,7 @@ SETTINGS: tuple[Setting, ...] = (
             "On a graceful stop of a worker holding more than NEW_STREAMS_BURST streams, the most seconds it keeps "
             "streaming after the handover before it starts closing: "
             "a reload's new workers boot meanwhile, so the first browsers back find them accepting (with Redis it "
-            "ends once ticks of a newer epoch arrive: a successor is up).",
+            "ends once another worker of this host leads under a newer epoch: a successor is up).",
             minimum=0, maximum=60),
     Setting("RESTART_CLOSES_PER_SECOND", float, 1000.0,
             "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "

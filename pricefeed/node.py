@@ -220,7 +220,8 @@ class Node:
         """For a stopping worker: has another worker of this host taken the lease since? Its
         heartbeat, under a newer epoch, says it is up and past its boot — a reload's new worker,
         or a sibling. A leader on another instance says nothing about ours: then the whole delay."""
-        epoch, host, me = max(self.hub.epoch, self._heartbeat_epoch), socket.gethostname(), self.worker_id
+        epoch, me = max(self.hub.epoch, self._heartbeat_epoch), self.worker_id
+        host = me.rsplit(":", 1)[0]                 # worker ids are host:pid
 
         def seen() -> bool:
             heartbeat = self.bus.leader_heartbeat or {}

@@ -38,8 +38,8 @@ def wait_for_successor(successor_seen: Callable[[], bool], max_delay_s: float,
                        clock: Callable[[], float] = time.monotonic) -> float:
     """Keep streaming for up to `max_delay_s` before the closes begin — a reload's new workers are
     booting, and browsers sent back now would find nobody accepting — but no longer than it takes
-    `successor_seen()` to say another worker has taken over (its ticks arrive under a newer epoch:
-    it is up, and past its boot). Returns the seconds waited."""
+    `successor_seen()` to say another worker has taken over (node.py: a worker of this host leads
+    under a newer epoch, so it is up and past its boot). Returns the seconds waited."""
     started = clock()
     while clock() - started < max_delay_s and not successor_seen():
         gevent.sleep(min(SUCCESSOR_POLL_S, max(0.0, max_delay_s - (clock() - started))))

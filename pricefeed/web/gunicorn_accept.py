@@ -28,7 +28,6 @@ gunicorn's own gevent worker, whose `handle` and StreamServer they wrap.
 """
 from __future__ import annotations
 
-import json
 import socket
 import time
 from urllib.parse import quote
@@ -38,6 +37,7 @@ import gevent
 from gevent.socket import wait_read
 
 from pricefeed.node import Node
+from pricefeed.web.gunicorn_limits import raw_json_response
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
 HEAD_WAIT_S = 0.1       # how long a shedding worker waits for a just-accepted connection's request head
@@ -67,9 +67,8 @@ def refuse_new_streams_at_the_door(worker: Any, node: Node, prefix: str) -> None
     original = worker.handle
     # As a browser sends it: a prefix with other than ASCII arrives percent-encoded.
     stream_path = quote(prefix.rstrip("/") + "/stream", safe="/-._~!$&'()*+,;=:@").encode("ascii")
-    common_headers = ("Connection: close\r\nContent-Type: application/json\r\nVary: Origin\r\n"
-                      "X-Content-Type-Options: nosniff\r\n"
-                      f"Referrer-Policy: {node.config.referrer_policy}\r\n").encode("latin-1")
+    # The view's other headers (security_headers.add_common_headers, the CORS Vary).
+    common_headers = f"Vary: Origin\r\nReferrer-Policy: {node.config.referrer_policy}\r\n"
 
     def handle(listener: Any, client: Any, addr: Any) -> None:
         # A stopping worker's answer is the view's "shutting_down, reconnect now", not a long wait.
@@ -79,7 +78,7 @@ def refuse_new_streams_at_the_door(worker: Any, node: Node, prefix: str) -> None
     worker.handle = handle
 
 
-def _refused(client: Any, node: Node, stream_path: bytes, common_headers: bytes) -> bool:
+def _refused(client: Any, node: Node, stream_path: bytes, common_headers: str) -> bool:
     head = _peek_head(client)
     if head is None or not _is_plain_stream_request(head, stream_path):
         return False
@@ -87,9 +86,8 @@ def _refused(client: Any, node: Node, stream_path: bytes, common_headers: bytes)
     if retry_after is None:
         return False          # it stopped shedding just now: the view decides
     node.shedder.shed_at_door += 1
-    body = (json.dumps({"detail": node.shedder.detail(), "error": "at_capacity"}, separators=(",", ":")) + "\n").encode()
-    response = (b"HTTP/1.1 503 SERVICE UNAVAILABLE\r\n" + common_headers
-                + f"Retry-After: {retry_after}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    response = raw_json_response(503, "SERVICE UNAVAILABLE", "at_capacity", node.shedder.detail(),
+                                 common_headers + f"Retry-After: {retry_after}\r\n")
     try:
         client.recv(len(head))         # consume what was peeked: closing with it unread would send a reset
         client.sendall(response)

@@ -20,15 +20,21 @@ _REFUSALS = (
 )
 
 
+def raw_json_response(status: int, reason: str, error: str, detail: str, headers: str = "") -> bytes:
+    """A whole HTTP/1.1 response, written to the socket without gunicorn or Flask: the
+    `{"error", "detail"}` body every client of pricefeed expects, and `Connection: close`.
+    `headers`: more header lines, each ending in CRLF."""
+    body = json.dumps({"detail": detail, "error": error}, separators=(",", ":")) + "\n"
+    return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+            f"{headers}Content-Length: {len(body.encode())}\r\n\r\n{body}").encode()
+
+
 def json_refusal(exc: BaseException, cfg: Any) -> bytes | None:
     """The whole HTTP response for a limit gunicorn enforces, or None if `exc` is not one."""
     for kind, status, reason, error, detail, setting in _REFUSALS:
         if isinstance(exc, kind):
-            body = json.dumps({"error": error, "detail": detail.format(limit=getattr(cfg, setting, "?"))})
-            head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-                    "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n")
-            return (head + body).encode("latin-1")
+            return raw_json_response(status, reason, error, detail.format(limit=getattr(cfg, setting, "?")))
     return None
 
 
