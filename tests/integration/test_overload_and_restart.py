@@ -66,6 +66,34 @@ def loads_of_every_worker(app: GunicornProcess, workers: int = 2) -> dict[str, d
     return loads
 
 
+def streams_on_every_worker(app: GunicornProcess, per_worker: int, workers: int = 2) -> list[SSEClient]:
+    """Open streams until each worker holds at least `per_worker` of them.
+
+    The kernel hands connections to whichever worker accepts first, so a few streams can all
+    land on one worker; a worker with no streams has nothing to flush, no lag, and rightly
+    admits. A test about every worker shedding needs streams on every worker."""
+    opened: list[SSEClient] = []
+
+    def spread():
+        opened.append(SSEClient(app.url + STREAM))
+        opened[-1].wait_for(lambda c: c.of("price"), 10, "prices")
+        counts: dict[str, int] = {}
+
+        def all_seen():
+            health = app.health()
+            counts[health["worker"]["id"]] = health["clients"]["clients"]
+            return len(counts) >= workers
+        wait_until(all_seen, 10, interval=0.01, message="/health from every worker")
+        return min(counts.values()) >= per_worker
+    try:
+        wait_until(spread, 30, interval=0, message=f"{per_worker} streams on each of {workers} workers")
+    except BaseException:
+        for client in opened:
+            client.close()
+        raise
+    return opened
+
+
 def metric(app: GunicornProcess, name: str) -> float:
     """The sum of a series' samples in /metrics (without labels)."""
     status, body = app.get("/api/market-data/metrics")
@@ -86,21 +114,15 @@ def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_client
                        PRICEFEED_SHED_AFTER_SECONDS="0.5")
     with GunicornProcess(workers=2, env=env) as app:
         all_live([app])
-        connected = [SSEClient(app.url + STREAM) for _ in range(6)]
+        connected = streams_on_every_worker(app, per_worker=3)
         try:
-            for client in connected:
-                client.wait_for(lambda c: c.of("price"), 10, "prices")
             set_flush_delay_on_every_worker(app, 400)
-            refusals: list[tuple[SSEClient, float]] = []
-
-            def refused_six_times():
-                client, took = open_stream(app)
-                if client.status != 503:
-                    client.close()
-                    return False
-                refusals.append((client, took))
-                return len(refusals) >= 6
-            wait_until(refused_six_times, 15, interval=0.05, message="new streams refused for lag")
+            # Each worker turns to shedding on its own flushes' lag (hysteresis: a few late flushes
+            # over SHED_AFTER_SECONDS); once both say so, every new stream is refused, on either.
+            wait_until(lambda: all(load["shedding"] for load in loads_of_every_worker(app).values()), 15,
+                       interval=0.05, message="both workers shedding")
+            refusals = [open_stream(app) for _ in range(6)]
+            assert [client.status for client, _ in refusals] == [503] * 6
             for refused, took in refusals:
                 assert took < 0.5, f"a refusal took {took:.3f} s"
                 assert json.loads(refused.body)["error"] == "at_capacity"
@@ -113,7 +135,8 @@ def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_client
             # ... but a request the door does not take (with an Origin header, whose answer may need
             # CORS headers) still gets the view's 503, through gunicorn and Flask.
             with_origin = SSEClient(app.url + STREAM, headers={"Origin": app.url}, timeout=10)
-            assert with_origin.status == 503 and json.loads(with_origin.body)["error"] == "at_capacity"
+            assert with_origin.status == 503, loads_of_every_worker(app)
+            assert json.loads(with_origin.body)["error"] == "at_capacity"
             assert with_origin.headers.get("server") == "gunicorn"     # the door's answer names no server
             with_origin.close()
             # Operators see it in /metrics too.
