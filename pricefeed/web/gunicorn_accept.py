@@ -37,6 +37,7 @@ import gevent
 from gevent.socket import wait_read
 
 from pricefeed.node import Node
+from pricefeed.web import gunicorn_drain
 from pricefeed.web.gunicorn_limits import raw_json_response
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
@@ -58,6 +59,7 @@ def accept_in_batches(batch: int) -> None:
         def start(self) -> None:
             self.max_accept = max(1, self.pricefeed_batch)
             super().start()
+            gunicorn_drain.track_server(self)     # so a stopping worker can stop accepting at once
 
     ggevent.StreamServer = BatchAcceptServer
 

@@ -43,6 +43,8 @@ def post_worker_init(worker: Any) -> None:
         # Fast at the door when overloaded: a full listen queue would make every 503 late.
         gunicorn_accept.accept_in_batches(node.config.accept_batch)
         gunicorn_accept.refuse_new_streams_at_the_door(worker, node, node.config.url_prefix)
+        from pricefeed.web import gunicorn_drain
+        gunicorn_drain.track_connections(worker)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)
@@ -72,6 +74,9 @@ def _keep_a_connection_reserve(worker: Any, node: Any) -> None:
 def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     """Hand over as soon as the worker is told to exit, then close the streams in a spread.
 
+    Before that, the connections that are not streams (gunicorn_drain.py): no more accepted,
+    and the idle keep-alive ones closed so that browsers send their next request to a new worker.
+
     On SIGTERM gunicorn's gevent worker only stops accepting and waits up to
     graceful_timeout for open requests to finish — and streams never finish, so the
     master SIGKILLs it first and `worker_exit` never runs: no lease release, no
@@ -83,6 +88,13 @@ def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     import gevent
     while worker.alive:
         gevent.sleep(0.02)
+    from pricefeed.web import gunicorn_drain
+    # First the connections that are not streams: accept no more, and close the idle keep-alive
+    # ones, on which a returning browser would be told "shutting down" by this worker.
+    servers = gunicorn_drain.stop_accepting()
+    idle = gunicorn_drain.close_idle_keepalive()
+    worker.log.info("pricefeed: stopping: %d listener(s) closed, %d idle keep-alive connection(s) closed",
+                    servers, idle)
     config = extension.config
     delay, spread = restart_timing(config.restart_close_delay, config.restart_spread, worker.cfg.graceful_timeout)
     _stop(worker, spread, delay)

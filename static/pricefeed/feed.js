@@ -284,7 +284,13 @@ export class PriceFeed {
       return; // nothing to retry until the pairs change
     }
     if (status) this._reportError({status, error: info.error, detail: info.detail, source: "server"});
-    const delay = this._retryDelay(info.retryAfterMs);
+    // A stream the server ended on purpose (a graceful restart closing its streams in a
+    // spread, a lifetime's end) was told when to come back: its last `retry:`, which the
+    // server already jittered per stream. Honour it as EventSource does; drawing from
+    // [0, retry] instead would pull a restart's returning crowd forward, into the new workers'
+    // boot and all at once. Anything that fails after that backs off with full jitter.
+    const told = info.error === "stream_ended" && info.opened && this._attempt === 0 && this._retryHintMs;
+    const delay = told ? this._toldDelay() : this._retryDelay(info.retryAfterMs);
     this._setState("reconnecting", {retryInMs: delay, attempt: this._attempt, status: status || null,
       error: info.error, retryAfterMs: info.retryAfterMs || null});
     this._timers.retry = setTimeout(() => {
@@ -292,6 +298,12 @@ export class PriceFeed {
       if (this._running && !this._paused) this._connect();
     }, delay);
     this._poller.start();
+  }
+
+  /** The server's own `retry:`, exactly (the next failure is the first attempt of the backoff). */
+  _toldDelay() {
+    this._attempt = 1;
+    return this._retryHintMs;
   }
 
   /** Full jitter: uniform in [0, ceiling], the ceiling doubling per attempt; never before Retry-After. */

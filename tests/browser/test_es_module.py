@@ -1,6 +1,9 @@
 """Headless Chromium runs static/pricefeed.js as an ES module (and as a classic script) against real gunicorn."""
 from __future__ import annotations
 
+import json
+import signal
+
 import pytest
 
 from tests.browser.conftest import BROWSER_APP, PageErrors, deployment, streams
@@ -261,3 +264,48 @@ def test_after_a_server_restart_the_page_reconnects_by_itself_and_resumes(chromi
             assert not errors.unexpected(), errors.unexpected()
         finally:
             context.close()
+
+
+def test_a_graceful_restart_sends_each_page_back_after_its_own_retry_to_a_new_worker(chromium):
+    # The preamble's retry: is 100 ms; the restart's farewell is 1-3 s, a different one per stream.
+    env = {"PRICEFEED_RETRY_MS": "100", "PRICEFEED_RETRY_JITTER_MS": "0", "PRICEFEED_RESTART_RETRY_MS": "1000",
+           "PRICEFEED_RESTART_RETRY_JITTER_MS": "2000", "PRICEFEED_RESTART_SPREAD": "0.5",
+           "PRICEFEED_RESTART_CLOSE_DELAY": "0.5"}
+    with deployment(env=env) as (sim, app):
+        contexts = [chromium.new_context() for _ in range(3)]
+        pages = [context.new_page() for context in contexts]
+        errors = [PageErrors(page) for page in pages]
+        try:
+            for page in pages:
+                open_module_page(page, app, "pairs=BTC/USD")
+            no_streams_but(app, 3)
+            old_worker = app.health()["worker"]["id"]
+            app.proc.send_signal(signal.SIGHUP)
+            for page in pages:
+                wait_until(lambda page=page: len([s for s in record(page)["states"] if s["state"] == "open"]) >= 2,
+                           30, message="the page streaming again after the restart")
+            for page in pages:
+                states = record(page)["states"]
+                ended = [s for s in states if s["state"] == "reconnecting"]
+                assert len(ended) == 1, json.dumps(states)          # back at the first try: no 503, no error
+                told = ended[0]["info"]
+                assert told["error"] == "stream_ended" and told["status"] is None
+                # It waited the farewell's retry: exactly (not the preamble's 100 ms, not a draw below it).
+                assert 1000 <= told["retryInMs"] <= 3000, told
+                reopened = [s for s in states if s["state"] == "open"][-1]["at"]
+                assert reopened - ended[0]["at"] >= told["retryInMs"] - 50
+                assert record(page)["snapshots"][-1]["resume"] is not None      # resumed from its last id
+            assert len({record(page)["states"][-2]["info"]["retryInMs"] for page in pages}) > 1   # jittered per stream
+            health = wait_until(lambda: (h := app.health())["worker"]["id"] != old_worker and h, 10,
+                                message="a new worker answering")
+            wait_until(lambda: streams(app)["clients"] == 3, 10, message="the three pages on the new worker")
+            assert health["worker"]["id"] != old_worker
+            for page in pages:
+                count = record(page)["priceEvents"]
+                wait_until(lambda page=page, count=count: record(page)["priceEvents"] > count, 10,
+                           message="prices after the restart")
+            for page_errors in errors:
+                assert not page_errors.unexpected(), page_errors.unexpected()
+        finally:
+            for context in contexts:
+                context.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import threading
 import time
 
@@ -246,3 +247,64 @@ def test_a_graceful_restart_spreads_the_closes_sends_retry_and_every_client_come
         finally:
             for client in clients:
                 client.close()
+
+
+def test_a_stopping_worker_closes_its_idle_keepalive_connections_so_the_next_request_reaches_a_new_one(redis_server, sim):
+    """A browser that reuses a kept-alive connection after a restart would otherwise be told
+    `503 shutting_down` by the old worker until the connection's keepalive (5 s) ran out."""
+    env = instance_env(sim, redis_server.url, new_prefix(), PRICEFEED_RESTART_SPREAD="0.5")
+    with GunicornProcess(workers=2, env=env) as app:
+        all_live([app])
+        old_workers = set(app.worker_pids())
+        idle = []
+        for _ in range(6):       # on both workers, in all likelihood; each served one request and waits
+            sock = socket.create_connection(("127.0.0.1", app.port))
+            sock.sendall(f"GET /api/market-data/prices?pairs={PAIRS} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            head = read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
+            idle.append(sock)
+        # One that has not sent its first request yet is not idle between requests: left open.
+        fresh = socket.create_connection(("127.0.0.1", app.port))
+        stream = SSEClient(app.url + STREAM)
+        try:
+            stream.wait_for(lambda c: c.of("price"), 10, "prices")
+            app.proc.send_signal(signal.SIGHUP)
+            for sock in idle:
+                # The server ends the idle connection itself, long before its 5 s keepalive ...
+                sock.settimeout(3)
+                assert sock.recv(1) == b"", "an idle keep-alive connection left open by a stopping worker"
+            # ... while the stream is still served until the spread closes it (with its retry:).
+            stream.wait_for(lambda c: c.closed, 10, "the stream closed by the restart")
+            assert [e.retry for e in stream.events if e.retry is not None][-1] >= 1000
+            # The next request, on a new connection, is answered by a new worker.
+            health = wait_until(lambda: (h := app.health())["worker"]["id"] and h, 10, message="health")
+            assert int(health["worker"]["id"].rsplit(":", 1)[1]) not in old_workers
+            swept = re.findall(r"stopping: 1 listener\(s\) closed, ([0-9]+) idle keep-alive connection\(s\) closed",
+                               app.output())
+            assert len(swept) == 2 and sum(map(int, swept)) == len(idle), swept
+            # The connection that never sent a request was not cut short: it is still answered
+            # (by the old worker: it accepted it, and answers it before it exits).
+            fresh.sendall(f"GET /api/market-data/prices?pairs={PAIRS} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            fresh.settimeout(5)
+            assert read_response(fresh).startswith(b"HTTP/1.1 200")
+        finally:
+            stream.close()
+            fresh.close()
+            for sock in idle:
+                sock.close()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-response: {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-body"
+        body += chunk
+    return head

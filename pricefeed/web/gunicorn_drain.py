@@ -1,0 +1,98 @@
+"""What a stopping gevent worker does with its connections that are not streams.
+
+Found with a real Chromium across a graceful restart (tests/browser/test_es_module.py):
+the page's stream was closed with a `retry:`, the page came back after it — and got
+`503 shutting_down` from the old worker, twice, seconds apart, before it reached a new one.
+It had not connected to the old worker again: it reused idle keep-alive connections it
+already held to it (the page, its scripts, `/prices`). A stopping gunicorn gevent worker
+stops accepting, but the connections it holds between requests stay open until their
+`keepalive` runs out (5 s), and every request sent on one is answered by the worker that
+is leaving. A crowd of browsers coming back from a restart would meet the same.
+
+So as soon as the worker is told to stop (web/gunicorn_hooks.py), before it closes its
+streams:
+1. it stops accepting at once (gunicorn's own loop does so only at its next turn, up to a
+   second later; a connection accepted then would only be told to go elsewhere);
+2. it closes every connection that is idle between two requests — parked in gunicorn's
+   keep-alive wait for the next request head after having served one. A browser (or nginx)
+   that finds a reused connection closed sends its request again on a new one, which a new
+   worker accepts. Connections inside a request are left alone (gunicorn closes them after
+   their response: the worker is no longer alive), and so are streams, which the drain
+   closes in its spread, and connections that have not finished their first request.
+
+Installed by post_worker_init, on gunicorn's own gevent worker only.
+"""
+from __future__ import annotations
+
+import socket
+import weakref
+from typing import Any
+
+import gevent
+
+# Every connection this worker holds, with the greenlet that serves it.
+_connections: "weakref.WeakKeyDictionary[Any, gevent.Greenlet]" = weakref.WeakKeyDictionary()
+_servers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def track_connections(worker: Any) -> None:
+    """Wrap this worker's `handle` so that each connection is known while it is open."""
+    original = worker.handle
+
+    def handle(listener: Any, client: Any, addr: Any) -> None:
+        _connections[client] = gevent.getcurrent()
+        try:
+            original(listener, client, addr)
+        finally:
+            _connections.pop(client, None)
+    worker.handle = handle
+
+
+def track_server(server: Any) -> None:
+    """Called by the StreamServer gunicorn_accept.py puts in place, when it starts."""
+    _servers.add(server)
+
+
+def stop_accepting() -> int:
+    """Close this worker's listening servers now (gunicorn's loop would at its next turn)."""
+    closed = 0
+    for server in list(_servers):
+        try:
+            server.close()      # gunicorn's own close() after this one does nothing more
+            closed += 1
+        except Exception:  # noqa: BLE001 - stopping: one server failing must not keep the rest open
+            pass
+    return closed
+
+
+def close_idle_keepalive() -> int:
+    """Close the connections waiting for their next request after a first one. Returns how many."""
+    closed = 0
+    for client, greenlet in list(_connections.items()):
+        if greenlet.dead or not _between_requests(greenlet):
+            continue
+        try:
+            client.shutdown(socket.SHUT_RDWR)   # its greenlet reads the end and gunicorn closes it
+            closed += 1
+        except OSError:
+            pass
+    return closed
+
+
+def _between_requests(greenlet: gevent.Greenlet) -> bool:
+    """True if the greenlet is parked in gunicorn's keep-alive loop, reading the next request
+    head of a connection that has already had one (its parser holds the previous message),
+    and not inside a request. An unrecognised stack counts as busy: left alone."""
+    frame = getattr(greenlet, "gr_frame", None)
+    reading = False
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in ("handle_request", "handle_http2"):
+            return False
+        if "gunicorn/http/" in code.co_filename:
+            reading = True
+        if code.co_name == "handle" and "gunicorn/workers/" in code.co_filename:
+            parser = frame.f_locals.get("parser")
+            return reading and getattr(parser, "mesg", None) is not None
+        frame = frame.f_back
+    return False
