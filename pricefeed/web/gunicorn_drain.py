@@ -20,7 +20,8 @@ streams:
    their response: the worker is no longer alive), and so are streams, which the drain
    closes in its spread, and connections that have not finished their first request.
 
-Installed by post_worker_init, on gunicorn's own gevent worker only.
+Installed with gunicorn_accept.py's StreamServer (post_worker_init), on gunicorn's own gevent
+worker only; the order in gunicorn_hooks.py matters: stop accepting first, then sweep.
 """
 from __future__ import annotations
 
@@ -30,26 +31,14 @@ from typing import Any
 
 import gevent
 
-# Every connection this worker holds, with the greenlet that serves it.
-_connections: "weakref.WeakKeyDictionary[Any, gevent.Greenlet]" = weakref.WeakKeyDictionary()
+# This worker's listening servers (each with the pool of greenlets serving its connections).
 _servers: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def track_connections(worker: Any) -> None:
-    """Wrap this worker's `handle` so that each connection is known while it is open."""
-    original = worker.handle
-
-    def handle(listener: Any, client: Any, addr: Any) -> None:
-        _connections[client] = gevent.getcurrent()
-        try:
-            original(listener, client, addr)
-        finally:
-            _connections.pop(client, None)
-    worker.handle = handle
-
-
 def track_server(server: Any) -> None:
-    """Called by the StreamServer gunicorn_accept.py puts in place, when it starts."""
+    """Called by the StreamServer gunicorn_accept.py puts in place, when it starts. Nothing is
+    kept per connection: each is found, when it matters, in its server's pool (a wrapper
+    around every connection's handler would cost each open stream a parked frame)."""
     _servers.add(server)
 
 
@@ -68,7 +57,7 @@ def stop_accepting() -> int:
 def close_idle_keepalive() -> int:
     """Close the connections waiting for their next request after a first one. Returns how many."""
     closed = 0
-    for client, greenlet in list(_connections.items()):
+    for client, greenlet in _connections():
         if greenlet.dead or not _between_requests(greenlet):
             continue
         try:
@@ -77,6 +66,19 @@ def close_idle_keepalive() -> int:
         except OSError:
             pass
     return closed
+
+
+def _connections() -> list[tuple[Any, gevent.Greenlet]]:
+    """(client socket, greenlet) of every connection being served: gevent's StreamServer spawns
+    each into its pool as `_handle_and_close_when_done(handle, close, (client, address))`."""
+    found = []
+    for server in list(_servers):
+        pool = getattr(server, "pool", None)
+        for greenlet in list(getattr(pool, "greenlets", ())):
+            args = getattr(greenlet, "args", ())
+            if len(args) == 3 and isinstance(args[2], tuple) and args[2] and hasattr(args[2][0], "shutdown"):
+                found.append((args[2][0], greenlet))
+    return found
 
 
 def _between_requests(greenlet: gevent.Greenlet) -> bool:

@@ -43,8 +43,6 @@ def post_worker_init(worker: Any) -> None:
         # Fast at the door when overloaded: a full listen queue would make every 503 late.
         gunicorn_accept.accept_in_batches(node.config.accept_batch)
         gunicorn_accept.refuse_new_streams_at_the_door(worker, node, node.config.url_prefix)
-        from pricefeed.web import gunicorn_drain
-        gunicorn_drain.track_connections(worker)
     extension.start()
     import gevent
     gevent.spawn(_stop_when_told_to_exit, worker, extension)

@@ -7,8 +7,11 @@ nginx, not nginx. Timing figures proper are measured by bench/nginx_latency.py.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
+import signal
 import statistics
+import time
 
 import pytest
 
@@ -116,3 +119,44 @@ def test_the_per_ip_limit_counts_the_browser_behind_nginx_not_nginx(sim):
         finally:
             for client in first_browser:
                 client.close()
+
+
+def test_through_nginx_a_graceful_restart_answers_every_new_stream_from_a_new_worker(sim):
+    """nginx keeps idle connections to gunicorn (`keepalive 32` in the deploy file) and reuses
+    them: a stopping worker must not answer on them (`503 shutting_down` to every browser that
+    nginx sends that way) but close them, so nginx opens new ones, which a new worker accepts."""
+    with serve(sim, PRICEFEED_RESTART_SPREAD="0.5") as app, NginxProcess(app.port) as nginx:
+        old_workers = set(app.worker_pids())
+
+        def status_of(path: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                if path != STREAM:
+                    response.read()       # a whole response: nginx keeps its upstream connection
+                return response.status
+            finally:
+                conn.close()
+
+        def stream_status() -> int:
+            return status_of(STREAM)
+
+        # Several requests at once: nginx keeps several idle upstream connections afterwards.
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(lambda _: status_of(f"/api/market-data/prices?pairs={PAIRS}"), range(12))) == [200] * 12
+        proxied = SSEClient(nginx.url + STREAM)
+        try:
+            proxied.wait_for(lambda c: c.of("price"), 10, "prices through nginx")
+            app.proc.send_signal(signal.SIGHUP)
+            statuses = []
+            deadline = time.monotonic() + 3       # longer than the old worker's whole stop
+            while time.monotonic() < deadline:
+                statuses.append(stream_status())
+                time.sleep(0.05)
+            assert statuses and set(statuses) == {200}, statuses
+            proxied.wait_for(lambda c: c.closed, 10, "the proxied stream closed by the restart")
+            assert int(detailed_health(app)["worker"]["id"].rsplit(":", 1)[1]) not in old_workers
+            assert "upstream prematurely closed" not in nginx.error_log()
+        finally:
+            proxied.close()
