@@ -168,7 +168,8 @@ def main() -> None:
         "loadgen_cpu_s": [r["cpu_s"] for r in ok],
         # Where the CPU went from the HUP until every client was back (% of one core).
         "cpu_pct_during_recovery": cpu_between(cpu_samples, hup_at, max((b for _, b in returns), default=stop_at)),
-        "spread_log": [line.split("WARNING ")[-1] for line in log.splitlines() if "then closed" in line],
+        "spread_log": [line.split("WARNING ")[-1] for line in log.splitlines()
+                       if "then closed" in line or "keep-alive connection(s) closed" in line],
         "sigkill_or_graceful_timeout": "SIGKILL" in log or "graceful timeout" in log.lower(),
         "errors": [r["error"] for r in results if "error" in r],
     }

@@ -89,10 +89,12 @@ def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     from pricefeed.web import gunicorn_drain
     # First the connections that are not streams: accept no more, and close the idle keep-alive
     # ones, on which a returning browser would be told "shutting down" by this worker.
+    import time
+    started = time.perf_counter()
     servers = gunicorn_drain.stop_accepting()
     idle = gunicorn_drain.close_idle_keepalive()
-    worker.log.info("pricefeed: stopping: %d listener(s) closed, %d idle keep-alive connection(s) closed",
-                    servers, idle)
+    worker.log.warning("pricefeed: stopping: %d listener(s) closed, %d idle keep-alive connection(s) closed in %.3f s",
+                       servers, idle, time.perf_counter() - started)
     config = extension.config
     delay, spread = restart_timing(config.restart_close_delay, config.restart_spread, worker.cfg.graceful_timeout)
     _stop(worker, spread, delay)
