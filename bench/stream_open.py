@@ -38,7 +38,8 @@ import gevent  # noqa: E402
 
 from bench.browser_round import workers_of  # noqa: E402
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
-from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
+from bench.fanout_scenarios import SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
+from bench.stream_memory import one_worker_env  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
@@ -96,11 +97,7 @@ def main() -> None:
     raise_open_files_limit()
     scenario = SCENARIOS["widget"]
     with SimulatorProcess(pairs=",".join(SYMBOLS), rate=args.rate) as sim:
-        env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
-               "PRICEFEED_PAIRS": ",".join(PAIRS), "PRICEFEED_MIN_UPDATE_INTERVAL": "1",
-               "PRICEFEED_MAX_CLIENTS": "12000", "PRICEFEED_WORKER_CONNECTIONS": "12500",
-               "PRICEFEED_MAX_STREAMS_PER_IP": "12000",
-               "PRICEFEED_NEW_STREAMS_SHARE_PER_IP": "1", "PRICEFEED_LOG_LEVEL": "WARNING"}
+        env = one_worker_env(sim, max_clients=args.clients + 100)
         with GunicornProcess(workers=1, env=env) as app:
             wait_until(lambda: app.health()["mode"] == "live", 20, message="live")
             worker = workers_of(app)[0]

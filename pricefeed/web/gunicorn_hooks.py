@@ -9,6 +9,7 @@ import Flask or redis (TRAPS.md); the worker hooks import the app's modules when
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 # pricefeed.web.api.EXTENSION_KEY, repeated so that importing this module stays light.
@@ -89,7 +90,6 @@ def _stop_when_told_to_exit(worker: Any, extension: Any) -> None:
     from pricefeed.web import gunicorn_drain
     # First the connections that are not streams: accept no more, and close the idle keep-alive
     # ones, on which a returning browser would be told "shutting down" by this worker.
-    import time
     started = time.perf_counter()
     servers = gunicorn_drain.stop_accepting()
     idle = gunicorn_drain.close_idle_keepalive()

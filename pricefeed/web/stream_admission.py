@@ -16,7 +16,6 @@ from typing import Callable
 from flask import request
 
 from pricefeed.node import Node
-from pricefeed.web import gunicorn_drain
 from pricefeed.web.client_address import client_key
 from pricefeed.web.client_presence import ADMITTED, CLOSED, GONE, wait_for_turn
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down, too_many_streams
@@ -34,14 +33,11 @@ def hold_stream_slot(node: Node) -> Callable[[], None]:
     if not streams.acquire(address):
         raise too_many_streams(streams.limit)
     released = []
-    sock = request.environ.get("gunicorn.socket")
-    gunicorn_drain.serving_a_stream(sock)      # a stopping worker's sweep leaves it to the drain
 
     def release() -> None:
         if not released:
             released.append(True)
             streams.release(address)
-            gunicorn_drain.stream_ended(sock)
     release.address = address   # type: ignore[attr-defined]
     return release
 

@@ -289,7 +289,7 @@ export class PriceFeed {
     // server already jittered per stream. Honour it as EventSource does; drawing from
     // [0, retry] instead would pull a restart's returning crowd forward, into the new workers'
     // boot and all at once. Anything that fails after that backs off with full jitter.
-    const told = info.error === "stream_ended" && info.opened && this._attempt === 0 && this._retryHintMs;
+    const told = info.error === "stream_ended" && this._attempt === 0 && this._retryHintMs;
     const delay = told ? this._toldDelay() : this._retryDelay(info.retryAfterMs);
     this._setState("reconnecting", {retryInMs: delay, attempt: this._attempt, status: status || null,
       error: info.error, retryAfterMs: info.retryAfterMs || null});

@@ -139,9 +139,6 @@ def test_through_nginx_a_graceful_restart_answers_every_new_stream_from_a_new_wo
             finally:
                 conn.close()
 
-        def stream_status() -> int:
-            return status_of(STREAM)
-
         # Several requests at once: nginx keeps several idle upstream connections afterwards.
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             assert list(pool.map(lambda _: status_of(f"/api/market-data/prices?pairs={PAIRS}"), range(12))) == [200] * 12
@@ -152,7 +149,7 @@ def test_through_nginx_a_graceful_restart_answers_every_new_stream_from_a_new_wo
             statuses = []
             deadline = time.monotonic() + 3       # longer than the old worker's whole stop
             while time.monotonic() < deadline:
-                statuses.append(stream_status())
+                statuses.append(status_of(STREAM))
                 time.sleep(0.05)
             assert statuses and set(statuses) == {200}, statuses
             proxied.wait_for(lambda c: c.closed, 10, "the proxied stream closed by the restart")

@@ -55,16 +55,21 @@ def set_flush_delay_on_every_worker(app: GunicornProcess, ms: int, workers: int 
     wait_until(all_set, 10, interval=0.01, message=f"slow-flush={ms} on every worker")
 
 
-def loads_of_every_worker(app: GunicornProcess, workers: int = 2) -> dict[str, dict]:
-    """Each worker's `clients.load` from /health (requests land on any worker: ask until each answered)."""
-    loads: dict[str, dict] = {}
+def health_of_every_worker(app: GunicornProcess, workers: int = 2) -> dict[str, dict]:
+    """Each worker's detailed /health (requests land on any worker: ask until each answered)."""
+    healths: dict[str, dict] = {}
 
     def all_seen():
         health = app.health()
-        loads[health["worker"]["id"]] = health["clients"]["load"]
-        return len(loads) >= workers
+        healths[health["worker"]["id"]] = health
+        return len(healths) >= workers
     wait_until(all_seen, 10, interval=0.01, message="/health from every worker")
-    return loads
+    return healths
+
+
+def loads_of_every_worker(app: GunicornProcess, workers: int = 2) -> dict[str, dict]:
+    """Each worker's `clients.load` from /health."""
+    return {worker: health["clients"]["load"] for worker, health in health_of_every_worker(app, workers).items()}
 
 
 def streams_on_every_worker(app: GunicornProcess, per_worker: int, workers: int = 2) -> list[SSEClient]:
@@ -78,14 +83,8 @@ def streams_on_every_worker(app: GunicornProcess, per_worker: int, workers: int 
     def spread():
         opened.append(SSEClient(app.url + STREAM))
         opened[-1].wait_for(lambda c: c.of("price"), 10, "prices")
-        counts: dict[str, int] = {}
-
-        def all_seen():
-            health = app.health()
-            counts[health["worker"]["id"]] = health["clients"]["clients"]
-            return len(counts) >= workers
-        wait_until(all_seen, 10, interval=0.01, message="/health from every worker")
-        return min(counts.values()) >= per_worker
+        healths = health_of_every_worker(app, workers).values()
+        return min(health["clients"]["clients"] for health in healths) >= per_worker
     try:
         wait_until(spread, 30, interval=0, message=f"{per_worker} streams on each of {workers} workers")
     except BaseException:
@@ -277,7 +276,7 @@ def test_a_stopping_worker_closes_its_idle_keepalive_connections_so_the_next_req
             stream.wait_for(lambda c: c.closed, 10, "the stream closed by the restart")
             assert [e.retry for e in stream.events if e.retry is not None][-1] >= 1000
             # The next request, on a new connection, is answered by a new worker.
-            health = wait_until(lambda: (h := app.health())["worker"]["id"] and h, 10, message="health")
+            health = wait_until(app.health, 10, message="health")
             assert int(health["worker"]["id"].rsplit(":", 1)[1]) not in old_workers
             swept = re.findall(r"stopping: 1 listener\(s\) closed, ([0-9]+) idle keep-alive connection\(s\) closed",
                                app.output())
