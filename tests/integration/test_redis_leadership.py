@@ -216,7 +216,14 @@ def test_redis_work_does_not_grow_with_the_number_of_clients(redis_server, sim):
             clients += [SSEClient(app.url + STREAM) for _ in range(count - len(clients))]
             for client in clients:
                 client.wait_for(lambda c: c.of("price"), 10, "prices")
+            # The steady count: a pool may open a connection for a moment when two greenlets
+            # send commands at once (seen once in a clean-clone run: 5, then 6), which is not
+            # growth with the clients; the larger round must settle on the smaller round's count.
             connections = redis_server.info_clients()
+            settle_by = time.monotonic() + 5
+            while count == 60 and connections != measurements[5][0] and time.monotonic() < settle_by:
+                time.sleep(0.2)
+                connections = redis_server.info_clients()
             commands_before = redis_server.commands_processed()
             # Every tick reaches every client at this rate, so one client counts the ticks.
             ticks_before = len(clients[0].of("price"))
