@@ -34,7 +34,7 @@ limit_request_line = 8190
 http_parser = "python"
 limit_request_fields = 100
 limit_request_field_size = 8190
-# Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
+# Never preload: the app must be imported after the worker monkey-patched (docs/library-facts.md).
 preload_app = False
 accesslog = os.environ.get("PRICEFEED_ACCESS_LOG") or None
 errorlog = "-"

@@ -46,9 +46,6 @@ if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
   echo "$npm_want" > "$npm_stamp"
 fi
 
-# The fixtures live beside the repository in shared/; a checkout elsewhere can point at them.
-export PRICEFEED_FIXTURES=${PRICEFEED_FIXTURES:-$(cd .. && pwd)/shared/fixtures/binance}
-
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

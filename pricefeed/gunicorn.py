@@ -22,7 +22,7 @@ or with `compose`, which keeps gunicorn's arity check happy:
     post_worker_init = pricefeed.gunicorn.compose(pricefeed.gunicorn.post_worker_init, my_post_worker_init)
 
 Standard library only at module level: the master must not import Flask, redis, ssl or
-gevent's users before the workers patch (TRAPS.md). The hooks import the package inside the
+gevent's users before the workers patch (docs/library-facts.md). The hooks import the package inside the
 worker, after patching.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = ["worker_class", "worker_connections", "backlog", "preload_app", "on_s
 worker_class = "gevent"
 # Streams per worker are bounded by it; PRICEFEED_WORKER_CONNECTIONS wins, else derived.
 worker_connections = gunicorn_worker_connections()
-# Never preload: the app must be imported after the worker monkey-patched (TRAPS.md).
+# Never preload: the app must be imported after the worker monkey-patched (docs/library-facts.md).
 preload_app = False
 # The listen queue: connections the kernel has completed but no worker has taken yet. After a
 # restart thousands of browsers come back within seconds; once the queue is full the kernel drops

@@ -11,13 +11,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FIXTURES = Path(os.environ.get("PRICEFEED_FIXTURES", ROOT.parent / "shared" / "fixtures" / "binance"))
+# The captured Binance traffic ships with the repository (tests/fixtures/binance/README.md: sources, licences).
+FIXTURES = ROOT / "tests" / "fixtures" / "binance"
 
 
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
     if not path.exists():
-        pytest.fail(f"fixture {path} is missing: set PRICEFEED_FIXTURES to shared/fixtures/binance")
+        pytest.fail(f"fixture {path} is missing from the repository")
     return path
 
 

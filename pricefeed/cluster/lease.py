@@ -11,7 +11,7 @@ within its renew deadline (shorter than the TTL): a leader paused by SIGSTOP or
 a blocked hub gives up before anyone else can take over, not after.
 
 Why not redis-py's Lock: it is greenlet-local under gevent and its retries make
-a lost reply to `SET NX` look like failure while we hold the key (TRAPS.md).
+a lost reply to `SET NX` look like failure while we hold the key (docs/library-facts.md).
 Every command here runs once; a reply lost in transit is repaired by making
 ACQUIRE re-entrant for the same owner.
 """

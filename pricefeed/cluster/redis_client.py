@@ -1,7 +1,7 @@
 """The Redis client every cluster piece uses: one server (redis://, rediss://, unix://) or a
 Sentinel-managed master (redis+sentinel://).
 
-Every command runs exactly once (TRAPS.md: a retried PUBLISH duplicates, a retried SET NX
+Every command runs exactly once (docs/library-facts.md: a retried PUBLISH duplicates, a retried SET NX
 reads as failure), whichever form the URL has. Under Sentinel each new connection asks the
 sentinels where the master is now, so a connection lost to a failover (the old master dies,
 or answers READONLY once demoted: redis-py turns that into a ConnectionError and drops the

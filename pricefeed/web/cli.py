@@ -6,7 +6,7 @@
 
 `simulate` and `serve` replace this process (exec) rather than run in it: the CLI has
 already imported Flask, the app and redis without gevent's patching, and patching that
-late is exactly what TRAPS.md warns about. `serve` starts gunicorn with
+late is exactly what docs/library-facts.md warns about. `serve` starts gunicorn with
 `-c python:pricefeed.gunicorn` (the one-line setup) and loads the same app Flask's CLI
 found (`--app` / FLASK_APP) inside the worker, after it has patched.
 """

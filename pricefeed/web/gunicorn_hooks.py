@@ -5,7 +5,7 @@ A gunicorn.conf.py gets them with `from pricefeed.gunicorn import *` (pricefeed/
 hub (`post_fork` runs before: greenlets started there would use unpatched sockets).
 
 Standard library only at module level: `child_exit` runs in the master, which must not
-import Flask or redis (TRAPS.md); the worker hooks import the app's modules when called.
+import Flask or redis (docs/library-facts.md); the worker hooks import the app's modules when called.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import os
 @functools.lru_cache(maxsize=None)
 def api_routes() -> frozenset[str]:
     """The rules of the API blueprint under the default prefix, read from a fresh app's URL map."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PRICEFEED_") and k != "PRICEFEED_FIXTURES"}
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PRICEFEED_")}
     try:
         from flask import Flask
 
