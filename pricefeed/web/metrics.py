@@ -154,8 +154,7 @@ class NodeMetrics:
         self._advance(self.upstream_messages, stats.messages)
         self._advance(self.upstream_malformed, stats.malformed)
         self._advance(self.upstream_reconnects, stats.reconnects)
-        conn = feed.active
-        self.upstream_connected.set(1 if conn is not None and not conn.ended else 0)
+        self.upstream_connected.set(1 if feed.connected() else 0)
         self.lease_leader.set(1 if node.leading else 0)
         lease = node.election.lease if node.election is not None else None
         self._advance(self.lease_changes.labels("acquired"), lease.acquisitions if lease else 0)
