@@ -111,6 +111,9 @@ class Connection:
                 "outstanding_pings": len(self._outstanding_pings), "closing": self._closing,
                 "age": round(time.monotonic() - self._opened_at, 3)}
 
+    def subscribes(self, stream: str) -> bool:
+        return stream_key(stream) in self._subscriptions
+
     def limits(self) -> dict[str, int]:
         """What the exchange's per-connection caps measure, for `GET /_sim/stats`."""
         return {"streams": len(self._subscriptions), "target_length": self.target_length}

@@ -119,7 +119,8 @@ class Exchange:
 
     def apply_fault(self, fault: Fault) -> int:
         """Carry out `fault`; return how many open connections it affected."""
-        connections = list(self.connections)
+        connections = [connection for connection in self.connections
+                       if not fault.stream or connection.subscribes(fault.stream)]
         self.faults.apply(fault)
         if fault.name == "drop":
             self.stats.drops += len(connections)
