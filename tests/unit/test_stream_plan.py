@@ -61,15 +61,39 @@ def test_500_pairs_split_into_connections_each_within_both_limits_in_order():
     assert [pair for group in groups for pair in group.pairs] == [pair.name for pair in catalog.pairs]
     for group in groups:
         assert len(group.streams) == 2 * len(group.pairs)
-    # Packed: a connection closes only when the next pair would not fit.
-    for group, after in zip(groups, groups[1:]):
-        assert group.target_length + 1 + len("/".join(after.streams[:2])) > MAX_TARGET_CHARS
+    # As few connections as the target allows, evenly loaded (not 210/210/80).
+    streams_length = sum(len(name) + 1 for group in groups for name in group.streams)
+    assert len(groups) == -(-streams_length // (MAX_TARGET_CHARS - len("/stream?streams=")))
+    assert max(len(g.pairs) for g in groups) - min(len(g.pairs) for g in groups) <= 2
+
+
+def fewest_connections(items, max_target: int, max_streams: int = 1024) -> int:
+    """Reference: filling each connection before the next (optimal for an in-order split)."""
+    count, length, streams = 0, None, 0
+    for _, names in items:
+        cost = sum(len(encode_stream(name)) + 1 for name in names)
+        if length is None or length + cost > max_target or streams + len(names) > max_streams:
+            count, length, streams = count + 1, len("/stream?streams=") - 1, 0
+        length += cost
+        streams += len(names)
+    return count
+
+
+def test_an_even_split_never_needs_more_connections_than_filling_each():
+    # Pairs of very different lengths: where an even split cannot keep the count, each is filled.
+    items = [(f"p{index}", [("x" * (150 if index % 7 == 0 else 5)) + f"{index}@t"]) for index in range(400)]
+    for limit in (300, 450, 600, 1000, 3000):
+        groups = plan_stream_groups(BINANCE, items, max_target_chars=limit)
+        assert len(groups) == fewest_connections(items, limit)
+        assert all(group.target_length <= limit for group in groups)
+        assert [pair for group in groups for pair in group.pairs] == [pair for pair, _ in items]
 
 
 def test_the_stream_cap_splits_when_names_are_short():
     items = [(f"p{index}", [f"s{index}@a", f"s{index}@b"]) for index in range(1500)]
     groups = plan_stream_groups(BINANCE, items, max_target_chars=10**6)
-    assert [len(group.streams) for group in groups] == [1024, 1024, 952]
+    assert len(groups) == 3 and all(len(group.streams) <= 1024 for group in groups)
+    assert sum(len(group.streams) for group in groups) == 3000
 
 
 def test_a_target_of_exactly_the_limit_fits_and_one_more_character_does_not():
@@ -124,6 +148,7 @@ def test_any_symbols_any_limits_every_connection_fits_and_every_pair_is_planned_
                    for _, (a, b) in items)
         return
     assert [pair for group in groups for pair in group.pairs] == names
+    assert len(groups) == fewest_connections(items, target, streams)
     for group in groups:
         assert group.target_length <= target and len(group.streams) <= streams
         assert names_in(group) == list(group.streams)
