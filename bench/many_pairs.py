@@ -49,9 +49,12 @@ def measure(count: int, per_pair_rate: float, workers: int, timeout: float) -> d
             wait_until(all_priced, timeout, interval=0.1, message=f"all {count} pairs priced")
             all_priced_s = time.monotonic() - started
             stats = sim.stats()
+            # A lease that changed hands (a busy machine) opens the set twice: say so beside the count.
+            epoch = wait_until(lambda: app.health()["leader"]["epoch"], 10, message="the leader's epoch")
     return {"pairs": count, "connections": connections,
             "per_connection": [(c["streams"], c["target_length"]) for c in stats["open_connections"]],
             "connections_total": stats["connections_total"], "max_concurrent": stats["max_concurrent"],
+            "leader_epoch": epoch,
             "set_open_s": round(set_open_s, 2), "all_priced_s": round(all_priced_s, 2)}
 
 
