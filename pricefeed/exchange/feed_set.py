@@ -111,8 +111,11 @@ class FeedSet:
         return bool(self.feeds) and all(feed.is_live() for feed in self.feeds)
 
     def connected(self) -> bool:
-        return bool(self.feeds) and all(
-            feed.active is not None and not feed.active.ended for feed in self.feeds)
+        return bool(self.feeds) and self.open_connections() == len(self.feeds)
+
+    def open_connections(self) -> int:
+        """Connections of the set that are open now (a rotation's replacement not counted)."""
+        return sum(1 for feed in self.feeds if feed.active is not None and not feed.active.ended)
 
     def data_age(self) -> float | None:
         """The oldest confirmation among the live connections (None when none is live)."""
