@@ -294,6 +294,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_MAX_FRAME_BYTES", int, 1 << 20,
             "Largest exchange WebSocket frame read; a longer one gets the connection replaced (counted).",
             minimum=4096, maximum=64 << 20),
+    Setting("UPSTREAM_MAX_STREAMS_PER_CONNECTION", int, 1024,
+            "Streams one exchange connection carries at most (Binance: 1024); more pairs open more "
+            "connections, all held by the one leader.", minimum=2, maximum=1024),
+    Setting("UPSTREAM_MAX_TARGET_LENGTH", int, 8000,
+            "Longest handshake request target (`/stream?streams=...`, percent-encoded) of one exchange "
+            "connection, characters; longer lists are split over more connections.", minimum=200, maximum=8000),
     Setting("REST_MAX_BODY_BYTES", int, 1 << 20, "Largest REST ticker response body read; longer is malformed.",
             minimum=4096, maximum=64 << 20),
     Setting("MAX_CLOCK_SKEW", float, 86400.0,
@@ -445,6 +451,8 @@ class Config:
     simulated: bool
     upstream_probe_timeout: float
     upstream_max_frame_bytes: int
+    upstream_max_streams_per_connection: int
+    upstream_max_target_length: int
     rest_max_body_bytes: int
     max_clock_skew: float
     upstream_attempt_budget_dir: str
@@ -559,11 +567,9 @@ _EXPECTED: dict[Callable, str] = {int: "expected a whole number", float: "expect
 
 
 def _check_pairs(config: "Config") -> None:
-    """The pairs must parse, be distinct on the exchange, and fit one exchange connection."""
-    from pricefeed.pairs import MAX_PAIRS, PairCatalog, PairError
-    if len(config.pairs) > MAX_PAIRS:
-        raise ConfigError(f"PRICEFEED_PAIRS is invalid: {len(config.pairs)} pairs, at most {MAX_PAIRS} "
-                          "fit one exchange connection")
+    """The pairs must parse and be distinct on the exchange. Their number is not limited: the
+    feed splits them over as many exchange connections as needed (exchange/stream_plan.py)."""
+    from pricefeed.pairs import PairCatalog, PairError
     try:
         PairCatalog(config.pairs, config.stable_quote)
     except PairError as exc:

@@ -40,7 +40,7 @@ from pricefeed.cluster.redis_bus import RedisBus
 from pricefeed.cluster.redis_client import redis_client
 from pricefeed.exchange.rest import RestPoller
 from pricefeed.ticks import PriceTick
-from pricefeed.exchange.feed import BinanceFeed
+from pricefeed.exchange.feed_set import FeedSet
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,11 @@ class Node:
             "upstream": new_breaker("upstream", fail_max=5, reset_timeout=5),
             "rest": new_breaker("rest", fail_max=3, reset_timeout=30),
         }
-        self.feed = BinanceFeed(
+        # As many exchange connections as the pairs need (stream_plan.py); one for ~200 pairs.
+        self.feed = FeedSet(
             config.upstream_url, self.catalog, self._publish,
+            max_streams=config.upstream_max_streams_per_connection,
+            max_target_chars=config.upstream_max_target_length,
             silence_timeout=config.upstream_silence_timeout,
             connect_timeout=config.upstream_connect_timeout,
             rotate_after=config.upstream_rotate_after,
@@ -374,7 +377,8 @@ class Node:
             self._heartbeat = gevent.spawn(self._send_heartbeat)
         data_age = self._source_data_age()
         if mode in (LIVE, LOCAL) and data_age is not None:
-            self.hub.confirm_current(data_age)
+            # A connection of the set that is down leaves its own pairs to go stale.
+            self.hub.confirm_current(data_age, except_pairs=self._source_down_pairs())
         if mode != self.mode:
             log.warning("mode %s -> %s", self.mode, mode)
             self.mode = mode
@@ -398,6 +402,13 @@ class Node:
         if not self._leader_live() or not isinstance(age, (int, float)):
             return None
         return age + self.bus.heartbeat_age()
+
+    def _source_down_pairs(self) -> list[str]:
+        """The pairs whose exchange connection (ours or the leader's) is down while others deliver."""
+        if self.election is None or self.election.leading or self.fallback.local:
+            return self.feed.down_pairs() if self.feed.running else []
+        down = (self.bus.leader_heartbeat or {}).get("down_pairs")
+        return [pair for pair in down if isinstance(pair, str)] if isinstance(down, list) else []
 
     def _observe(self) -> Observation:
         if self.election is None:
@@ -445,6 +456,7 @@ class Node:
             self.bus.publish_heartbeat({
                 "worker": self.worker_id, "epoch": lease.epoch, "since": lease.since,
                 "live": self.feed.is_live(), "data_age_s": self.feed.data_age(),
+                "down_pairs": self.feed.down_pairs(),
                 "simulated": self.feed.simulated, "t": int(time.time() * 1000)})
         except (Exception, pybreaker.CircuitBreakerError) as exc:  # noqa: BLE001 - shows in the mode
             log.warning("heartbeat not published: %s", exc)

@@ -6,9 +6,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 _ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
-# One exchange connection carries every pair: Binance allows 1024 streams on it, and the
-# feed subscribes two per pair (trades for the price, the 24 h ticker for the change).
-MAX_PAIRS = 512
 
 
 class PairError(ValueError):

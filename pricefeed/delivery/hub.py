@@ -355,12 +355,14 @@ class Hub:
         age = max(0.0, time.time() - tick.ts / 1000)
         return self._clock() - age
 
-    def confirm_current(self, data_age: float = 0.0) -> None:
+    def confirm_current(self, data_age: float = 0.0, except_pairs: Iterable[str] = ()) -> None:
         """The source is live and delivered data `data_age` seconds ago: every held price
-        was still the current one then (a quiet market on a live connection is not stale)."""
+        was still the current one then (a quiet market on a live connection is not stale).
+        `except_pairs` are on an exchange connection that is down: they are not confirmed."""
         at = self._clock() - data_age
-        for entry in self.book.values():
-            if entry.confirmed_at < at:
+        skipped = set(except_pairs)
+        for pair, entry in self.book.items():
+            if entry.confirmed_at < at and pair not in skipped:
                 entry.confirmed_at = at
 
     def broadcast_status(self, body: dict) -> None:

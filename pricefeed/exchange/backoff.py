@@ -46,6 +46,14 @@ class ReconnectPolicy:
         self._attempts: deque[float] = deque()
         self._not_before = 0.0
 
+    def sibling(self) -> "ReconnectPolicy":
+        """The policy of another connection of the same set: its own backoff, but the same
+        window of attempts and host budget (the exchange counts attempts per IP)."""
+        other = ReconnectPolicy(self.base, self.cap, self.max_attempts, self.window, self._clock,
+                                self._rand, self.host_budget)
+        other._attempts = self._attempts
+        return other
+
     @property
     def failures(self) -> int:
         return self._failures

@@ -25,10 +25,11 @@ when to connect, rotate and give a connection up.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import ssl
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import gevent
 import gevent.event
@@ -38,7 +39,7 @@ import websocket
 from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
 from pricefeed.exchange.frames import FrameHandler
-from pricefeed.exchange.protocol import combined_stream_url
+from pricefeed.exchange.stream_plan import StreamGroup, one_group
 from pricefeed.config import reduce_url
 from pricefeed.logs import short_reason
 from pricefeed.pairs import PairCatalog
@@ -58,7 +59,11 @@ _TLS_OPTIONS = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
 
 
 class BinanceFeed:
-    """Keeps a combined-stream connection to the exchange and emits a PriceTick per trade."""
+    """Keeps a combined-stream connection to the exchange and emits a PriceTick per trade.
+
+    It reads one `StreamGroup` (default: every pair of the catalog); a `FeedSet` runs one
+    per group when the pairs need several connections.
+    """
 
     def __init__(self, url: str, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], *,
                  silence_timeout: float = 15.0, connect_timeout: float = 10.0,
@@ -66,8 +71,10 @@ class BinanceFeed:
                  force_simulated: bool = False, clock: Callable[[], float] = time.monotonic,
                  breaker: pybreaker.CircuitBreaker | None = None, probe_after: float | None = None,
                  probe_timeout: float = 3.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 max_clock_skew_ms: int | None = DEFAULT_MAX_CLOCK_SKEW_MS):
-        self.url = combined_stream_url(url, catalog.pairs)
+                 max_clock_skew_ms: int | None = DEFAULT_MAX_CLOCK_SKEW_MS,
+                 group: StreamGroup | None = None, numbering: Iterator[int] | None = None):
+        self.group = group if group is not None else one_group(url, catalog.pairs)
+        self.url = self.group.url
         # Quiet this long, a connection is asked whether it still works (never later than the
         # silence timeout); it is replaced only if that goes unanswered for `probe_timeout`.
         self.probe_after = min(silence_timeout, probe_after) if probe_after else silence_timeout
@@ -86,7 +93,8 @@ class BinanceFeed:
         self.stats = FeedStats()
         self.active: UpstreamConnection | None = None
         self.standby: UpstreamConnection | None = None
-        self._numbers = 0
+        # Connection numbers, shared by the feeds of a set so that "#7" in a log is one connection.
+        self._numbering = numbering if numbering is not None else itertools.count(1)
         self._next_replacement_at = 0.0
         self._wake = gevent.event.Event()
         self._stopping = False
@@ -288,9 +296,8 @@ class BinanceFeed:
             return None
         ws.settimeout(None)  # reads block in their greenlet; the supervisor watches the data
         cap_frame_size(ws, self.max_frame_bytes)
-        self._numbers += 1
         headers = ws.getheaders() or {}
-        conn = UpstreamConnection(ws, self._numbers, SIMULATOR_HEADER in headers,
+        conn = UpstreamConnection(ws, next(self._numbering), SIMULATOR_HEADER in headers,
                                   self.frames.on_data, self._on_end, self._clock)
         self.stats.connects += 1
         log.info("upstream: connection #%d open to %s%s", conn.number, self.url.split("?")[0],
@@ -320,7 +327,9 @@ class BinanceFeed:
         now = self._clock()
         return {
             "url": reduce_url(self.url),
-            "streams": self.url.split("streams=", 1)[1].count("/") + 1,
+            "streams": len(self.group.streams),
+            "pairs": len(self.group.pairs),
+            "target_length": self.group.target_length,
             "connected": conn is not None and not conn.ended,
             "live": self.is_live(),
             "simulated": self.simulated,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
-from urllib.parse import urlsplit
 
 import pricefeed.validation as validation
 from pricefeed.pairs import Pair
 from pricefeed.validation import Rejected
 
+# Binance's documented cap; exchange/stream_plan.py splits the streams over connections.
 MAX_STREAMS_PER_CONNECTION = 1024
 
 _MAX_INTERVAL_LENGTH = 8
@@ -109,20 +109,7 @@ def stream_names(pairs: Iterable[Pair]) -> list[str]:
     for pair in pairs:
         names.append(f"{pair.stream_symbol}@aggTrade")
         names.append(f"{pair.stream_symbol}@miniTicker")
-    if len(names) > MAX_STREAMS_PER_CONNECTION:
-        raise ValueError(f"{len(names)} streams exceed Binance's {MAX_STREAMS_PER_CONNECTION} per connection")
     return names
-
-
-def combined_stream_url(base_url: str, pairs: Iterable[Pair]) -> str:
-    """`<base>/stream?streams=a/b/c`. A base that already names /stream or /ws is trimmed to its root."""
-    parts = urlsplit(base_url.rstrip("/"))
-    path = parts.path
-    for suffix in ("/stream", "/ws"):
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-    root = parts._replace(path=path, query="", fragment="").geturl().rstrip("/")
-    return f"{root}/stream?streams={'/'.join(stream_names(pairs))}"
 
 
 def parse_frame(text: str | bytes, *, max_skew_ms: int | None = None,

@@ -1,6 +1,7 @@
 """`/_sim`: how tests inspect and steer the simulator.
 
-    GET  /_sim/stats          counters (see stats.Stats)
+    GET  /_sim/stats          counters (see stats.Stats), and `open_connections`: each open
+                              connection's stream count and handshake target length
     POST /_sim/stats/reset    zero the totals; max_concurrent = connections open now
     GET  /_sim/prices         last published trade per symbol: {"BTCUSDT": {"price", "ts", "trade_id"}}
     GET  /_sim/market         the market source's state
@@ -38,7 +39,9 @@ class AdminApi:
     def __init__(self, exchange: "Exchange") -> None:
         self._exchange = exchange
         self._routes: dict[tuple[str, str], Endpoint] = {
-            ("GET", "/_sim/stats"): lambda env: (200, exchange.stats.snapshot()),
+            ("GET", "/_sim/stats"): lambda env: (200, {
+                **exchange.stats.snapshot(),
+                "open_connections": [connection.limits() for connection in exchange.connections]}),
             ("POST", "/_sim/stats/reset"): self._reset_stats,
             ("GET", "/_sim/prices"): lambda env: (200, exchange.quotes.last_trades()),
             ("GET", "/_sim/market"): lambda env: (200, exchange.source.control(None, None)),

@@ -48,8 +48,9 @@ class Connection:
 
     def __init__(self, websocket: SimulatorWebSocket, streams: list[str], combined: bool,
                  microseconds: bool, options: SimulatorOptions, stats: Stats,
-                 faults: FaultState) -> None:
+                 faults: FaultState, target_length: int = 0) -> None:
         self.combined = combined
+        self.target_length = target_length   # of the handshake's request target, as sent
         self.microseconds = microseconds
         self._ws = websocket
         self._options = options
@@ -105,9 +106,17 @@ class Connection:
     def describe(self) -> dict[str, Any]:
         """This connection's state, for `GET /_sim/connections`."""
         return {"combined": self.combined, "microseconds": self.microseconds,
-                "streams": list(self._subscriptions.values()), "outbox": len(self._outbox),
+                "streams": list(self._subscriptions.values()), "stream_count": len(self._subscriptions),
+                "target_length": self.target_length, "outbox": len(self._outbox),
                 "outstanding_pings": len(self._outstanding_pings), "closing": self._closing,
                 "age": round(time.monotonic() - self._opened_at, 3)}
+
+    def subscribes(self, stream: str) -> bool:
+        return stream_key(stream) in self._subscriptions
+
+    def limits(self) -> dict[str, int]:
+        """What the exchange's per-connection caps measure, for `GET /_sim/stats`."""
+        return {"streams": len(self._subscriptions), "target_length": self.target_length}
 
     def _socket(self) -> Any:
         handler = self._ws.handler
@@ -311,6 +320,7 @@ class Connection:
         if method == "SUBSCRIBE":
             new = {stream_key(name): name for name in params}
             if len(self._subscriptions.keys() | new.keys()) > self._options.max_streams:
+                self._stats.streams_refused += 1
                 return ControlError(INVALID_REQUEST, "Invalid request: too many streams "
                                     f"(at most {self._options.max_streams})", request_id).text()
             for key, name in new.items():

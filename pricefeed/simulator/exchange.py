@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import gevent
 
@@ -42,13 +42,14 @@ class StreamRoute:
 
 
 class RouteError(ValueError):
-    def __init__(self, status: int, msg: str) -> None:
+    def __init__(self, status: int, msg: str, too_many_streams: bool = False) -> None:
         super().__init__(msg)
         self.status = status
+        self.too_many_streams = too_many_streams
 
 
 def parse_stream_route(path: str, query_string: str, max_streams: int) -> StreamRoute:
-    """`/ws`, `/ws/<s>[/<s>...]`, `/stream` or `/stream?streams=a/b/c`."""
+    """`/ws`, `/ws/<s>[/<s>...]`, `/stream` or `/stream?streams=a/b/c` (names percent-decoded)."""
     query = parse_qs(query_string, keep_blank_values=True)
     path = path.rstrip("/") or "/"
     if path == "/stream":
@@ -63,7 +64,7 @@ def parse_stream_route(path: str, query_string: str, max_streams: int) -> Stream
     if bad:
         raise RouteError(400, f"Invalid stream name: {bad[0]}")
     if len(names) > max_streams:
-        raise RouteError(400, f"Too many streams (at most {max_streams})")
+        raise RouteError(400, f"Too many streams (at most {max_streams})", too_many_streams=True)
     time_unit = query.get("timeUnit", ["MILLISECOND"])[-1].upper()
     if time_unit not in ("MILLISECOND", "MICROSECOND"):
         raise RouteError(400, f"Invalid timeUnit: {time_unit}")
@@ -118,7 +119,8 @@ class Exchange:
 
     def apply_fault(self, fault: Fault) -> int:
         """Carry out `fault`; return how many open connections it affected."""
-        connections = list(self.connections)
+        connections = [connection for connection in self.connections
+                       if not fault.stream or connection.subscribes(fault.stream)]
         self.faults.apply(fault)
         if fault.name == "drop":
             self.stats.drops += len(connections)
@@ -152,10 +154,19 @@ class Exchange:
 
     def refuse_handshake(self, environ: dict[str, Any]) -> Refusal | None:
         """Called by the handler before upgrading: an HTTP answer instead, or None."""
+        target = _request_target(environ)
+        if len(target) > self.options.max_target_length:
+            # What a front end does with an over-long request line: 414, before any routing.
+            self.stats.targets_too_long += 1
+            return (status_line(414), [("Content-Type", "application/json")],
+                    encode_json({"code": -1, "msg": f"Request-URI Too Long: {len(target)} characters "
+                                 f"(at most {self.options.max_target_length})"}).encode())
         try:
             parse_stream_route(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
                                self.options.max_streams)
         except RouteError as error:
+            if error.too_many_streams:
+                self.stats.streams_refused += 1
             return (status_line(error.status), [("Content-Type", "application/json")],
                     encode_json({"code": -1, "msg": str(error)}).encode())
         refusal = self.faults.take_refusal()
@@ -185,7 +196,7 @@ class Exchange:
         route = parse_stream_route(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
                                    self.options.max_streams)
         connection = Connection(websocket, route.streams, route.combined, route.microseconds,
-                                self.options, self.stats, self.faults)
+                                self.options, self.stats, self.faults, len(_request_target(environ)))
         self.connections.add(connection)
         self.stats.connection_opened()
         self.source.client_connected()
@@ -195,3 +206,12 @@ class Exchange:
             self.connections.discard(connection)
             self.stats.connection_closed()
         return []
+
+
+def _request_target(environ: dict[str, Any]) -> str:
+    """The handshake's request target as the client sent it (percent-encoded path and query)."""
+    raw = environ.get("RAW_URI")
+    if isinstance(raw, str) and raw:
+        return raw
+    query = environ.get("QUERY_STRING", "")
+    return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")

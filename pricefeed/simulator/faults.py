@@ -1,7 +1,9 @@
 """Faults a test can inject through `POST /_sim/fault`, and the state they leave.
 
 Connection-wide actions (drop, close, malformed, shutdown, hostile) are carried
-out at once by the exchange on every open connection; timed faults (silence,
+out at once by the exchange on every open connection, or with `"stream": <name>`
+only on the connections subscribed to that stream (one connection of a client's
+set); timed faults (silence,
 quiet, stall, ignore_pongs, refuse, rest) stay active here until they expire or
 are cleared. What the timed silences keep and stop:
 
@@ -22,11 +24,11 @@ from .streams import encode_json
 FAULTS = ("drop", "silence", "quiet", "stall", "ignore_pongs", "malformed", "refuse", "close", "shutdown",
           "hostile", "rest", "clear")
 _FIELDS = {
-    "drop": set(), "shutdown": {"close"}, "clear": set(), "hostile": {"kind"},
+    "drop": {"stream"}, "shutdown": {"close", "stream"}, "clear": set(), "hostile": {"kind", "stream"},
     "silence": {"duration"}, "quiet": {"duration"}, "stall": {"duration"}, "ignore_pongs": {"duration"},
-    "malformed": {"count"},
+    "malformed": {"count", "stream"},
     "refuse": {"status", "count", "duration", "retry_after"},
-    "close": {"code", "reason"},
+    "close": {"code", "reason", "stream"},
     "rest": {"status", "duration", "retry_after"},
 }
 _NEEDS_DURATION = ("silence", "quiet", "stall", "ignore_pongs", "rest")
@@ -51,6 +53,7 @@ class Fault:
     reason: str = ""
     close: bool = True        # shutdown: close after the grace (False: announce only)
     kind: str = ""            # hostile: which frame
+    stream: str = ""          # connection-wide faults: only connections subscribed to it ("": all)
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
@@ -107,9 +110,12 @@ def parse_fault(body: Any) -> Fault:
     kind = body.get("kind", "")
     if name == "hostile" and kind not in HOSTILE_KINDS:
         raise FaultError(f"hostile needs a kind, one of: {', '.join(HOSTILE_KINDS)}")
+    stream = body.get("stream", "")
+    if not isinstance(stream, str) or len(stream) > 200:
+        raise FaultError("stream must be a stream name like btcusdt@aggTrade")
     return Fault(name, duration, count, status,
                  1 if retry_after is None else retry_after,
-                 1000 if code is None else code, reason, close, kind)
+                 1000 if code is None else code, reason, close, kind, stream)
 
 
 def status_line(status: int) -> str:

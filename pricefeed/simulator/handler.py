@@ -77,6 +77,8 @@ class SimulatorHandler(WebSocketHandler):
         return super().start_response(status, list(headers) + [SIMULATOR_HEADER], exc_info)
 
     def upgrade_connection(self) -> list[bytes] | None:
+        # The request target exactly as sent (still percent-encoded): what a length limit measures.
+        self.environ.setdefault("RAW_URI", self.path)
         refuse = getattr(self.application, "refuse_handshake", None)
         refusal: Refusal | None = refuse(self.environ) if refuse else None
         if refusal is not None:

@@ -29,6 +29,7 @@ class SimulatorOptions:
     seed: int | None = None
     outbox_limit: int = 10_000          # data frames queued per client before dropping the oldest
     max_streams: int = 1024
+    max_target_length: int = 8000       # characters of a handshake's request target (path and query)
     incoming_per_second: int = 5
     verbose: bool = False
     admin_anywhere: bool = False        # /_sim from any address (default: loopback peers only)

@@ -17,6 +17,8 @@ class Stats:
     connections_total: int = 0
     max_concurrent: int = 0
     handshakes_refused: int = 0
+    targets_too_long: int = 0        # handshakes refused 414: request target past the length cap
+    streams_refused: int = 0         # handshakes (400) or SUBSCRIBEs (error) past the stream cap
     messages_sent: int = 0           # market data frames written (not pings, replies or faults)
     messages_received: int = 0       # every incoming text, binary, ping and pong frame
     responses_sent: int = 0          # replies to SUBSCRIBE & co, including errors

@@ -78,7 +78,7 @@ class NodeMetrics:
         self.upstream_reconnects = counter("pricefeed_upstream_reconnects_total",
                                            "Exchange connections opened to replace a lost one (not rotations).")
         self.upstream_connected = live_gauge("pricefeed_upstream_connected",
-                                             "Open exchange WebSocket connections (1 per deployment with Redis).")
+                                             "Open exchange WebSocket connections (one set per deployment with Redis).")
         self.lease_leader = live_gauge("pricefeed_lease_leader",
                                        "1 on the worker holding the upstream lease (each worker without Redis).")
         self.lease_changes = counter("pricefeed_lease_changes_total",
@@ -154,8 +154,7 @@ class NodeMetrics:
         self._advance(self.upstream_messages, stats.messages)
         self._advance(self.upstream_malformed, stats.malformed)
         self._advance(self.upstream_reconnects, stats.reconnects)
-        conn = feed.active
-        self.upstream_connected.set(1 if conn is not None and not conn.ended else 0)
+        self.upstream_connected.set(feed.open_connections())
         self.lease_leader.set(1 if node.leading else 0)
         lease = node.election.lease if node.election is not None else None
         self._advance(self.lease_changes.labels("acquired"), lease.acquisitions if lease else 0)

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from pricefeed.exchange.protocol import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
-                               Trade, Unused, combined_stream_url, parse_frame, stream_names)
+                               Trade, Unused, parse_frame, stream_names)
 from pricefeed.pairs import PairCatalog
 from tests.conftest import capture_frames, last_trade_prices, unicornfy_samples
 
@@ -87,22 +87,10 @@ def test_malformed_frames_raise_malformed_frame(frame):
         parse_frame(frame)
 
 
-def test_combined_url_names_aggtrade_and_miniticker_for_every_pair():
+def test_the_streams_of_a_pair_are_aggtrade_and_miniticker():
     catalog = PairCatalog(["BTC/USD", "ftm/usdt"])
-    url = combined_stream_url("wss://stream.binance.com:9443", catalog.pairs)
-    assert url == ("wss://stream.binance.com:9443/stream?streams="
-                   "btcusdt@aggTrade/btcusdt@miniTicker/ftmusdt@aggTrade/ftmusdt@miniTicker")
-    # A base that already names the path is trimmed, not doubled.
-    assert combined_stream_url("wss://data-stream.binance.vision/stream/", catalog.pairs).startswith(
-        "wss://data-stream.binance.vision/stream?streams=btcusdt@aggTrade")
-    assert combined_stream_url("ws://127.0.0.1:9000/ws", catalog.pairs).startswith(
-        "ws://127.0.0.1:9000/stream?streams=")
-
-
-def test_more_than_1024_streams_is_refused():
-    catalog = PairCatalog([f"A{i}/USD" for i in range(513)])
-    with pytest.raises(ValueError):
-        stream_names(catalog.pairs)
+    assert stream_names(catalog.pairs) == ["btcusdt@aggTrade", "btcusdt@miniTicker",
+                                           "ftmusdt@aggTrade", "ftmusdt@miniTicker"]
 
 
 def test_a_price_with_a_trailing_newline_is_malformed():

@@ -313,6 +313,16 @@ def test_prices_become_stale_unless_confirmed():
     assert hub.stale_pairs() == []
 
 
+def test_pairs_of_an_exchange_connection_that_is_down_are_not_confirmed():
+    clock = ManualClock()
+    hub = Hub(["BTC/USD", "ETH/USD"], max_clients=2, stale_after=5, clock=clock)
+    hub.publish(tick("BTC/USD", seq=1))
+    hub.publish(tick("ETH/USD", seq=2))
+    clock.now += 6
+    hub.confirm_current(except_pairs=["ETH/USD"])
+    assert hub.stale_pairs() == ["ETH/USD"]
+
+
 def test_resume_tells_whether_the_client_missed_anything_it_cannot_recover():
     hub = Hub(["BTC/USD", "ETH/USD"], max_clients=2, stale_after=5, resume_window=3)
     for seq in range(1, 6):

@@ -61,7 +61,8 @@ def test_app_config_wins_over_environment_and_accepts_typed_values():
     ("PRICEFEED_HEARTBEAT_INTERVAL", "nan"),
     ("PRICEFEED_PAIRS", "BTCUSD"),
     ("PRICEFEED_PAIRS", "BTC/USD,btc/usdt"),
-    ("PRICEFEED_PAIRS", ",".join(f"A{i}/USD" for i in range(513))),
+    ("PRICEFEED_UPSTREAM_MAX_STREAMS_PER_CONNECTION", "1025"),
+    ("PRICEFEED_UPSTREAM_MAX_TARGET_LENGTH", "8001"),
     ("PRICEFEED_STABLE_QUOTE", ""),
     ("PRICEFEED_STABLE_QUOTE", "US-T"),
     ("PRICEFEED_MIN_UPDATE_INTERVAL", "20"),
@@ -70,6 +71,11 @@ def test_invalid_values_stop_startup_naming_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
         Config.load({}, environ={name: value})
     assert name in str(info.value)
+
+
+def test_any_number_of_pairs_is_accepted_they_are_split_over_connections():
+    pairs = ",".join(f"A{i}/USD" for i in range(3000))
+    assert len(Config.load({}, environ={"PRICEFEED_PAIRS": pairs}).pairs) == 3000
 
 
 def test_a_unix_socket_redis_url_is_accepted():
