@@ -62,7 +62,8 @@ class Admission:
 
 class AdmissionGate:
     def __init__(self, rate: float, burst: int, max_wait: float, clock: Callable[[], float] = time.monotonic,
-                 address_share: float = 1.0, max_streams_per_address: int | None = None):
+                 address_share: float = 1.0, max_streams_per_address: int | None = None,
+                 streams: "StreamsPerAddress | None" = None):
         if rate <= 0 or burst < 1 or max_wait < 0 or not 0 < address_share <= 1:
             raise ValueError("rate must be > 0, burst >= 1, max_wait >= 0, 0 < address_share <= 1")
         self.rate = rate
@@ -72,7 +73,9 @@ class AdmissionGate:
         self._clock = clock
         self._gate = LeakyBucket(rate, burst, clock())
         self._addresses: dict[str, LeakyBucket] = {}
-        self.streams = StreamsPerAddress(max_streams_per_address)
+        # The count of streams per address: this worker's own unless the node passes a wider one
+        # (cluster/address_limits.py: the host's or the deployment's, with the same interface).
+        self.streams = streams if streams is not None else StreamsPerAddress(max_streams_per_address)
         self.admitted = 0
         self.delayed = 0
         self.refused = 0
@@ -144,6 +147,8 @@ class AdmissionGate:
 
 class StreamsPerAddress:
     """How many streams each client address holds on this worker, bounded by `limit` (None: no bound)."""
+
+    scope = "worker"          # what the count covers (cluster/address_limits.py has wider ones)
 
     def __init__(self, limit: int | None):
         self.limit = limit
