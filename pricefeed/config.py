@@ -321,8 +321,9 @@ SETTINGS: tuple[Setting, ...] = (
             "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
     # -- issue 11: a public endpoint ---------------------------------------------------
     Setting("MAX_STREAMS_PER_IP", int, 100,
-            "Per worker, concurrent streams one client address may hold; beyond it 429 too_many_streams "
-            "(IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
+            "Concurrent streams one client address may hold across the whole deployment (counted in Redis; "
+            "without Redis, or while it is unreachable, across the instance's workers); beyond it 429 "
+            "too_many_streams (IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
     Setting("NEW_STREAMS_SHARE_PER_IP", float, 0.1,
             "Fraction of the admission gate (burst and rate) one client address may use; beyond it 429 "
             "too_many_new_streams.", minimum=0.001, maximum=1),
