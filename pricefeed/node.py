@@ -20,7 +20,7 @@ import gevent
 import pybreaker
 
 from pricefeed.cluster.address_limits import AddressLimits
-from pricefeed.cluster.host_address_counts import HostAddressCounts
+from pricefeed.cluster.host_address_counts import HostAddressCounts, HostAddressRates
 from pricefeed.cluster.redis_address_counts import RedisAddressCounts
 from pricefeed.delivery.admission import AdmissionGate
 from pricefeed.exchange.attempt_budget import HostAttemptBudget
@@ -86,7 +86,8 @@ class Node:
                                        # The cap counts for the whole deployment (Redis), else the host.
                                        streams=AddressLimits(config.max_streams_per_ip,
                                                              HostAddressCounts(config.redis_prefix),
-                                                             clock=clock))
+                                                             clock=clock,
+                                                             host_rates=HostAddressRates(config.redis_prefix)))
         # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {

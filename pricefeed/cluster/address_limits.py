@@ -13,6 +13,12 @@ This worker's own holdings (`held`) are the truth the other tiers are rebuilt fr
 Redis listing lapsed, or whose release could not reach Redis, rewrites its hash from them at the
 next refresh (every REFRESH_SECONDS, on its own greenlet, never on a request's time).
 
+The address's share of the admission gate (its new streams per second) follows the same tiers:
+`take_new` paces the address for the deployment in Redis, else for the host (HostAddressRates),
+else returns None and the worker's own gate paces it (delivery/admission.py). A newcomer that
+leaves while it waits gives its slot back to its worker's gate only: the shared pace keeps it,
+so that address waits one slot longer at most.
+
 The interface is what the admission point needs, and what an accept path counting pending
 connections per address can reuse with another `kind`: acquire(address) → bool, release(address),
 start(), stop(), status(). Addresses are plain strings: the web layer decides what a client's
@@ -28,7 +34,7 @@ import gevent
 import gevent.lock
 import redis
 
-from pricefeed.cluster.host_address_counts import HostAddressCounts
+from pricefeed.cluster.host_address_counts import HostAddressCounts, HostAddressRates
 from pricefeed.cluster.redis_address_counts import REFRESH_SECONDS, ListingLapsed, RedisAddressCounts
 
 log = logging.getLogger(__name__)
@@ -42,9 +48,11 @@ REDIS_RETRY_SECONDS = 2.0
 
 class AddressLimits:
     def __init__(self, limit: int | None, host: HostAddressCounts | None = None,
-                 redis_counts: RedisAddressCounts | None = None, clock: Callable[[], float] = time.monotonic):
+                 redis_counts: RedisAddressCounts | None = None, clock: Callable[[], float] = time.monotonic,
+                 host_rates: HostAddressRates | None = None):
         self.limit = limit
         self.host = host
+        self.host_rates = host_rates
         self.redis = redis_counts
         self._clock = clock
         self._held: dict[str, int] = {}
@@ -73,6 +81,8 @@ class AddressLimits:
         if self.host is not None and self.host.start():
             for address, count in self._held.items():     # streams opened before the start
                 self.host.add(address, count)
+        if self.host_rates is not None:
+            self.host_rates.start()
         if self.host is not None or self.redis is not None:
             self._refresher = gevent.spawn(self._refresh_forever)
 
@@ -87,6 +97,8 @@ class AddressLimits:
                 pass
         if self.host is not None:
             self.host.stop()
+        if self.host_rates is not None:
+            self.host_rates.stop()
         self._started = False
 
     @property
@@ -152,6 +164,23 @@ class AddressLimits:
             self._held.pop(address, None)
         else:
             self._held[address] = held - 1
+
+    def take_new(self, address: str, rate: float, burst: int, max_wait: float) -> tuple[bool, float] | None:
+        """The address's next slot of its admission share (`rate` per second after `burst`), for the
+        widest tier that works: (taken, seconds to wait; not taken past `max_wait`). None: no shared
+        tier (before the start, or no host table): the caller paces the address itself."""
+        if not self._started:
+            return None
+        if self.redis is not None and self._redis_usable():
+            try:
+                with self._redis_turn:
+                    if self._redis_usable():
+                        return self.redis.take_new(address, rate, burst, max_wait)
+            except (redis.RedisError, OSError) as exc:
+                self._redis_failed(exc)
+        if self.host_rates is not None and self.host_rates.shared:
+            return self.host_rates.take(address, rate, burst, max_wait)
+        return None
 
     def held(self, address: str) -> int:
         """What this worker holds for `address`."""

@@ -232,6 +232,76 @@ class HostAddressCounts:
                 **({"error": self.error} if self.error else {})}
 
 
+class HostAddressRates:
+    """The address's share of the admission gate, for the workers of this host: one GCRA state
+    (when the address's queue would be empty, on the system-wide monotonic clock) per bucket, in
+    a memory-mapped table of ROWS × BUCKETS doubles under the same kind of flock. An address's
+    state is the latest of its buckets': an address sharing a bucket with a busy one can wait
+    longer than its own share says, never shorter. Nothing to clean up: a state in the past is
+    an empty queue."""
+
+    def __init__(self, prefix: str, kind: str = "streams", directory: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.prefix = prefix
+        self.kind = re.sub(r"[^A-Za-z0-9_-]", "_", kind)[:40]
+        self.directory = directory or ""
+        self._clock = clock
+        self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._states: memoryview | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self._states is not None
+
+    def start(self) -> bool:
+        if self._states is not None:
+            return True
+        if not self.directory:
+            self.directory = instance_directory(self.prefix)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.directory, f"address-{self.kind}.rates"), os.O_RDWR | os.O_CREAT, 0o600)
+            size = ROWS * BUCKETS * 8
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._fd = fd
+            self._map = mmap.mmap(fd, size)
+            self._states = memoryview(self._map).cast("d")
+        except OSError as exc:
+            log.warning("address rates: host table unusable (%s); this worker paces on its own", exc)
+            self.stop()
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self._states is not None:
+            self._states.release()
+            self._states = None
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def take(self, address: str, rate: float, burst: int, max_wait: float) -> tuple[bool, float]:
+        """Take the address's next slot: (taken, seconds to wait); not taken past `max_wait`."""
+        states = self._states
+        assert states is not None and self._fd is not None
+        indexes = buckets_of(address)
+        interval = 1.0 / rate
+        with _TableLock(self._fd):
+            now = self._clock()
+            next_free = max(max(states[index] for index in indexes), now)
+            wait = max(0.0, next_free - now - (burst - 1) * interval)
+            if wait > max_wait:
+                return False, wait
+            for index in indexes:
+                states[index] = next_free + interval
+        return True, wait
+
+
 class _TableLock:
     """An exclusive flock on the table for one check-and-increment (held for microseconds;
     a worker killed while holding it drops it with its process)."""

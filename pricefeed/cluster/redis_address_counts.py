@@ -74,6 +74,22 @@ redis.call('PEXPIRE', KEYS[1], ttl + %d)
 return 1
 """ % (HASH_GRACE_MS, HASH_GRACE_MS)
 
+# The address's share of the admission gate, for the deployment: one GCRA per address whose
+# state is when its queue would be empty (µs on Redis's clock), expiring once that has passed.
+# KEYS: the address's key. ARGV: interval µs, burst, max wait µs. Returns {1, wait µs} (taken) or
+# {0, wait µs} (refused: the wait would pass the maximum).
+RATE = """local t = redis.call('TIME') local now = t[1] * 1000000 + t[2]
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now - (tonumber(ARGV[2]) - 1) * interval
+if wait < 0 then wait = 0 end
+if wait > tonumber(ARGV[3]) then return {0, wait} end
+local next_free = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', math.ceil((next_free - now) / 1000) + 1000)
+return {1, wait}
+"""
+
 # KEYS: workers zset, this worker's hash. ARGV: worker. A worker that stops cleanly leaves at once.
 LEAVE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -101,6 +117,8 @@ class RedisAddressCounts:
         self._release = client.register_script(RELEASE)
         self._refresh = client.register_script(REFRESH)
         self._leave = client.register_script(LEAVE)
+        self._rate = client.register_script(RATE)
+        self.rate_prefix = f"{prefix}:addr:{kind}:rate:"
 
     @property
     def worker(self) -> str:
@@ -132,6 +150,12 @@ class RedisAddressCounts:
             if count > 0:
                 args += [address, count]
         self._refresh(keys=[self.workers_key, self.own_key], args=args)
+
+    def take_new(self, address: str, rate: float, burst: int, max_wait: float) -> tuple[bool, float]:
+        """Take the address's next slot of the admission gate's share: (taken, seconds to wait)."""
+        taken, wait_us = self._rate(keys=[self.rate_prefix + address],
+                                    args=[max(1, int(1e6 / rate)), burst, int(max_wait * 1e6)])
+        return taken == 1, int(wait_us) / 1e6
 
     def leave(self) -> None:
         self._leave(keys=[self.workers_key, self.own_key], args=[self.worker])

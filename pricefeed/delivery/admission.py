@@ -58,6 +58,7 @@ class Admission:
 
     wait: float = 0.0
     refused: str | None = None       # None, "gate" (worker-wide queue full) or "address" (its share)
+    retry_after: int | None = None   # for a refusal by a shared pace: when the address finds room
 
 
 class AdmissionGate:
@@ -96,14 +97,19 @@ class AdmissionGate:
         if wait > self.max_wait:
             self.refused += 1
             return Admission(refused="gate")
+        shared = None
         if bucket is not None:
-            own = bucket.wait(now)
-            if own > self.max_wait:
+            # The address's share, paced for the deployment or the host when the count object
+            # offers it (cluster/address_limits.py); else by this worker's own bucket.
+            take_shared = getattr(self.streams, "take_new", None)
+            shared = take_shared(address, bucket.rate, bucket.burst, self.max_wait) if take_shared else None
+            own = shared[1] if shared is not None else bucket.wait(now)
+            if (shared is not None and not shared[0]) or own > self.max_wait:
                 self.refused_address += 1
-                return Admission(refused="address")
+                return Admission(refused="address", retry_after=max(1, int(own - self.max_wait) + 1))
             wait = max(wait, own)
         self._gate.take(now)
-        if bucket is not None:
+        if bucket is not None and shared is None:
             bucket.take(now)
         self.admitted += 1
         if wait > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -71,15 +72,20 @@ def holders(redis_server: RedisServer, prefix: str, address: str = VISITOR) -> d
     return result
 
 
-@pytest.fixture
-def deployment():
+@contextmanager
+def two_instances(**settings: str):
     prefix = new_prefix()
     with RedisServer() as redis_server, SimulatorProcess(pairs=SYMBOLS, rate=20) as sim:
-        env = instance_env(sim, redis_server.url, prefix, PRICEFEED_MAX_STREAMS_PER_IP=str(CAP),
-                           PRICEFEED_NEW_STREAMS_SHARE_PER_IP="1")
+        env = instance_env(sim, redis_server.url, prefix, **settings)
         with GunicornProcess(workers=2, env=env) as a, GunicornProcess(workers=2, env=env) as b:
             all_live([a, b])
             yield redis_server, prefix, a, b
+
+
+@pytest.fixture
+def deployment():
+    with two_instances(PRICEFEED_MAX_STREAMS_PER_IP=str(CAP), PRICEFEED_NEW_STREAMS_SHARE_PER_IP="1") as running:
+        yield running
 
 
 def test_one_address_holds_the_cap_across_instances_and_a_killed_worker_gives_its_streams_back(deployment):
@@ -184,3 +190,32 @@ def test_with_redis_gone_each_host_holds_the_cap_and_health_says_so(deployment):
     finally:
         for client in held:
             client.close()
+
+
+def test_an_address_share_of_new_streams_is_paced_for_the_deployment():
+    # Per worker: 10 new streams a second after a burst of 10, 30 % of it per address (3 at once,
+    # then 3 a second), no waiting. Per worker that would let one address open 3 at once on each of
+    # the 4 workers; for the deployment it is 3, plus what 3 a second adds while we open them.
+    with two_instances(PRICEFEED_NEW_STREAMS_PER_SECOND="10", PRICEFEED_NEW_STREAMS_BURST="10",
+                       PRICEFEED_NEW_STREAMS_SHARE_PER_IP="0.3", PRICEFEED_NEW_STREAM_MAX_WAIT="0",
+                       PRICEFEED_MAX_STREAMS_PER_IP="100") as (redis_server, prefix, a, b):
+        every_worker_says(a, "address_limits", "deployment")
+        every_worker_says(b, "address_limits", "deployment")
+        held: list[RawHttp] = []
+        try:
+            started = time.monotonic()
+            outcomes = []
+            for n in range(12):
+                client = open_stream((a, b)[n % 2])
+                outcomes.append(refusal(client))
+                if client.status == 200:
+                    held.append(client)
+            took = time.monotonic() - started
+            admitted = outcomes.count(None)
+            print(f"12 new streams from one address in {took:.2f} s over 2 instances × 2 workers, share 3 at once "
+                  f"+ 3/s: {admitted} admitted, refusals {set(outcomes) - {None}}")
+            assert set(outcomes) - {None} == {"429 too_many_new_streams"}
+            assert 3 <= admitted <= 3 + int(took * 3) + 1
+        finally:
+            for client in held:
+                client.close()

@@ -16,7 +16,8 @@ import textwrap
 import pytest
 
 from pricefeed.cluster.address_limits import AddressLimits
-from pricefeed.cluster.host_address_counts import SLOTS, HostAddressCounts
+from pricefeed.cluster.host_address_counts import SLOTS, HostAddressCounts, HostAddressRates
+from pricefeed.delivery.admission import AdmissionGate
 from tests.support.waiting import wait_until
 
 
@@ -129,3 +130,39 @@ def test_streams_opened_before_the_start_are_counted_once_started(table_dir):
     finally:
         early.stop()
         sibling.stop()
+
+
+def test_an_address_share_of_new_streams_is_paced_for_the_host(table_dir):
+    now = [100.0]
+    one = HostAddressRates("test", directory=table_dir, clock=lambda: now[0])
+    two = HostAddressRates("test", directory=table_dir, clock=lambda: now[0])
+    assert one.start() and two.start()
+    try:
+        # Two a second after a burst of 3, no waiting allowed: the burst is the host's, not each worker's.
+        taken = [rates.take("a", 2.0, 3, 0.0)[0] for rates in (one, two, one, two)]
+        assert taken == [True, True, True, False]
+        assert two.take("b", 2.0, 3, 0.0)[0], "another address has its own pace"
+        now[0] += 0.5
+        assert one.take("a", 2.0, 3, 0.0)[0] and not two.take("a", 2.0, 3, 0.0)[0]
+        # With a wait allowed, a newcomer is told how long.
+        allowed, wait = two.take("a", 2.0, 3, 1.0)
+        assert allowed and 0.4 < wait <= 0.5
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_the_admission_gate_uses_the_shared_pace_when_the_counts_offer_one(table_dir):
+    gate_a = AdmissionGate(10, 10, 0, address_share=0.3,
+                           streams=AddressLimits(None, host_rates=HostAddressRates("test", directory=table_dir)))
+    gate_b = AdmissionGate(10, 10, 0, address_share=0.3,
+                           streams=AddressLimits(None, host_rates=HostAddressRates("test", directory=table_dir)))
+    gate_a.streams.start()
+    gate_b.streams.start()
+    try:
+        answers = [gate.admit("a").refused for gate in (gate_a, gate_b) * 3]
+        assert answers == [None, None, None, "address", "address", "address"]
+        assert all(gate.admit("b").refused is None for gate in (gate_a, gate_b))
+    finally:
+        gate_a.streams.stop()
+        gate_b.streams.stop()
