@@ -325,8 +325,9 @@ SETTINGS: tuple[Setting, ...] = (
             "without Redis, or while it is unreachable, across the instance's workers); beyond it 429 "
             "too_many_streams (IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
     Setting("NEW_STREAMS_SHARE_PER_IP", float, 0.1,
-            "Fraction of the admission gate (burst and rate) one client address may use; beyond it 429 "
-            "too_many_new_streams.", minimum=0.001, maximum=1),
+            "Fraction of one worker's admission gate (burst and rate) one client address may use, paced for "
+            "the whole deployment (Redis; else the instance's workers); beyond it 429 too_many_new_streams.",
+            minimum=0.001, maximum=1),
     Setting("TRUSTED_PROXIES", _networks, (),
             "IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (the right-most untrusted hop "
             "is the client). Empty: the socket's peer is the client."),
