@@ -100,8 +100,10 @@ class AdmissionGate:
         shared = None
         if bucket is not None:
             # The address's share, paced for the deployment or the host when the count object
-            # offers it (cluster/address_limits.py); else by this worker's own bucket.
-            take_shared = getattr(self.streams, "take_new", None)
+            # offers it (cluster/address_limits.py); else by this worker's own bucket. A share of
+            # the whole gate is no share: each worker's gate bounds it already, and one address
+            # (a load generator, a proxy not declared trusted) keeps each worker's whole rate.
+            take_shared = getattr(self.streams, "take_new", None) if self.address_share < 1 else None
             shared = take_shared(address, bucket.rate, bucket.burst, self.max_wait) if take_shared else None
             own = shared[1] if shared is not None else bucket.wait(now)
             if (shared is not None and not shared[0]) or own > self.max_wait:
