@@ -24,26 +24,33 @@ from tests.support.waiting import wait_until
 
 PREFIX = "/api/market-data"
 STREAM = PREFIX + "/stream?pairs=BTC/USD,ETH/USD"
+WS = PREFIX + "/ws?pairs=BTC/USD,ETH/USD"
 WRITE_TIMEOUT_S = 5
 NEVER_READ = 10
 TRICKLE = 10
+WS_NEVER_READ = 5
 
 
 class SlowReader:
     """An SSE request from 127.0.0.2 with a tiny receive window; reads `chunk` bytes every `every` s
     (0 bytes: never reads again). `closed_at` is when it saw the server end the connection."""
 
-    def __init__(self, port: int, chunk: int, every: float = 2.0):
+    def __init__(self, port: int, chunk: int, every: float = 2.0, websocket: bool = False):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
         self.sock.bind(("127.0.0.2", 0))
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        if websocket:
+            self.sock.sendall((f"GET {WS} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+        else:
+            self.sock.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head = b""
         self.sock.settimeout(10)
         while b"\r\n\r\n" not in head:
             head += self.sock.recv(1)     # the head only: everything after it waits in the buffers
-        assert head.startswith(b"HTTP/1.1 200"), head
+        assert head.startswith(b"HTTP/1.1 101" if websocket else b"HTTP/1.1 200"), head
         self.chunk, self.every = chunk, every
         self.closed_at: float | None = None
         self._stop = threading.Event()
@@ -101,7 +108,8 @@ def test_slow_readers_are_dropped_in_bounded_time_without_memory_growth_or_late_
             baseline_rss = rss_kib(worker)
             started, started_wall = time.monotonic(), time.time()
             slow = [SlowReader(app.port, 0) for _ in range(NEVER_READ)] + \
-                   [SlowReader(app.port, 16) for _ in range(TRICKLE)]
+                   [SlowReader(app.port, 16) for _ in range(TRICKLE)] + \
+                   [SlowReader(app.port, 0, websocket=True) for _ in range(WS_NEVER_READ)]
             assert app.health()["clients"]["clients"] == 1 + len(slow)
 
             rss = []
@@ -114,7 +122,8 @@ def test_slow_readers_are_dropped_in_bounded_time_without_memory_growth_or_late_
             dropped_after = time.monotonic() - started
             ages_while_behind = price_ages(normal, started_wall)
             growth_kib = max(rss) - baseline_rss
-            print(f"{len(slow)} slow readers ({NEVER_READ} never reading, {TRICKLE} reading 16 B every 2 s) at "
+            print(f"{len(slow)} slow readers ({NEVER_READ} SSE never reading, {TRICKLE} SSE reading 16 B every 2 s, "
+                  f"{WS_NEVER_READ} WebSocket never reading) at "
                   f"100 ticks/s, PRICEFEED_WRITE_TIMEOUT={WRITE_TIMEOUT_S}, default PRICEFEED_STREAM_SEND_BUFFER: "
                   f"all dropped {dropped_after:.1f} s after connecting; worker RSS {baseline_rss} KiB before, "
                   f"{rss[0]} KiB once connected, max {max(rss)} KiB while they were behind (+{growth_kib} KiB); the ordinary client's price "
