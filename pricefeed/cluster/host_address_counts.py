@@ -8,7 +8,8 @@ the kernel drops with its process, so a worker killed with SIGKILL leaves a colu
 sibling finds unowned within a sweep (SWEEP_SECONDS) and zeroes. Nothing leaks.
 
 A column is a count-min sketch: ROWS rows of BUCKETS counters, an address counted in one
-bucket per row (two independent hashes). The host's count for an address is, per row, the
+bucket per row (two independent hashes). The table is laid out bucket by bucket, every worker's
+counter for a bucket side by side, so a check reads ROWS runs of SLOTS counters (two pages). The host's count for an address is, per row, the
 sum of its bucket over every column, and then the smallest of the rows. Two addresses that
 share a bucket in every row are counted together: the sketch can count high, never low, so
 the cap is never exceeded; with 2 × 32768 buckets a false refusal needs thousands of busy
@@ -22,6 +23,7 @@ instances on one machine count apart (as two hosts would) unless Redis joins the
 """
 from __future__ import annotations
 
+import array
 import fcntl
 import hashlib
 import logging
@@ -41,10 +43,9 @@ ROWS = 2
 BUCKETS = 32768
 COUNTER = struct.Struct("=I")
 COLUMN_COUNTERS = ROWS * BUCKETS
-COLUMN_BYTES = COLUMN_COUNTERS * COUNTER.size
-TABLE_BYTES = SLOTS * COLUMN_BYTES     # 16 MiB, sparse: only buckets ever used take pages
+TABLE_BYTES = SLOTS * COLUMN_COUNTERS * COUNTER.size     # 16 MiB, sparse: only buckets used take pages
 SWEEP_SECONDS = 1.0
-_ZERO_COLUMN = bytes(COLUMN_BYTES)
+_ZERO_COLUMN = array.array("I", bytes(COLUMN_COUNTERS * COUNTER.size))
 
 
 def buckets_of(address: str) -> tuple[int, ...]:
@@ -166,14 +167,14 @@ class HostAddressCounts:
     def _count(self, indexes: tuple[int, ...]) -> int:
         counters = self._counters
         assert counters is not None
-        return min(sum(counters[slot * COLUMN_COUNTERS + index] for slot in range(SLOTS)) for index in indexes)
+        return min(sum(counters[index * SLOTS:(index + 1) * SLOTS]) for index in indexes)
 
     def _add(self, indexes: tuple[int, ...], delta: int) -> None:
         counters = self._counters
         assert counters is not None and self._slot is not None
-        base = self._slot * COLUMN_COUNTERS
         for index in indexes:
-            counters[base + index] = max(0, counters[base + index] + delta)
+            at = index * SLOTS + self._slot
+            counters[at] = max(0, counters[at] + delta)
 
     # -- dead workers -----------------------------------------------------------------------
 
@@ -218,10 +219,10 @@ class HostAddressCounts:
                 if name.startswith(head) and name.endswith(".lock") and name[len(head):-5].isdigit()]
 
     def _zero(self, slot: int) -> None:
-        assert self._map is not None
-        start = slot * COLUMN_BYTES
-        if self._map[start:start + COLUMN_BYTES] != _ZERO_COLUMN:
-            self._map[start:start + COLUMN_BYTES] = _ZERO_COLUMN
+        counters = self._counters
+        assert counters is not None
+        if any(counters[slot::SLOTS]):        # rare (a claim, a dead sibling): a strided pass is fine
+            counters[slot::SLOTS] = _ZERO_COLUMN
 
     def _locked(self) -> "_TableLock":
         assert self._table_fd is not None
