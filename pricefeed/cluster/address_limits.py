@@ -125,9 +125,15 @@ class AddressLimits:
                 self.refused += 1
                 self.refused_by_host += 1
                 return False
-        if self._started and self.redis is not None and not self._redis_allows(address):
-            if host is not None:
+        try:
+            allowed = not (self._started and self.redis is not None) or self._redis_allows(address)
+        except BaseException:
+            allowed = False          # killed while waiting for Redis (a stopping worker): count nothing
+            raise
+        finally:
+            if not allowed and host is not None:
                 host.add(address, -1)
+        if not allowed:
             self.refused += 1
             return False
         # No switch since the Redis call returned: a resync cannot have snapshot `_held` meanwhile.
