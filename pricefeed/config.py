@@ -237,8 +237,14 @@ SETTINGS: tuple[Setting, ...] = (
             maximum=1024),
     Setting("MAX_QUERY_LENGTH", int, 2048, "Longest accepted query string, bytes.", minimum=64,
             maximum=65536),
-    Setting("WRITE_TIMEOUT", float, 30.0, "Seconds a stream write may block before the client is dropped.",
-            minimum=1, maximum=3600),
+    Setting("WRITE_TIMEOUT", float, 30.0,
+            "Seconds a stream may stay behind (its writes waiting on a client that does not read as fast as "
+            "they come) before the client is dropped.", minimum=1, maximum=3600),
+    Setting("STREAM_SEND_BUFFER", int, 32768,
+            "Bytes of the kernel's send buffer per stream socket (SO_SNDBUF; Linux doubles it). Bounds the "
+            "kernel memory a client that stops reading holds, and how long it takes to notice it (a full "
+            "buffer, then PRICEFEED_WRITE_TIMEOUT). 0: the kernel's autotuning (up to tcp_wmem's maximum).",
+            minimum=0, maximum=16 * 1024 * 1024),
     Setting("MIN_UPDATE_INTERVAL", float, 0.0,
             "Per client and pair, at most one price update per this many seconds (0: every tick): the pace of a "
             "stream that gives no `interval`, and the floor of one that does.",
@@ -321,11 +327,13 @@ SETTINGS: tuple[Setting, ...] = (
             "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
     # -- issue 11: a public endpoint ---------------------------------------------------
     Setting("MAX_STREAMS_PER_IP", int, 100,
-            "Per worker, concurrent streams one client address may hold; beyond it 429 too_many_streams "
-            "(IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
+            "Concurrent streams one client address may hold across the whole deployment (counted in Redis; "
+            "without Redis, or while it is unreachable, across the instance's workers); beyond it 429 "
+            "too_many_streams (IPv6 addresses count per /64).", minimum=1, maximum=1_000_000),
     Setting("NEW_STREAMS_SHARE_PER_IP", float, 0.1,
-            "Fraction of the admission gate (burst and rate) one client address may use; beyond it 429 "
-            "too_many_new_streams.", minimum=0.001, maximum=1),
+            "Fraction of one worker's admission gate (burst and rate) one client address may use, paced for "
+            "the whole deployment (Redis; else the instance's workers); beyond it 429 too_many_new_streams.",
+            minimum=0.001, maximum=1),
     Setting("TRUSTED_PROXIES", _networks, (),
             "IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (the right-most untrusted hop "
             "is the client). Empty: the socket's peer is the client."),
@@ -430,6 +438,7 @@ class Config:
     max_pairs_per_request: int
     max_query_length: int
     write_timeout: float
+    stream_send_buffer: int
     min_update_interval: float
     direct_writes: bool
     new_streams_per_second: float

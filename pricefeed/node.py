@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 import gevent
 import pybreaker
 
+from pricefeed.cluster.address_limits import AddressLimits
+from pricefeed.cluster.host_address_counts import HostAddressCounts, HostAddressRates
+from pricefeed.cluster.redis_address_counts import RedisAddressCounts
 from pricefeed.delivery.admission import AdmissionGate
 from pricefeed.exchange.attempt_budget import HostAttemptBudget
 from pricefeed.exchange.backoff import ReconnectPolicy
@@ -80,7 +83,11 @@ class Node:
         self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
                                        config.new_stream_max_wait, clock,
                                        address_share=config.new_streams_share_per_ip,
-                                       max_streams_per_address=config.max_streams_per_ip)
+                                       # The cap counts for the whole deployment (Redis), else the host.
+                                       streams=AddressLimits(config.max_streams_per_ip,
+                                                             HostAddressCounts(config.redis_prefix),
+                                                             clock=clock,
+                                                             host_rates=HostAddressRates(config.redis_prefix)))
         # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
@@ -132,6 +139,7 @@ class Node:
             self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
             self.host_tier = HostTier(config.redis_prefix, deliver=self._on_sibling_tick, clock=clock)
             self.bus.on_heartbeat = self._on_leader_heartbeat
+            self.admission.streams.redis = RedisAddressCounts(client, config.redis_prefix, lambda: self.worker_id)
         else:
             self.bus = InProcessBus()
         self.fallback = FallbackChain(clock)
@@ -166,6 +174,7 @@ class Node:
                                "(see gunicorn.conf.py) or call gevent.monkey.patch_all() first")
         self.started_at = time.time()
         self.flusher.start()
+        self.admission.streams.start()
         self.bus.start(self.hub.publish)
         if self.publisher is not None:
             self.publisher.start()
@@ -218,6 +227,7 @@ class Node:
         self.bus.stop()
         self.hub.close_all()
         self.flusher.stop()
+        self.admission.streams.stop()
 
     def _successor_on_this_host(self) -> Callable[[], bool]:
         """For a stopping worker: has another worker of this host taken the lease since? Its

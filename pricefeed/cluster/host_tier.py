@@ -36,6 +36,13 @@ SIBLINGS_REFRESH_SECONDS = 1.0
 LIVE_FOR_SECONDS = 3.0
 
 
+def instance_directory(prefix: str) -> str:
+    """The directory the workers of this gunicorn instance share: named for the master's pid
+    (read after the fork), private to the service's user."""
+    safe_prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix)[:40]
+    return os.path.join(tempfile.gettempdir(), f"pricefeed-{safe_prefix}-{os.getppid()}")
+
+
 class HostTier:
     def __init__(self, prefix: str, deliver: Callable[[PriceTick], None], clock: Callable[[], float] = time.monotonic):
         self.prefix = prefix
@@ -58,8 +65,7 @@ class HostTier:
         """Bind this worker's socket (after the fork: the directory is named for the master's pid)."""
         if self._sock is not None:
             return
-        safe_prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.prefix)[:40]
-        self.directory = os.path.join(tempfile.gettempdir(), f"pricefeed-{safe_prefix}-{os.getppid()}")
+        self.directory = instance_directory(self.prefix)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._path = os.path.join(self.directory, f"worker-{os.getpid()}.sock")
         if os.path.exists(self._path):

@@ -58,11 +58,13 @@ class Admission:
 
     wait: float = 0.0
     refused: str | None = None       # None, "gate" (worker-wide queue full) or "address" (its share)
+    retry_after: int | None = None   # for a refusal by a shared pace: when the address finds room
 
 
 class AdmissionGate:
     def __init__(self, rate: float, burst: int, max_wait: float, clock: Callable[[], float] = time.monotonic,
-                 address_share: float = 1.0, max_streams_per_address: int | None = None):
+                 address_share: float = 1.0, max_streams_per_address: int | None = None,
+                 streams: "StreamsPerAddress | None" = None):
         if rate <= 0 or burst < 1 or max_wait < 0 or not 0 < address_share <= 1:
             raise ValueError("rate must be > 0, burst >= 1, max_wait >= 0, 0 < address_share <= 1")
         self.rate = rate
@@ -72,7 +74,9 @@ class AdmissionGate:
         self._clock = clock
         self._gate = LeakyBucket(rate, burst, clock())
         self._addresses: dict[str, LeakyBucket] = {}
-        self.streams = StreamsPerAddress(max_streams_per_address)
+        # The count of streams per address: this worker's own unless the node passes a wider one
+        # (cluster/address_limits.py: the host's or the deployment's, with the same interface).
+        self.streams = streams if streams is not None else StreamsPerAddress(max_streams_per_address)
         self.admitted = 0
         self.delayed = 0
         self.refused = 0
@@ -93,14 +97,21 @@ class AdmissionGate:
         if wait > self.max_wait:
             self.refused += 1
             return Admission(refused="gate")
+        shared = None
         if bucket is not None:
-            own = bucket.wait(now)
-            if own > self.max_wait:
+            # The address's share, paced for the deployment or the host when the count object
+            # offers it (cluster/address_limits.py); else by this worker's own bucket. A share of
+            # the whole gate is no share: each worker's gate bounds it already, and one address
+            # (a load generator, a proxy not declared trusted) keeps each worker's whole rate.
+            take_shared = getattr(self.streams, "take_new", None) if self.address_share < 1 else None
+            shared = take_shared(address, bucket.rate, bucket.burst, self.max_wait) if take_shared else None
+            own = shared[1] if shared is not None else bucket.wait(now)
+            if (shared is not None and not shared[0]) or own > self.max_wait:
                 self.refused_address += 1
-                return Admission(refused="address")
+                return Admission(refused="address", retry_after=max(1, int(own - self.max_wait) + 1))
             wait = max(wait, own)
         self._gate.take(now)
-        if bucket is not None:
+        if bucket is not None and shared is None:
             bucket.take(now)
         self.admitted += 1
         if wait > 0:
@@ -144,6 +155,8 @@ class AdmissionGate:
 
 class StreamsPerAddress:
     """How many streams each client address holds on this worker, bounded by `limit` (None: no bound)."""
+
+    scope = "worker"          # what the count covers (cluster/address_limits.py has wider ones)
 
     def __init__(self, limit: int | None):
         self.limit = limit

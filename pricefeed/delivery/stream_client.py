@@ -12,8 +12,14 @@ The flusher writes a client's chunk in one of two ways:
 
 If a direct write does not go through whole (the client's socket buffer is
 full), the rest becomes the client's backlog and its greenlet finishes it with
-an ordinary blocking write bounded by WRITE_TIMEOUT. Meanwhile the flusher
-skips the client; once drained it is sent the latest price of each of its pairs.
+an ordinary blocking write. Meanwhile the flusher skips the client; once drained
+it is sent the latest price of each of its pairs.
+
+A client is "behind" from its first partial write until the kernel's queue for it
+has drained (most of its send buffer free again), not merely until one backlog is
+written: a client that reads a few bytes now and then drains each backlog just in
+time and would otherwise stay connected forever, minutes behind. Past WRITE_TIMEOUT
+behind, its greenlet drops it (write_backlog raises TimeoutError).
 
 A WebSocket client is the same client with another framing (`transport`): its
 chunks are WebSocket frames, always written directly (the web layer took the socket
@@ -22,9 +28,14 @@ without ever interleaving bytes with a flush.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
+import termios
+import time
 
+import gevent
 import gevent.event
 
 SSE = 0          # transports: an index into each event's framings (hub.py)
@@ -33,7 +44,8 @@ WEBSOCKET = 1
 
 class StreamClient:
     __slots__ = ("pairs", "subscription", "slot", "sent_version", "steady", "ping_round", "ready",
-                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup", "pace_ms", "transport")
+                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup", "pace_ms", "transport",
+                 "behind_since")
 
     def __init__(self, pairs: tuple[str, ...], subscription: int, slot: int, version: int,
                  ping_round: int, sock: socket.socket | None, pace_ms: int = 0, transport: int = SSE):
@@ -54,6 +66,7 @@ class StreamClient:
         self._sock = sock
         self._fd = sock.fileno() if sock is not None else -1
         self._wakeup = gevent.event.Event()
+        self.behind_since: float | None = None    # monotonic time of the partial write that began it
 
     @property
     def direct(self) -> bool:
@@ -79,8 +92,11 @@ class StreamClient:
             self.drop()
             return False
         if written == len(framed):
+            if self.behind_since is not None and self._caught_up():
+                self.behind_since = None
             return True
         self.backlog = memoryview(framed)[written:]
+        self._fell_behind()
         self._wakeup.set()
         return False
 
@@ -107,8 +123,40 @@ class StreamClient:
         if written < len(data):
             self.steady = False
             self.backlog = memoryview(data)[written:]
+            self._fell_behind()
             self._wakeup.set()
         return True
+
+    def write_backlog(self, sock: socket.socket, write_timeout: float | None) -> None:
+        """Greenlet side: finish the backlog, within what is left of `write_timeout` since the client
+        fell behind (TimeoutError past it, the client to be dropped)."""
+        backlog = self.backlog
+        assert backlog is not None
+        if write_timeout is None:
+            sock.sendall(backlog)
+        else:
+            left = write_timeout - (time.monotonic() - (self.behind_since or time.monotonic()))
+            if left <= 0:
+                raise TimeoutError(f"behind for more than {write_timeout:g} s")
+            with gevent.Timeout(left, TimeoutError):
+                sock.sendall(backlog)
+        self.backlog = None
+        if self._caught_up():
+            self.behind_since = None
+
+    def _fell_behind(self) -> None:
+        if self.behind_since is None:
+            self.behind_since = time.monotonic()
+
+    def _caught_up(self) -> bool:
+        """The kernel's queue for this client is down to under half its send buffer (Linux's
+        TIOCOUTQ: bytes not yet acknowledged). Elsewhere: a finished backlog counts as caught up."""
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(self._fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            size = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) if self._sock is not None else 0
+        except (OSError, AttributeError):
+            return True
+        return queued < size // 4        # getsockopt reports twice the size set: a quarter is half
 
     def use_wsgi(self) -> None:
         """Write through the server after all (the web layer found it frames the body its own way)."""

@@ -240,7 +240,7 @@ def _open_stream(node: Node, pairs: tuple[str, ...], pace_ms: int, resume_from: 
         raise at_capacity() from None
     except HubClosed:
         raise shutting_down() from None
-    bound_writes(sock, node.config.write_timeout)
+    bound_writes(sock, node.config.write_timeout, node.config.stream_send_buffer)
     # Registered and snapshotted without yielding in between: no tick falls in the gap.
     snapshot = _snapshot_body(node, pairs)
     snapshot["interval_ms"] = client.pace_ms

@@ -30,7 +30,7 @@ TOO_MANY_STREAMS_RETRY_AFTER_S = 30
 
 def too_many_streams(limit: int | None) -> ApiError:
     # Long: the streams this address holds stay open; one more would only come when one ends.
-    return ApiError(429, "too_many_streams", f"your address already holds {limit} streams on this server",
+    return ApiError(429, "too_many_streams", f"your address already holds {limit} streams on this service",
                     {"Retry-After": str(TOO_MANY_STREAMS_RETRY_AFTER_S + random.randint(0, 30))})
 
 

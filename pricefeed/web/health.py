@@ -62,6 +62,9 @@ def health_report(node: Node) -> tuple[dict, int]:
         "clients": {**hub.status(), "direct_writes": node.direct_writes,
                     "admission": node.admission.status(), "load": node.shedder.status()},
         "capacity": node.capacity,
+        # What the per-address stream cap counts: "deployment" (Redis), "host" (Redis unreachable
+        # or not configured: this instance's workers) or "worker".
+        "address_limits": node.admission.streams.scope,
         "pairs": pairs,
         "stale_after_s": node.config.stale_after,
         "config": node.config.public(),

@@ -8,6 +8,7 @@ the chunks handed over when the server frames the body its own way.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Callable, Iterator
 
@@ -98,13 +99,14 @@ def stream_events(hub: Hub, client: StreamClient, preamble: bytes,
                 return
             if client.backlog is not None:
                 try:
-                    sock.sendall(client.backlog)   # bounded by WRITE_TIMEOUT (bound_writes)
+                    # Bounded by WRITE_TIMEOUT (bound_writes) since the client fell behind, not per write.
+                    client.write_backlog(sock, sock.gettimeout())
                 except OSError as exc:             # includes the timeout: a client that stopped reading
                     if isinstance(exc, TimeoutError):
                         hub.slow_client_disconnects += 1
+                        discard_unsent(sock)
                     hang_up(sock)
                     return
-                client.backlog = None
                 hub.catch_up(client)
             if client.outbox is not None:
                 chunk, client.outbox = client.outbox, None
@@ -124,7 +126,24 @@ def hang_up(sock: socket.socket | None) -> None:
             pass
 
 
-def bound_writes(sock: socket.socket | None, write_timeout: float) -> None:
-    """A client that stops reading blocks only its own greenlet, and only for `write_timeout`."""
+def discard_unsent(sock: socket.socket | None) -> None:
+    """A client dropped for not reading: its close resets the connection instead of leaving the
+    kernel to trickle the unread (stale) bytes to it, holding the buffer for minutes."""
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
+def bound_writes(sock: socket.socket | None, write_timeout: float, send_buffer: int = 0) -> None:
+    """A client that stops reading blocks only its own greenlet, and only for `write_timeout`;
+    the kernel holds at most `send_buffer` (×2) bytes for it (0: the kernel's autotuning, which
+    lets a client that never reads hold megabytes and go unnoticed for minutes)."""
     if sock is not None:
         sock.settimeout(write_timeout)
+        if send_buffer:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            except OSError:
+                pass       # not a TCP socket (a test double, a unix socket): nothing to bound

@@ -52,7 +52,7 @@ def admit(node: Node, address: str, sock: socket.socket | None) -> None:
     admission = node.admission.admit(address)
     if admission.refused == "address":
         raise ApiError(429, "too_many_new_streams", "too many new streams from your address at once; retry",
-                       {"Retry-After": str(node.admission.retry_after(address))})
+                       {"Retry-After": str(admission.retry_after or node.admission.retry_after(address))})
     if admission.refused:
         raise at_capacity("too many new streams on this worker at once; retry",
                           node.admission.retry_after(), jitter=5)

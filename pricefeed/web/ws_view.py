@@ -30,7 +30,7 @@ from pricefeed.delivery.stream_client import WEBSOCKET, StreamClient
 from pricefeed.node import Node
 from pricefeed.web.api import _last_event_id, _requested_pairs, _snapshot_body, current_node, requested_pace
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down
-from pricefeed.web.sse_response import bound_writes, hang_up, server_response
+from pricefeed.web.sse_response import bound_writes, discard_unsent, hang_up, server_response
 from pricefeed.web.stream_admission import admit, hold_stream_slot
 from pricefeed.web.ws_operations import OperationError, parse_operation
 
@@ -88,7 +88,7 @@ def serve_websocket(node: Node) -> Response:
     except BaseException:
         release()
         raise
-    bound_writes(sock, node.config.write_timeout)
+    bound_writes(sock, node.config.write_timeout, node.config.stream_send_buffer)
     # Registered and snapshotted without yielding in between: no tick falls in the gap.
     snapshot = _snapshot_body(node, pairs)
     snapshot["interval_ms"] = client.pace_ms
@@ -213,13 +213,13 @@ class WebSocketSession:
         while client.backlog is not None or client.outbox is not None:
             if client.backlog is not None:
                 try:
-                    self.sock.sendall(client.backlog)
+                    client.write_backlog(self.sock, self.config.write_timeout)
                 except OSError as exc:   # includes the timeout: a client that stopped reading
                     if isinstance(exc, TimeoutError):
                         self.node.hub.slow_client_disconnects += 1
+                        discard_unsent(self.sock)
                     client.drop()
                     return False
-                client.backlog = None
             if client.outbox is not None:
                 # Still busy for the flusher while this greenlet writes it.
                 client.backlog, client.outbox = memoryview(client.outbox), None
