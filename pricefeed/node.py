@@ -81,7 +81,7 @@ class Node:
                                        config.new_stream_max_wait, clock,
                                        address_share=config.new_streams_share_per_ip,
                                        max_streams_per_address=config.max_streams_per_ip)
-        # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
+        # Set by pricefeed's gunicorn worker, which knows the response framing (PriceFeed.served_by).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
             # Short: the backoff (with the server's Retry-After) already paces attempts; the

@@ -20,7 +20,7 @@ START_RESPONSE_KEY = "pricefeed.start_response"
 def direct_socket(direct_writes: bool, sock: socket.socket | None, environ: dict) -> socket.socket | None:
     """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI).
 
-    A candidate only under gunicorn's gevent worker (node.direct_writes, set by the hooks),
+    A candidate only under gunicorn's gevent worker (node.direct_writes, offered by the worker: PriceFeed.served_by),
     over a plain socket (TLS must go through its own layer) and HTTP/1.1 (chunked transfer
     encoding). The stream confirms it once gunicorn has sent the preamble
     (framed_by_gunicorn), which also rules out the uwsgi protocol and rewriting middleware.

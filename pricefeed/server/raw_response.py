@@ -1,14 +1,17 @@
-"""gunicorn's own refusals of an oversized request line or header block, answered in JSON.
+"""HTTP answers written straight to a socket, without gunicorn's response or the app.
 
-gunicorn refuses such a request before any application sees it (gunicorn.conf.py bounds
-them so that their cost cannot grow), and writes an HTML page. pricefeed's clients expect
-`{"error", "detail"}` for every bad request, so the worker's error handler is wrapped:
-these two refusals get a JSON body, everything else is gunicorn's as before.
+Two cases: gunicorn refuses an oversized request line or header block before any
+application sees it (gunicorn.conf.py bounds them so their cost cannot grow) and would
+write an HTML page; and the door of a shedding worker answers a new stream before
+gunicorn's parser (accept.py). pricefeed's clients expect `{"error", "detail"}` for every
+refusal, so both are written here as JSON.
+
+Standard library and gunicorn only: the master imports this with the worker class.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 
@@ -21,9 +24,8 @@ _REFUSALS = (
 
 
 def raw_json_response(status: int, reason: str, error: str, detail: str, headers: str = "") -> bytes:
-    """A whole HTTP/1.1 response, written to the socket without gunicorn or Flask: the
-    `{"error", "detail"}` body every client of pricefeed expects, and `Connection: close`.
-    `headers`: more header lines, each ending in CRLF."""
+    """A whole HTTP/1.1 response: the `{"error", "detail"}` body every client of pricefeed
+    expects, and `Connection: close`. `headers`: more header lines, each ending in CRLF."""
     body = json.dumps({"detail": detail, "error": error}, separators=(",", ":")) + "\n"
     return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
             "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
@@ -36,20 +38,3 @@ def json_refusal(exc: BaseException, cfg: Any) -> bytes | None:
         if isinstance(exc, kind):
             return raw_json_response(status, reason, error, detail.format(limit=getattr(cfg, setting, "?")))
     return None
-
-
-def answer_limits_in_json(worker: Any) -> None:
-    """Wrap this worker's `handle_error` (see the module docstring)."""
-    original: Callable = worker.handle_error
-
-    def handle_error(req, client, addr, exc):
-        response = json_refusal(exc, worker.cfg)
-        if response is None:
-            return original(req, client, addr, exc)
-        worker.log.debug("refused: %s", exc)
-        try:
-            client.sendall(response)
-        except OSError:
-            pass      # the client went away before hearing why
-        return None
-    worker.handle_error = handle_error
