@@ -43,7 +43,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from pricefeed.server.accept import AcceptServer
 from pricefeed.server.keepalive import KeepAliveWaits
-from pricefeed.server.raw_response import json_refusal
+from pricefeed.server.limits import json_refusal
 
 # [from, to) of gunicorn's version_info; pyproject.toml states the same range.
 SUPPORTED_GUNICORN = ((27, 0), (28, 0))
@@ -92,9 +92,8 @@ class Worker(GeventWorker):
                            "install a supported gunicorn (pip install 'gunicorn>=%d.%d,<%d.%d')",
                            *low, *high, gunicorn.__version__, *low, *high)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        from pricefeed import capacity
-        self.worker_connections = capacity.for_this_process(
-            os.environ, self._hosts_worker_connections()).worker_connections
+        from pricefeed.capacity import for_this_process
+        self.worker_connections = for_this_process(os.environ, self._hosts_worker_connections()).worker_connections
         super().init_process()      # patches, loads the app (load_wsgi), post_worker_init, run
 
     def _hosts_worker_connections(self) -> int | None:

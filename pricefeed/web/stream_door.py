@@ -18,7 +18,7 @@ from typing import Iterable
 from urllib.parse import quote
 
 from pricefeed.node import Node
-from pricefeed.server.raw_response import raw_json_response
+from pricefeed.web.raw_response import raw_json_response
 
 
 def encoded_path(path: str) -> bytes:
