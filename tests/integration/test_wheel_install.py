@@ -110,7 +110,7 @@ def installed(tmp_path_factory):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"pricefeed/_assets/templates/dashboard.html", "pricefeed/_assets/static/pricefeed.js",
-            "pricefeed/gunicorn.py", "pricefeed/web/cli.py"} <= names
+            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli.py"} <= names
     return venv_with(wheel)
 
 
