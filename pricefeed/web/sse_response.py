@@ -44,11 +44,10 @@ def remember_start_response(wsgi_app):
 
 def server_response(environ: dict) -> object | None:
     """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
+    from gunicorn.http.wsgi import Response
     responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)
-    kind = type(responder)
-    if kind.__module__ == "gunicorn.http.wsgi" and kind.__name__ == "Response":
-        return responder
-    return None
+    # Exactly gunicorn's HTTP/1 Response: a subclass (HTTP/2's) frames the body its own way.
+    return responder if type(responder) is Response else None
 
 
 def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
