@@ -23,8 +23,9 @@ things in the stock gunicorn gevent worker make a shedding worker slow at the do
    the head — takes gunicorn's normal path, untouched.
 
 The door is chosen in `do_handle`, which runs in the accept loop, not in the connection's
-greenlet: a connection accepted while the door is open is spawned exactly as gevent
-spawns it, with no frame of ours on its stack for as long as it is served (a stream).
+greenlet: a connection accepted while the door is open is spawned straight into gunicorn's
+handler, with no frame of ours on its stack for as long as it is served (a stream); the
+greenlet and its socket are told to the keep-alive registry (keepalive.py).
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from typing import Any, Callable, Protocol
 import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
+
+from pricefeed.server.keepalive import KeepAliveWaits
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
 HEAD_WAIT_S = 0.1       # how long a shedding worker waits for a just-accepted connection's request head
@@ -54,18 +57,26 @@ class AcceptServer(StreamServer):
     """gevent's StreamServer with a batch per accept turn and the door in front of the handler."""
 
     def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
-                 door: Door | None = None, **ssl_args: Any):
+                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None, **ssl_args: Any):
         super().__init__(listener, handle=handle, spawn=pool, **ssl_args)
         self.max_accept = max(1, batch)
         self._serve = handle
         self._door = door
+        self._waits = keepalive_waits
 
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
         if door is not None and door.closed():
-            self.pool.spawn(self._at_the_door, door, client, address)
+            greenlet = self.pool.spawn(self._at_the_door, door, client, address)
+        elif self._waits is None or self.ssl_enabled:
+            super().do_handle(client, address)       # (TLS: gevent wraps the socket first)
+            return
         else:
-            super().do_handle(client, address)
+            # gunicorn's handler itself (it closes the socket when done), the greenlet kept:
+            # its keep-alive waits know their socket.
+            greenlet = self.pool.spawn(self._serve, client, address)
+        if self._waits is not None:
+            self._waits.serving(greenlet, client)
 
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:

@@ -18,11 +18,18 @@ end of a keep-alive, from the same place.
 
 Only waits after a first request count as idle: a connection that has not sent its first
 request yet may be a browser whose request is on its way (closing it would be an error
-for that request, not a retry). Nothing is kept per connection beyond a weak reference
+for that request, not a retry). Nor is a connection whose next request has already
+arrived, unread: closing it then would reset it under that request (nginx, reusing its
+upstream connections, logged `upstream prematurely closed`); gunicorn reads it and, the
+worker no longer alive, answers it with `Connection: close`. The server that accepted the
+connection names its socket (accept.py); nothing else is kept per connection, and weakly
 (no wrapper around the handler: an open stream parks no extra frame).
 """
 from __future__ import annotations
 
+import array
+import fcntl
+import termios
 import weakref
 from typing import Any
 
@@ -53,8 +60,13 @@ class KeepAliveWaits:
 
     def __init__(self) -> None:
         self._served: "weakref.WeakSet[Any]" = weakref.WeakSet()   # greenlets past their first wait
+        self._sockets: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
         self._idle: dict[Any, KeepAliveWait] = {}
         self._closing = False
+
+    def serving(self, greenlet: Any, sock: Any) -> None:
+        """`greenlet` serves the connection on `sock` (called by the server that spawned it)."""
+        self._sockets[greenlet] = sock
 
     def wait(self, seconds: float) -> KeepAliveWait:
         return KeepAliveWait(self, seconds)
@@ -91,5 +103,20 @@ class KeepAliveWaits:
         gevent.get_hub().loop.run_callback(self._end, greenlet, wait)
 
     def _end(self, greenlet: Any, wait: KeepAliveWait) -> None:
-        if self._idle.get(greenlet) is wait and not greenlet.dead:
-            greenlet.throw(wait)                 # as if its keepalive ran out: gunicorn closes it
+        if self._idle.get(greenlet) is not wait or greenlet.dead:
+            return
+        if _unread_bytes(self._sockets.get(greenlet)) > 0:
+            return                               # its next request is here: answered, then closed
+        greenlet.throw(wait)                     # as if its keepalive ran out: gunicorn closes it
+
+
+def _unread_bytes(sock: Any) -> int:
+    """Bytes received on `sock` and not read yet (FIONREAD: a system call that never waits)."""
+    if sock is None:
+        return 0
+    try:
+        count = array.array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        return count[0]
+    except (OSError, ValueError):
+        return 0

@@ -141,7 +141,7 @@ class Worker(GeventWorker):
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
         return AcceptServer(listener, partial(self.handle, listener), Pool(self.worker_connections), batch, door,
-                            **ssl_args)
+                            self.keepalive_waits, **ssl_args)
 
     def timeout_ctx(self) -> Any:
         """gunicorn's keep-alive wait for the next request head: its Timeout, known while it waits."""

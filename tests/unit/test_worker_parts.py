@@ -5,6 +5,7 @@ test_overload_and_restart.py."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from types import SimpleNamespace
 
@@ -58,6 +59,24 @@ def test_a_wait_that_begins_after_the_sweep_is_ended_too():
     late = gevent.spawn(connection, waits, 5, log)        # its first request in flight at the sweep ...
     late.join(timeout=2)
     assert log == [("closed", 1)]                         # ... answered, then no wait for another
+
+
+def test_a_connection_whose_next_request_has_arrived_unread_is_left_to_answer_it():
+    waits = KeepAliveWaits()
+    log: list = []
+    ours, peer = socket.socketpair()
+    try:
+        waiting = gevent.spawn(connection, waits, 1, log)
+        waits.serving(waiting, ours)
+        gevent.sleep(0.1)
+        peer.sendall(b"GET /prices HTTP/1.1\r\nHost: x\r\n\r\n")    # sent just as the worker stops
+        assert waits.close_idle() == 1
+        gevent.sleep(0.1)
+        assert log == [] and not waiting.dead       # not reset under its request
+        waiting.kill()
+    finally:
+        ours.close()
+        peer.close()
 
 
 def test_the_restart_delay_and_spread_fit_in_the_budget_left_before_the_deadline():
