@@ -1,8 +1,8 @@
 """gunicorn settings for the pricefeed service: the one-line setup plus the service's own choices.
 
-`from pricefeed.gunicorn import *` brings the gevent worker, worker_connections derived from
-the open-files limit (raised to the hard limit first), no preloading, and the hooks that
-start the feed after the worker has patched and hand the lease over on exit.
+`from pricefeed.gunicorn import *` brings pricefeed's worker class (gunicorn's gevent worker,
+which derives worker_connections from the open-files limit, starts the feed after patching
+and hands the lease over on exit), no preloading, and the master's hooks.
 
 Environment: PRICEFEED_BIND (default 127.0.0.1:8000), PRICEFEED_WORKERS (default 1
 without Redis — each worker would open its own exchange connection — else 2),
@@ -20,13 +20,13 @@ workers = int(os.environ.get("PRICEFEED_WORKERS", "2" if os.environ.get("PRICEFE
 # For gevent workers this is only a heartbeat: a hub blocked longer gets the worker killed.
 timeout = 30
 # Open streams never finish by themselves: pricefeed closes them as soon as a worker is told
-# to exit (gunicorn_hooks._stop_when_told_to_exit), so this is rarely reached.
+# to exit, in one ordered stop that ends inside this (pricefeed/server/worker.py).
 graceful_timeout = 10
 keepalive = 5
 # The request line and headers bounded before their cost grows: gunicorn's pure-Python parser
 # re-scans a line as it arrives (quadratic in its length), so unbounded (0) one 8 MB line froze
 # a worker for 16 s (bench/request_line.py). 8190 is gunicorn's largest bound: a longer line
-# is refused after its first 8 KB, in about a millisecond, with a JSON 414 (gunicorn_hooks);
+# is refused after its first 8 KB, in about a millisecond, with a JSON 414 (pricefeed/server/worker.py);
 # shorter oversized queries get the app's JSON 400 (PRICEFEED_MAX_QUERY_LENGTH).
 limit_request_line = 8190
 # gunicorn's pure-Python parser, whatever else is installed: the limits above are measured with

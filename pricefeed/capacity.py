@@ -15,7 +15,8 @@ REST fallback, the listening socket, log files, gevent's hub and the files Pytho
 Explicit settings win: PRICEFEED_WORKER_CONNECTIONS and PRICEFEED_MAX_CLIENTS (or the host's
 own gunicorn `worker_connections`) are used as given.
 
-Standard library only: the gunicorn master imports this before any worker has patched.
+Derived once per process (for_this_process), in the worker, before the app is loaded.
+Standard library only.
 """
 from __future__ import annotations
 
@@ -113,9 +114,21 @@ def derive(environ: Mapping[str, Any] | None = None, worker_connections: int | N
     return Capacity(open_files, hard, connections, source, clients, clients_source)
 
 
-def gunicorn_worker_connections(environ: Mapping[str, str] | None = None) -> int:
-    """For a gunicorn config (read by the master): raise the limit, then the explicit or derived value."""
-    return derive(environ).worker_connections
+_in_this_process: Capacity | None = None
+
+
+def for_this_process(environ: Mapping[str, Any] | None = None, worker_connections: int | None = None) -> Capacity:
+    """The capacity of this process, derived once: the first caller's inputs decide.
+
+    Under pricefeed's gunicorn worker the worker calls it first, before loading the app, with
+    the worker_connections a host's gunicorn config gave (pricefeed/server/worker.py); the
+    extension then reads the same numbers. Elsewhere (flask run, a test client) the extension's
+    init_app is the first caller.
+    """
+    global _in_this_process
+    if _in_this_process is None:
+        _in_this_process = derive(environ, worker_connections)
+    return _in_this_process
 
 
 def _current_limit() -> tuple[int, int | None]:

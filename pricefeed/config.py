@@ -14,7 +14,6 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from pricefeed.capacity import derive as derive_capacity
 
 PREFIX = "PRICEFEED_"
 
@@ -403,7 +402,7 @@ SETTINGS: tuple[Setting, ...] = (
             "for {prefix}/history.", minimum=1, maximum=86400),
     # issue 12: capacity by default, logs
     Setting("WORKER_CONNECTIONS", int, None,
-            "gunicorn worker_connections (read by pricefeed.gunicorn in the master). Unset: derived from the "
+            "gunicorn worker_connections (read by pricefeed's worker at start). Unset: derived from the "
             "open-files limit, raised to the hard limit at start (capacity.py: open files − 128).",
             minimum=1, maximum=1_000_000),
     Setting("LOG_FORMAT", lambda t: _choice(t, ("text", "json")), "text",
@@ -434,7 +433,7 @@ class Config:
     heartbeat_interval: float
     retry_ms: int
     retry_jitter_ms: int
-    max_clients: int
+    max_clients: int | None         # None: derived by the worker (capacity.py)
     max_pairs_per_request: int
     max_query_length: int
     write_timeout: float
@@ -517,11 +516,6 @@ class Config:
                 values[setting.name.lower()] = setting.default
                 continue
             values[setting.name.lower()] = _validate(setting, key, raw)
-        if values["max_clients"] is None:
-            # Not set: as many as this process's open-files limit allows (raised to the hard limit).
-            explicit = {} if values["worker_connections"] is None else {
-                PREFIX + "WORKER_CONNECTIONS": values["worker_connections"]}
-            values["max_clients"] = derive_capacity(explicit).max_clients
         config = cls(**values)
         if config.upstream_backoff_cap < config.upstream_backoff_base:
             raise ConfigError("PRICEFEED_UPSTREAM_BACKOFF_CAP must be >= PRICEFEED_UPSTREAM_BACKOFF_BASE")

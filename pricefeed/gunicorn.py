@@ -2,42 +2,31 @@
 
     from pricefeed.gunicorn import *
 
-gives the gevent worker class, `worker_connections` derived from the open-files limit
-(raised to the hard limit here, in the master, so every worker inherits it; capacity.py),
-`preload_app = False`, and the hooks: `post_worker_init` starts the feed once the worker
-has monkey-patched; `worker_int`, `worker_abort` and `worker_exit` stop it and hand the
-lease over; `child_exit` (in the master) cleans up after a dead worker.
+gives pricefeed's worker class (`pricefeed.server.worker.Worker`, a subclass of gunicorn's
+gevent worker: it derives its capacity, starts the feed, accepts in batches, refuses new
+streams at the door while shedding, answers gunicorn's limit errors in JSON, and stops in
+one ordered sequence — docs/gunicorn-worker.md), `backlog`, `preload_app = False`, and the
+hooks for the master's own duties: `on_starting` / `on_exit` (the metrics directory) and
+`child_exit` (a dead worker's files).
 
-Settings the host writes after the import win. A hook the host also needs is composed
-with ours, either by calling ours from its own:
+Settings the host writes after the import win. The host's own worker hooks
+(`post_worker_init`, `worker_int`, `worker_exit`, ...) need nothing of ours: the worker
+does its part itself. A master hook the host also needs is composed with ours:
 
-    import pricefeed.gunicorn
+    child_exit = pricefeed.gunicorn.compose(pricefeed.gunicorn.child_exit, my_child_exit)
 
-    def post_worker_init(worker):
-        pricefeed.gunicorn.post_worker_init(worker)
-        ...                                   # the host's own
-
-or with `compose`, which keeps gunicorn's arity check happy:
-
-    post_worker_init = pricefeed.gunicorn.compose(pricefeed.gunicorn.post_worker_init, my_post_worker_init)
-
-Standard library only at module level: the master must not import Flask, redis, ssl or
-gevent's users before the workers patch (docs/library-facts.md). The hooks import the package inside the
-worker, after patching.
+Standard library only at module level, and the worker class named by its dotted path: the
+master must not import Flask, redis, ssl or gevent's users before the workers patch
+(docs/library-facts.md).
 """
 from __future__ import annotations
 
 import functools
 from typing import Any, Callable
 
-from pricefeed.capacity import gunicorn_worker_connections
+__all__ = ["worker_class", "backlog", "preload_app", "on_starting", "on_exit", "child_exit"]
 
-__all__ = ["worker_class", "worker_connections", "backlog", "preload_app", "on_starting", "on_exit", "post_worker_init",
-           "worker_int", "worker_abort", "worker_exit", "child_exit"]
-
-worker_class = "gevent"
-# Streams per worker are bounded by it; PRICEFEED_WORKER_CONNECTIONS wins, else derived.
-worker_connections = gunicorn_worker_connections()
+worker_class = "pricefeed.server.worker.Worker"
 # Never preload: the app must be imported after the worker monkey-patched (docs/library-facts.md).
 preload_app = False
 # The listen queue: connections the kernel has completed but no worker has taken yet. After a
@@ -46,6 +35,14 @@ preload_app = False
 # gunicorn's default is 2048; 4096 is what Linux allows without raising net.core.somaxconn
 # (the kernel silently caps it there).
 backlog = 4096
+
+
+def __getattr__(name: str) -> Any:
+    # `pricefeed.gunicorn.Worker`, imported only when asked for (it imports gevent).
+    if name == "Worker":
+        from pricefeed.server.worker import Worker
+        return Worker
+    raise AttributeError(f"module 'pricefeed.gunicorn' has no attribute {name!r}")
 
 
 def on_starting(server: Any) -> None:
@@ -61,33 +58,10 @@ def on_exit(server: Any) -> None:
     clean_up(server)
 
 
-def post_worker_init(worker: Any) -> None:
-    """In the worker, after gevent's patching: raise the open-files limit and start the feed."""
-    from pricefeed.web.gunicorn_hooks import post_worker_init as start
-    start(worker)
-
-
-def worker_int(worker: Any) -> None:
-    """SIGINT/SIGQUIT: stop the feed and release the lease at once."""
-    from pricefeed.web.gunicorn_hooks import worker_int as stop
-    stop(worker)
-
-
-def worker_abort(worker: Any) -> None:
-    """SIGABRT (the heartbeat timeout): release the lease if we still can."""
-    from pricefeed.web.gunicorn_hooks import worker_abort as stop
-    stop(worker)
-
-
-def worker_exit(server: Any, worker: Any) -> None:
-    """The worker is exiting: stop the feed and hand the lease over."""
-    from pricefeed.web.gunicorn_hooks import worker_exit as stop
-    stop(server, worker)
-
-
 def child_exit(server: Any, worker: Any) -> None:
-    """In the master, after a worker exited (however it died): forget its per-process state."""
-    from pricefeed.web.gunicorn_hooks import child_exit as forget
+    """In the master, after a worker exited (clean exit, crash or SIGKILL): forget its
+    per-process state kept outside it — its Prometheus live-gauge files (metrics_process.py)."""
+    from pricefeed.web.metrics_process import child_exit as forget
     forget(server, worker)
 
 

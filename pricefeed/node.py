@@ -88,7 +88,7 @@ class Node:
                                                              HostAddressCounts(config.redis_prefix),
                                                              clock=clock,
                                                              host_rates=HostAddressRates(config.redis_prefix)))
-        # Set by the gunicorn hooks where the server's response framing is known (stream_client.py).
+        # Set by pricefeed's gunicorn worker, which knows the response framing (PriceFeed.served_by).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
             # Short: the backoff (with the server's Retry-After) already paces attempts; the

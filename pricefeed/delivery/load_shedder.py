@@ -34,7 +34,7 @@ from typing import Callable
 
 SMOOTHING = 0.3          # weight of the newest flush in the smoothed lag (EWMA)
 # Per worker, the rate at which refused browsers should come back while shedding lasts: a
-# refusal costs ~0.1 ms at the door (web/gunicorn_accept.py), so this is ~1 % of a core.
+# refusal costs ~0.1 ms at the door (server/accept.py), so this is ~1 % of a core.
 REFUSALS_PER_SECOND = 100.0
 MAX_SPREAD_S = 60        # the most the Retry-After's random spread grows to
 
@@ -61,7 +61,7 @@ class LoadShedder:
         self.shedding = False
         self.shedding_since: float | None = None   # wall clock, for /health
         self.shed_total = 0              # new streams refused for lag
-        self.shed_at_door = 0            # of those, answered before parsing (web/gunicorn_accept.py)
+        self.shed_at_door = 0            # of those, answered before parsing (server/accept.py)
         self.episodes = 0                # times shedding started
         self._over = 0                   # consecutive flushes over the bound
         self._over_since = 0.0           # when the first of them ended

@@ -73,7 +73,7 @@ def create_cli_group() -> AppGroup:
     @click.option("--reload", is_flag=True, help="Restart the workers when the code changes.")
     @click.pass_context
     def serve(ctx: click.Context, host: str, port: int, workers: int, reload: bool) -> None:
-        """Run the app correctly for development: gunicorn, gevent worker, pricefeed's hooks.
+        """Run the app correctly for development: gunicorn with pricefeed's worker.
 
         Use this instead of `flask run`, whose threaded server has no gevent (no prices, streams 503).
         """

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from pricefeed.web.gevent_requirement import GeventRequirement
 from pricefeed.web.metrics import NodeMetrics
 from pricefeed.web.metrics_view import create_metrics_blueprint
 from pricefeed.web.sse_response import remember_start_response
+from pricefeed.web.stream_door import StreamDoor
 from pricefeed.web.ws_view import add_websocket_routes
 
 log = logging.getLogger(__name__)
@@ -38,11 +40,13 @@ class PriceFeed:
 
     def init_app(self, app: Flask) -> None:
         """Validate configuration (raising ConfigError naming the variable) and register the routes."""
-        self.config = Config.load(app.config)
-        self.node = Node(self.config)
+        config = Config.load(app.config)
         self._settings = collections.ChainMap(
             {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
-        self.apply_capacity(self.config.worker_connections)
+        in_force = self._capacity(config)
+        self.config = dataclasses.replace(config, max_clients=in_force.max_clients)
+        self.node = Node(self.config)
+        self.node.capacity = in_force.as_dict()
         app.extensions[EXTENSION_KEY] = self
         if self.config.metrics:
             # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
@@ -60,17 +64,31 @@ class PriceFeed:
         app.cli.add_command(create_cli_group())
         self._gevent_check.explain_if_flask_run()
 
-    def apply_capacity(self, worker_connections: int | None) -> capacity.Capacity:
-        """Raise the open-files limit and put the derived (or explicit) client cap in force.
-
-        Called at init_app and again by the gunicorn hook with the worker_connections gunicorn
-        actually runs with; /health shows the result under `capacity`.
-        """
-        assert self.node is not None, "PriceFeed.init_app() was not called"
-        in_force = capacity.derive(self._settings, worker_connections=worker_connections)
-        self.node.hub.max_clients = in_force.max_clients
-        self.node.capacity = in_force.as_dict()
+    def _capacity(self, config: Config) -> capacity.Capacity:
+        """This process's capacity (derived once: by pricefeed's gunicorn worker before it loaded
+        the app, else here), with an explicit PRICEFEED_MAX_CLIENTS from the app's config winning.
+        /health shows it under `capacity`."""
+        in_force = capacity.for_this_process(self._settings, config.worker_connections)
+        if config.max_clients is not None:
+            in_force = dataclasses.replace(in_force, max_clients=config.max_clients,
+                                           max_clients_source=capacity.MAX_CLIENTS_VARIABLE)
         return in_force
+
+    def served_by(self, worker_connections: int, direct_writes: bool) -> StreamDoor:
+        """Called once by pricefeed's gunicorn worker (pricefeed/server/worker.py) after it loaded
+        the app and before it serves: what the worker offers, and the door it asks the app for.
+
+        `worker_connections`: connections the worker serves at once; streams are kept
+        PRICEFEED_CONNECTION_RESERVE below it. `direct_writes`: the worker frames responses with
+        gunicorn's own chunked Response over a plain socket, so the flusher may write a stream's
+        chunks to its socket itself (node.direct_writes; each stream still checks its own
+        socket and framing, sse_response.direct_socket). Returns the door the worker consults
+        while shedding (stream_door.py).
+        """
+        assert self.node is not None and self.config is not None, "PriceFeed.init_app() was not called"
+        _keep_a_connection_reserve(self.node, worker_connections)
+        self.node.direct_writes = self.config.direct_writes and direct_writes
+        return StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""
@@ -97,3 +115,22 @@ class PriceFeed:
                 self.start()
             except RuntimeError as exc:
                 log.error("%s", exc)
+
+
+def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
+    """Streams may take at most worker_connections minus PRICEFEED_CONNECTION_RESERVE connections.
+
+    The worker serves at most worker_connections at once; past that a new connection waits in
+    the kernel's backlog, unanswered. Streams never end by themselves, so if they could take
+    every connection, /health and /prices (and the 503 that tells a browser to come back)
+    would wait behind them. Capping the hub below the pool keeps `reserve` connections for
+    short requests, which finish and hand their slot on.
+    """
+    reserve = min(node.config.connection_reserve, worker_connections // 2)    # a small pool keeps half for streams
+    cap = max(1, worker_connections - reserve)
+    if node.hub.max_clients > cap:
+        log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
+                    "for /health and /prices; streams capped at %d per worker",
+                    node.hub.max_clients, reserve, worker_connections, cap)
+        node.hub.max_clients = cap
+        node.capacity = {**node.capacity, "max_clients": cap}

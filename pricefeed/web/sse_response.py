@@ -21,7 +21,7 @@ START_RESPONSE_KEY = "pricefeed.start_response"
 def direct_socket(direct_writes: bool, sock: socket.socket | None, environ: dict) -> socket.socket | None:
     """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI).
 
-    A candidate only under gunicorn's gevent worker (node.direct_writes, set by the hooks),
+    A candidate only under gunicorn's gevent worker (node.direct_writes, offered by the worker: PriceFeed.served_by),
     over a plain socket (TLS must go through its own layer) and HTTP/1.1 (chunked transfer
     encoding). The stream confirms it once gunicorn has sent the preamble
     (framed_by_gunicorn), which also rules out the uwsgi protocol and rewriting middleware.
@@ -45,11 +45,10 @@ def remember_start_response(wsgi_app):
 
 def server_response(environ: dict) -> object | None:
     """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
+    from gunicorn.http.wsgi import Response
     responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)
-    kind = type(responder)
-    if kind.__module__ == "gunicorn.http.wsgi" and kind.__name__ == "Response":
-        return responder
-    return None
+    # Exactly gunicorn's HTTP/1 Response: a subclass (HTTP/2's) frames the body its own way.
+    return responder if type(responder) is Response else None
 
 
 def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:

@@ -11,7 +11,7 @@ socket handles the client's operations.
 
 Why not gevent-websocket's worker: it is gunicorn's pywsgi worker, whose body
 framing is not gunicorn's own, so every SSE stream would lose its direct writes
-(web/gunicorn_hooks.py). Here one worker class — gunicorn's `gevent` — serves both
+(pricefeed/server/worker.py). Here one worker class — pricefeed's, gunicorn's gevent worker — serves both
 transports, and gevent-websocket provides the frame header codec.
 """
 from __future__ import annotations

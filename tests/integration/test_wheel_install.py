@@ -110,7 +110,7 @@ def installed(tmp_path_factory):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"pricefeed/_assets/templates/dashboard.html", "pricefeed/_assets/static/pricefeed.js",
-            "pricefeed/gunicorn.py", "pricefeed/web/cli.py"} <= names
+            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli.py"} <= names
     return venv_with(wheel)
 
 
@@ -155,8 +155,8 @@ def sim():
 def shop(installed, shop_dir, sim):
     running = Shop(installed, shop_dir, sim)
 
-    # Started by the hooks at worker start, before any request: the exchange sees the connection.
-    # The shop's own post_worker_init ran too.
+    # Started by pricefeed's worker at its start, before any request: the exchange sees the
+    # connection. The shop's own post_worker_init (which calls nothing of pricefeed's) ran too.
     def started() -> bool:
         if running.proc.poll() is not None:
             raise AssertionError(f"gunicorn exited:\n{running.output()}")
@@ -166,7 +166,7 @@ def shop(installed, shop_dir, sim):
         yield running
     finally:
         running.stop()
-    # The shop's worker_exit, composed with pricefeed's, ran as the worker left.
+    # The shop's own worker_exit ran as the worker left.
     assert "leaving" in running.output(), running.output()
 
 

@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class GunicornProcess:
-    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port with the given PRICEFEED_* settings."""
+    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port with the given PRICEFEED_* settings.
+
+    `config`: another gunicorn config file (a host's), which reads PRICEFEED_BIND and PRICEFEED_WORKERS too."""
 
     def __init__(self, workers: int = 2, env: dict[str, str] | None = None, port: int | None = None,
-                 wait_ready: bool = True, app: str = "app:app"):
+                 wait_ready: bool = True, app: str = "app:app", config: str = "gunicorn.conf.py"):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
@@ -29,7 +31,7 @@ class GunicornProcess:
                          "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
+            [sys.executable, "-m", "gunicorn", "-c", config, app],
             cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait_ready:
             self.wait_ready()

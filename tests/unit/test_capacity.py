@@ -44,12 +44,18 @@ def test_the_soft_limit_is_raised_to_the_hard_limit_and_the_numbers_follow():
     assert found["worker_connections_source"] == found["max_clients_source"] == "derived"
 
 
-@needs_room_to_raise
-def test_the_gunicorn_config_reads_the_raised_limit_in_the_master():
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    found = _with_soft_limit(1024, "import json\nimport pricefeed.gunicorn as g\n"
-                                   "print(json.dumps({'worker_connections': g.worker_connections}))")
-    assert found["worker_connections"] == hard - capacity.FILE_HEADROOM
+def test_the_gunicorn_config_derives_nothing_in_the_master():
+    found = _with_soft_limit(1024, "import json, resource\nimport pricefeed.gunicorn\n"
+                                   "print(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))")
+    assert found["soft"] == 1024          # the worker raises its own limit (pricefeed/server/worker.py)
+
+
+def test_a_process_derives_its_capacity_once_and_the_first_callers_inputs_decide():
+    found = _with_soft_limit(1024, "import json\nfrom pricefeed import capacity\n"
+                                   "first = capacity.for_this_process({}, worker_connections=500)\n"
+                                   "again = capacity.for_this_process({'PRICEFEED_WORKER_CONNECTIONS': '9'})\n"
+                                   "print(json.dumps([first.as_dict(), again is first]))")
+    assert found[0]["worker_connections"] == 500 and found[0]["max_clients"] == 400 and found[1] is True
 
 
 def test_explicit_settings_win():
@@ -77,7 +83,20 @@ def test_a_malformed_explicit_value_names_the_variable():
         capacity.derive({"PRICEFEED_WORKER_CONNECTIONS": "lots"})
 
 
-def test_config_derives_max_clients_when_unset_and_keeps_an_explicit_one():
-    assert Config.load({}, environ={}).max_clients == capacity.derive({}).max_clients
+def test_config_leaves_max_clients_to_the_derivation_and_keeps_an_explicit_one():
+    assert Config.load({}, environ={}).max_clients is None
     assert Config.load({"PRICEFEED_MAX_CLIENTS": 7}, environ={}).max_clients == 7
-    assert Config.load({}, environ={"PRICEFEED_WORKER_CONNECTIONS": "800"}).max_clients == 700
+
+
+def test_the_extension_puts_this_processs_capacity_in_force_with_an_explicit_cap_winning():
+    from flask import Flask
+
+    from pricefeed.web.extension import PriceFeed
+    in_force = capacity.for_this_process()
+    feed = PriceFeed(Flask(__name__))
+    assert feed.node.hub.max_clients == in_force.max_clients == feed.node.capacity["max_clients"]
+    app = Flask(__name__)
+    app.config["PRICEFEED_MAX_CLIENTS"] = 7
+    explicit = PriceFeed(app)
+    assert explicit.node.hub.max_clients == 7
+    assert explicit.node.capacity["max_clients_source"] == "PRICEFEED_MAX_CLIENTS"

@@ -1,6 +1,6 @@
 """The package layout is the architecture: imports point one way and nothing below the web layer knows Flask.
 
-    web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
+    server → web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
 
 Read from the source with `ast` (every import, including those inside functions),
 so the rule holds for what the code could import, not only for what one test run loads.
@@ -84,6 +84,8 @@ def _layer(module: str) -> str:
             return side
     if module.startswith("pricefeed.web"):
         return "web"
+    if module.startswith("pricefeed.server"):
+        return "server"
     if module.startswith("pricefeed.simulator"):
         return "simulator"
     return module   # pricefeed, pricefeed.node
@@ -121,6 +123,7 @@ ALLOWED = {
     "pricefeed.node": {"base", *SIDES},
     "web": {"base", *SIDES, "pricefeed.node", "web", "pricefeed"},
     "simulator": {"simulator"},
+    "server": {"base", "web", "server"},     # pricefeed's gunicorn worker serves the web layer
 }
 
 

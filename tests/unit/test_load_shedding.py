@@ -178,14 +178,6 @@ def test_a_spread_close_sends_each_stream_a_retry_and_closes_them_in_slices_whil
     assert hub.closed
 
 
-def test_the_restart_delay_and_spread_stay_inside_gunicorns_graceful_timeout():
-    from pricefeed.web.gunicorn_hooks import restart_timing
-    assert restart_timing(2.0, 4.0, graceful_timeout_s=10) == (2.0, 4.0)
-    assert restart_timing(2.0, 9.0, graceful_timeout_s=10) == (2.0, 5.0)
-    assert restart_timing(5.0, 4.0, graceful_timeout_s=10) == (7 / 3, 4.0)
-    assert restart_timing(2.0, 4.0, graceful_timeout_s=2) == (0.0, 0.0)
-
-
 def test_a_spread_close_of_few_streams_is_quick_at_the_close_rate():
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
     wires = [Wire(hub, ("BTC/USD",)) for _ in range(4)]

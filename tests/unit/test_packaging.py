@@ -54,6 +54,11 @@ def _imported_after(code: str) -> list[str]:
 def test_the_gunicorn_master_imports_nothing_heavy_before_the_workers_patch():
     assert _imported_after("from pricefeed.gunicorn import *") == []
     assert _imported_after("exec(open('gunicorn.conf.py').read())") == []
+    # Loading the worker class, as the master does, imports what loading gunicorn's own gevent
+    # worker imports (gevent, ssl), and none of the app's libraries.
+    load = "from gunicorn.util import load_class\nload_class({!r})"
+    assert _imported_after(load.format("pricefeed.server.worker.Worker")) == _imported_after(
+        load.format("gevent")) == ["gevent", "ssl"]
 
 
 def test_child_exit_runs_in_the_master_without_importing_the_app():
@@ -64,13 +69,28 @@ def test_child_exit_runs_in_the_master_without_importing_the_app():
 
 def test_the_one_line_exports_the_worker_class_and_every_hook_with_gunicorns_arity():
     from gunicorn.config import Config as GunicornConfig
+    from gunicorn.workers.ggevent import GeventWorker
 
     import pricefeed.gunicorn as one_line
     settings = GunicornConfig()
     for name in one_line.__all__:
         settings.set(name, getattr(one_line, name))   # gunicorn validates type and arity
-    assert settings.worker_class_str == "gevent"
-    assert settings.worker_connections == one_line.worker_connections > 1000
+    assert settings.worker_class is one_line.Worker and issubclass(one_line.Worker, GeventWorker)
+    # The master's duties only: the worker starts and stops the feed itself.
+    assert not {"post_worker_init", "worker_int", "worker_abort", "worker_exit"} & set(one_line.__all__)
+    # Capacity is the worker's: the master leaves gunicorn's worker_connections as the host sets it.
+    assert "worker_connections" not in one_line.__all__
+
+
+def test_the_supported_gunicorn_versions_are_stated_and_include_the_pinned_one():
+    from packaging.requirements import Requirement
+
+    from pricefeed.server.worker import SUPPORTED_GUNICORN
+    (declared,) = [Requirement(r) for r in _pyproject()["project"]["dependencies"] if r.startswith("gunicorn")]
+    pinned = (ROOT / "requirements.txt").read_text().split("gunicorn==", 1)[1].split()[0]
+    assert declared.specifier.contains(pinned)
+    (low, high) = SUPPORTED_GUNICORN
+    assert set(str(declared.specifier).split(",")) == {f">={low[0]}", f"<{high[0]}"}
 
 
 def test_a_composed_hook_runs_both_and_keeps_the_arity():
@@ -93,9 +113,10 @@ def test_a_composed_hook_runs_both_and_keeps_the_arity():
         compose()
 
 
-def test_the_hooks_module_names_the_same_extension_key_as_the_api():
-    from pricefeed.web import api, gunicorn_hooks
-    assert gunicorn_hooks.EXTENSION_KEY == api.EXTENSION_KEY
+def test_the_worker_names_the_same_extension_key_as_the_api():
+    from pricefeed.server import worker
+    from pricefeed.web import api
+    assert worker.EXTENSION_KEY == api.EXTENSION_KEY
 
 
 def test_a_checkout_finds_its_templates_and_static_files_beside_the_package():

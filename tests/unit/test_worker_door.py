@@ -1,7 +1,8 @@
-"""The door of a shedding worker (web/gunicorn_accept.py): which requests it answers, and the bytes it sends.
+"""The door of a shedding worker (server/accept.py with the app's web/stream_door.py): which
+requests it answers, and the bytes it sends.
 
-Real sockets (a connected pair) and a real LoadShedder; the worker is a stand-in whose
-`handle` records what reached gunicorn's normal path. The whole path under gunicorn is
+Real sockets (a connected pair) and a real LoadShedder; gunicorn's normal path is a stand-in
+that records what reached it. The whole path under gunicorn is
 tests/integration/test_overload_and_restart.py.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from pricefeed.delivery.load_shedder import LoadShedder
-from pricefeed.web.gunicorn_accept import _is_plain_stream_request, refuse_new_streams_at_the_door
+from pricefeed.server.accept import answered_at_the_door
+from pricefeed.web.stream_door import StreamDoor, is_plain_request_for
 
 PATH = b"/api/market-data/stream"
 
@@ -42,13 +44,13 @@ def head(line: bytes = b"GET /api/market-data/stream?pairs=BTC/USD HTTP/1.1", *h
     (head(b"GET /api/market-data/stream HTTP/1.1", b"Transfer-Encoding: chunked"), False),
 ])
 def test_only_a_plain_same_origin_stream_request_is_answered_at_the_door(request_head, door):
-    assert _is_plain_stream_request(request_head, PATH) is door
+    assert is_plain_request_for(request_head, frozenset({PATH})) is door
 
 
 class Door:
-    """A worker stand-in with the door installed, and a connected socket pair per request."""
+    """The app's door and the worker's use of it, with a connected socket pair per request."""
 
-    def __init__(self, shedding: bool):
+    def __init__(self, shedding: bool, prefix: str = "/api/market-data"):
         # A long bound, so the shedder does not stop (a whole bound without a flush) mid-test.
         self.shedder = LoadShedder(bound_s=10, retry_after_s=2, retry_jitter_s=3, over_flushes=1, over_s=0)
         if shedding:
@@ -57,8 +59,13 @@ class Door:
         self.node = SimpleNamespace(shedder=self.shedder, config=SimpleNamespace(referrer_policy="no-referrer"),
                                     hub=SimpleNamespace(draining=False))
         self.passed_on: list[bytes] = []
-        self.worker = SimpleNamespace(handle=self._normal_path)
-        refuse_new_streams_at_the_door(self.worker, self.node, "/api/market-data")
+        self.door = StreamDoor(self.node, [prefix + "/stream"])
+
+    def handle(self, client) -> None:
+        """What AcceptServer does for a connection accepted while the door is closed."""
+        if not (self.door.closed() and answered_at_the_door(self.door, client)):
+            self._normal_path(None, client, None)
+        client.close()
 
     def _normal_path(self, listener, client, addr) -> None:
         client.settimeout(1)
@@ -72,7 +79,7 @@ class Door:
                 threading.Timer(send_after_s, browser.sendall, (data,)).start()
             else:
                 browser.sendall(data)
-            self.worker.handle(None, server, None)
+            self.handle(server)
             browser.settimeout(1)
             received = b""
             while chunk := browser.recv(65536):
@@ -116,7 +123,7 @@ def test_a_head_split_across_segments_is_waited_for():
     try:
         browser.sendall(data[:20])
         threading.Timer(0.03, browser.sendall, (data[20:],)).start()
-        door.worker.handle(None, server, None)
+        door.handle(server)
         browser.settimeout(1)
         assert browser.recv(65536).startswith(b"HTTP/1.1 503 ")
     finally:
@@ -147,8 +154,7 @@ def test_the_door_passes_everything_else_on_untouched():
 
 
 def test_a_prefix_beyond_ascii_is_matched_as_browsers_send_it():
-    door = Door(shedding=True)
-    refuse_new_streams_at_the_door(door.worker, door.node, "/märkte")      # installing must not fail
+    door = Door(shedding=True, prefix="/märkte")
     assert door.request(head(b"GET /m%C3%A4rkte/stream?pairs=BTC/USD HTTP/1.1")).startswith(b"HTTP/1.1 503 ")
 
 

@@ -1,0 +1,30 @@
+"""The service's app with one more route, for tests only: what each open stream's greenlet
+has on its stack, read from the worker that serves the request.
+
+The test looks at the frames a parked stream keeps (the worker must not wrap each
+connection's handler); the product never walks frames.
+"""
+from __future__ import annotations
+
+import gc
+
+from flask import jsonify
+from greenlet import greenlet
+
+from app import app
+
+
+@app.get("/_test/stream-stacks")
+def stream_stacks():
+    stacks = []
+    for candidate in gc.get_objects():
+        if not isinstance(candidate, greenlet) or candidate.gr_frame is None:
+            continue
+        frames = []
+        frame = candidate.gr_frame
+        while frame is not None:
+            frames.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+            frame = frame.f_back
+        if any(f.endswith(":handle_request") for f in frames) and any("/pricefeed/web/" in f for f in frames):
+            stacks.append(frames[::-1])       # outermost first
+    return jsonify(stacks=stacks)
