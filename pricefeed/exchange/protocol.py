@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pricefeed.validation as validation
 from pricefeed.pairs import Pair
@@ -122,7 +122,8 @@ def combined_stream_url(base_url: str, pairs: Iterable[Pair]) -> str:
         if path.endswith(suffix):
             path = path[: -len(suffix)]
     root = parts._replace(path=path, query="", fragment="").geturl().rstrip("/")
-    return f"{root}/stream?streams={'/'.join(stream_names(pairs))}"
+    # Symbols with non-ASCII letters travel percent-encoded (UTF-8), as a URL must carry them.
+    return f"{root}/stream?streams={quote('/'.join(stream_names(pairs)), safe='/@_!')}"
 
 
 def parse_frame(text: str | bytes, *, max_skew_ms: int | None = None,
@@ -212,11 +213,15 @@ def _parse_checked_event(event: Any, stream: str | None, context: _Context) -> M
 
 def _parse_untyped(event: dict, stream: str | None) -> MarketMessage:
     # Control replies and Spot bookTicker carry no "e".
-    if "id" in event and ("result" in event or "code" in event):
-        if "code" in event:
-            code = event["code"]
+    if "id" in event and ("result" in event or "code" in event or isinstance(event.get("error"), dict)):
+        # Errors come flat, {"code":2,"msg":..,"id":1}, or nested, {"error":{"code":2,"msg":..},"id":1}.
+        error = event["error"] if isinstance(event.get("error"), dict) else event
+        if "code" in error:
+            code = error["code"]
             return ControlReply(event["id"], error_code=code if isinstance(code, int) else None,
-                                error_message=str(event.get("msg", ""))[:200])
+                                error_message=str(error.get("msg", ""))[:200])
+        if "result" not in event:
+            raise MalformedFrame("bad_shape", "control error without a code")
         return ControlReply(event["id"], result=event["result"])
     if "u" in event and "b" in event and "a" in event and "s" in event:
         return BookTicker(_symbol(event), _decimal(event, "b"), _decimal(event, "a"), _integer(event, "u"))
