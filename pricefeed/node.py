@@ -394,6 +394,12 @@ class Node:
             # it also claims the host's lock for a leader cut off from Redis and tells the
             # host's other workers, every pass, whether that connection is live.
             self._heartbeat = gevent.spawn(self._send_heartbeat)
+        if self.feed.is_live():
+            # A live stream proves the exchange serves us; the REST tier, stopped now, cannot
+            # say so itself.
+            self.access.answered("handshake")
+            if not self.rest.running:
+                self.access.answered("rest")
         data_age = self._source_data_age()
         if mode in (LIVE, LOCAL) and data_age is not None:
             self.hub.confirm_current(data_age)

@@ -40,5 +40,7 @@ def adopt_listing(catalog: PairCatalog, catalogue: ExchangeCatalogue, previous: 
             log.warning("catalogue: %s (%s) is trading again", pair.name, standing.symbol)
     resubscribe = catalog.adopt({name: traded for name, (traded, _) in result.items()})
     if resubscribe:
-        log.warning("catalogue: subscribing to %s", ", ".join(p.symbol for p in catalog.pairs) or "nothing")
+        symbols = [pair.symbol for pair in catalog.pairs]
+        log.warning("catalogue: subscribing to %d symbols: %s%s", len(symbols), ", ".join(symbols[:10]),
+                    ", ..." if len(symbols) > 10 else "")
     return standings, resubscribe

@@ -54,6 +54,7 @@ def health_report(node: Node) -> tuple[dict, int]:
     body = {
         "status": overall,
         "mode": node.mode,
+        "reason": node.access.current(),
         "mode_since": node.mode_since,
         "simulated": node.simulated,
         "worker": {"id": node.worker_id, "role": "leader" if node.leading else "standby",
