@@ -55,6 +55,8 @@ MONITOR_INTERVAL_SECONDS = 0.25
 HANDOVER_CLOSE_WAIT_SECONDS = 1.5
 # The WebSocket must have been down this long before REST polling starts.
 REST_AFTER_SECONDS = 5.0
+# At start, the exchange connection waits this long at most for the first catalogue read.
+CATALOGUE_START_WAIT_SECONDS = 3.0
 
 REFUSAL_DETAIL = {
     "region_not_served": "the exchange does not serve this server's region (HTTP 451): no live data",
@@ -126,6 +128,7 @@ class Node:
                                          breaker=self.breakers["rest"], weight=self.rest_weight,
                                          access=self.access, clock=clock)
         self._standings_version = 0
+        self._catalogue_wait_until = 0.0
         self.bus: Bus
         self.election: Election | None = None
         self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
@@ -182,6 +185,7 @@ class Node:
             raise RuntimeError("pricefeed needs gevent monkey patching: run under gunicorn -k gevent "
                                "(see gunicorn.conf.py) or call gevent.monkey.patch_all() first")
         self.started_at = time.time()
+        self._catalogue_wait_until = self._clock() + CATALOGUE_START_WAIT_SECONDS
         self.catalogue.start()
         self.flusher.start()
         self.bus.start(self.hub.publish)
@@ -191,8 +195,8 @@ class Node:
             self.host_tier.start()
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
-        else:
-            self.feed.start()
+        # Without Redis the feed is ours at once: the monitor's first pass starts it (after the
+        # first catalogue read, _sync_feed).
         self._greenlets.append(gevent.spawn(self._monitor_forever))
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
                  len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
@@ -359,6 +363,11 @@ class Node:
                     want = False
             elif not want:
                 self.host_tier.release()
+        if want and not self.feed.running and not self.catalogue.settled \
+                and self._clock() < self._catalogue_wait_until:
+            # Asked under the names the exchange lists (BTC/USD may be BTCUSD), not the guess,
+            # unless the first catalogue read takes longer than CATALOGUE_START_WAIT_SECONDS.
+            return
         if want and not self.feed.running:
             log.warning("feed: starting (%s)", "leader" if self.leading else "local tier")
             self.feed.start()
@@ -490,15 +499,17 @@ class Node:
     def status_body(self) -> dict:
         """The `status` event: mode, simulation label, stale pairs, each pair's status and traded
         symbol, and the reason the exchange refuses us, if it does."""
-        detail = MODE_DETAIL[self.mode]
-        reason = self.access.current()
-        if reason is not None:
-            detail = REFUSAL_DETAIL.get(reason, detail)
-        if self.mode != LIVE:
-            detail += "; prices shown are the last received" if self.hub.book else "; no prices yet"
         return {"mode": self.mode, "simulated": self.simulated, "stale": self.hub.stale_pairs(),
                 "pairs": self.hub.pair_states(pair.name for pair in self.catalog.configured),
-                "reason": reason, "server_time": int(time.time() * 1000), "detail": detail}
+                "reason": self.access.current(), "server_time": int(time.time() * 1000),
+                "detail": self.mode_detail()}
+
+    def mode_detail(self) -> str:
+        """The mode in words, for the dashboard's banner (status events and snapshots)."""
+        detail = REFUSAL_DETAIL.get(self.access.current() or "", MODE_DETAIL[self.mode])
+        if self.mode != LIVE:
+            detail += "; prices shown are the last received" if self.hub.book else "; no prices yet"
+        return detail
 
     # -- the exchange's catalogue ----------------------------------------------------
 

@@ -54,6 +54,7 @@ class CatalogueReader:
         self.catalogue: ExchangeCatalogue | None = None
         self.read_at: float | None = None       # monotonic, the last successful read
         self.reads = 0
+        self.attempts = 0     # read_once calls: after the first, the node may connect whatever came of it
         self.failures = 0
         self.last_error = ""
 
@@ -75,8 +76,20 @@ class CatalogueReader:
                 wait = RETRY_AFTER_FAILURE_SECONDS
             gevent.sleep(wait)
 
+    @property
+    def settled(self) -> bool:
+        """The first read was tried (read, or failed): the stream may open now, on its result or on
+        the configured pairs as named."""
+        return self.attempts > 0
+
     def read_once(self) -> float:
         """One attempt; the seconds until the next. Workers spread their refreshes (+-10 %)."""
+        try:
+            return self._read()
+        finally:
+            self.attempts += 1
+
+    def _read(self) -> float:
         if not self.weight.allows(EXCHANGE_INFO_WEIGHT):
             return WEIGHT_WAIT_SECONDS
         try:

@@ -270,6 +270,7 @@ def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:
         "server_time": int(time.time() * 1000),
         "resume": None,
         "reason": node.access.current(),
+        "detail": node.mode_detail(),
     }
     if admin_allowed(request):
         # Which worker answered (host:pid) is the operator's business only; browsers never see it.
