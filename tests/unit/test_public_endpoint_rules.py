@@ -137,9 +137,9 @@ def test_with_a_token_the_detail_needs_it_from_every_address():
     client = app.test_client()
     for peer in ("127.0.0.1", "192.0.2.1"):
         assert set(client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer}).get_json()) == \
-            {"status", "mode", "pairs"}
+            {"status", "mode", "reason", "pairs"}
         assert set(client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer},
-                              headers={"Authorization": "Bearer wrong"}).get_json()) == {"status", "mode", "pairs"}
+                              headers={"Authorization": "Bearer wrong"}).get_json()) == {"status", "mode", "reason", "pairs"}
         detailed = client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer},
                               headers={"Authorization": "Bearer t0ken-for-ops"}).get_json()
         assert set(detailed) >= PRIVATE_FIELDS
