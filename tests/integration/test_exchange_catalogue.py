@@ -10,9 +10,11 @@ catalogue: BTCUSD beside BTCUSDT, ETHUSDT but no ETHUSD, SOLUSDT but no SOL/EUR.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import websocket
 
 from tests.support.gunicorn import GunicornProcess
 from tests.support.simulator import SimulatorProcess
@@ -26,7 +28,7 @@ API = "/api/market-data"
 
 @pytest.fixture(scope="module")
 def sim():
-    with SimulatorProcess(pairs=SYMBOLS, rate=40) as simulator:
+    with SimulatorProcess(pairs=SYMBOLS, rate=40, rest_weight_limit=1200) as simulator:
         yield simulator
 
 
@@ -158,3 +160,39 @@ def test_rest_prices_every_good_pair_with_the_exchange_time_while_one_is_unliste
     assert entries["XRP/USDT"]["source"] != "rest" and entries["XRP/USDT"]["status"] == "halted"
     rest = [s for s in (app.get_json(f"{API}/health")[1].get("rest") for _ in range(4)) if s]
     assert all(s["failures"] == 0 for s in rest), rest
+
+
+def test_websocket_frames_carry_status_symbol_and_quote_too(app, market):
+    ws = websocket.create_connection(app.url.replace("http", "ws") + f"{API}/ws?pairs=ETH/USD,SOL/EUR", timeout=10)
+    try:
+        frames = [json.loads(ws.recv())]
+        while not any(f["event"] == "price" for f in frames):
+            frames.append(json.loads(ws.recv()))
+    finally:
+        ws.close()
+    snapshot = frames[0]["data"]
+    assert frames[0]["event"] == "snapshot"
+    assert snapshot["pairs"] == {"ETH/USD": {"status": "live", "symbol": "ETHUSDT", "quote": "USDT"},
+                                 "SOL/EUR": {"status": "unlisted", "symbol": None}}
+    price = next(f["data"] for f in frames if f["event"] == "price")
+    assert (price["pair"], price["symbol"], price["quote"], price["status"]) == ("ETH/USD", "ETHUSDT", "USDT", "live")
+
+
+def test_the_weight_limit_is_the_exchanges_own_from_rate_limits(app):
+    rest = wait_until(lambda: (lambda h: h.get("rest") if h.get("catalogue", {}).get("read") else None)(app.health()),
+                      10, message="the detailed health of a worker that has read the catalogue")
+    assert rest["exchange_weight_limit"] == 1200          # the simulator's, not the documented 6000
+
+
+def test_a_delisting_while_running_is_picked_up_and_its_streams_dropped(sim, app, market):
+    sim.list_symbol("XRPUSDT", None)
+    try:
+        wait_until(lambda: every_worker(app, lambda h: h["pairs"]["XRP/USDT"]["status"] == "unlisted"), 20,
+                   message="every worker to see XRP/USDT delisted")
+        wait_until(lambda: sim.connections() and all("xrpusdt@aggTrade" not in c["streams"] for c in sim.connections()),
+                   15, message="the upstream connections without XRPUSDT")
+        assert prices(app)["pairs"]["XRP/USDT"]["status"] == "unlisted"
+    finally:
+        sim.list_symbol("XRPUSDT", "TRADING")
+    wait_until(lambda: every_worker(app, lambda h: h["pairs"]["XRP/USDT"]["status"] == "live"), 30,
+               message="XRP/USDT listed and live again")
