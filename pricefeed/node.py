@@ -126,7 +126,7 @@ class Node:
                                access=self.access, is_trading=self._is_trading)
         self.catalogue = CatalogueReader(config.rest_url, self._adopt_catalogue, refresh=config.catalogue_refresh,
                                          breaker=self.breakers["rest"], weight=self.rest_weight,
-                                         access=self.access, clock=clock)
+                                         access=self.access, clock=clock, on_settled=self._sync_feed)
         self._standings_version = 0
         self._catalogue_wait_until = 0.0
         self.bus: Bus

@@ -40,10 +40,11 @@ class CatalogueReader:
     def __init__(self, rest_url: str, on_catalogue: Callable[[ExchangeCatalogue], None], *,
                  refresh: float, breaker: pybreaker.CircuitBreaker, weight: RequestWeight,
                  access: AccessRefusals, timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_settled: Callable[[], None] = lambda: None):
         # showPermissionSets=false: the permission lists are most of the reply, and unused here.
         self.url = f"{rest_url.rstrip('/')}{EXCHANGE_INFO_PATH}?showPermissionSets=false"
         self.on_catalogue = on_catalogue
+        self.on_settled = on_settled
         self.refresh = refresh
         self.breaker = breaker
         self.weight = weight
@@ -54,7 +55,7 @@ class CatalogueReader:
         self.catalogue: ExchangeCatalogue | None = None
         self.read_at: float | None = None       # monotonic, the last successful read
         self.reads = 0
-        self.attempts = 0     # read_once calls: after the first, the node may connect whatever came of it
+        self._settled = False   # the first read has been tried: the node may connect, whatever came of it
         self.failures = 0
         self.last_error = ""
 
@@ -80,14 +81,17 @@ class CatalogueReader:
     def settled(self) -> bool:
         """The first read was tried (read, or failed): the stream may open now, on its result or on
         the configured pairs as named."""
-        return self.attempts > 0
+        return self._settled
 
     def read_once(self) -> float:
         """One attempt; the seconds until the next. Workers spread their refreshes (+-10 %)."""
+        first = not self._settled
         try:
             return self._read()
         finally:
-            self.attempts += 1
+            self._settled = True
+            if first:
+                self.on_settled()
 
     def _read(self) -> float:
         if not self.weight.allows(EXCHANGE_INFO_WEIGHT):
@@ -118,6 +122,7 @@ class CatalogueReader:
         self.reads += 1
         self.last_error = ""
         self.weight.set_exchange_limit(catalogue.weight_limit_per_minute)
+        self._settled = True
         self.on_catalogue(catalogue)
         return self.refresh * random.uniform(0.9, 1.1)
 
