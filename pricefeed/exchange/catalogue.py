@@ -125,7 +125,8 @@ def _weight_limit(limits: Any) -> int | None:
     return None
 
 
-def stand(pairs: Iterable[Pair], catalogue: ExchangeCatalogue, stable_quote: str) -> dict[str, tuple[Pair | None, Standing]]:
+def stand(pairs: Iterable[Pair], catalogue: ExchangeCatalogue,
+          stable_quote: str) -> dict[str, tuple[Pair | None, Standing]]:
     """Per configured pair name: the Pair it trades as (None: unlisted) and its Standing."""
     result: dict[str, tuple[Pair | None, Standing]] = {}
     for pair in pairs:
