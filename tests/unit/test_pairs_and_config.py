@@ -46,6 +46,8 @@ def test_defaults_load_without_any_environment():
     # Binance's hosts for public market data (README, "Venues"), not its trading hosts.
     assert config.upstream_url == "wss://data-stream.binance.vision"
     assert config.rest_url == "https://data-api.binance.vision"
+    # A region block or firewall refusal is asked again about once a minute; the catalogue every 5 minutes.
+    assert (config.refused_retry_interval, config.catalogue_refresh) == (60.0, 300.0)
     assert config.url_prefix == "/api/market-data"
 
 
