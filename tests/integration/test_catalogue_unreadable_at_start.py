@@ -11,7 +11,8 @@ API = "/api/market-data"
 
 def test_prices_flow_on_the_configured_names_until_the_catalogue_can_be_read():
     with SimulatorProcess(pairs="BTCUSD,BTCUSDT", rate=20) as sim:
-        sim.fault(fault="rest", status=503, duration=12, retry_after=1)
+        # Two failed reads (5 s apart, PRICEFEED_CATALOGUE_REFRESH): under the REST breaker's three.
+        sim.fault(fault="rest", status=503, duration=8, retry_after=1)
         env = {"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_REST_URL": sim.http_url,
                "PRICEFEED_PAIRS": "BTC/USD", "PRICEFEED_CATALOGUE_REFRESH": "5"}
         with GunicornProcess(workers=1, env=env) as app:
@@ -20,5 +21,5 @@ def test_prices_flow_on_the_configured_names_until_the_catalogue_can_be_read():
                 return entries and entries[0]["symbol"] == symbol and entries[0]["status"] == "live"
             wait_until(lambda: priced_as("BTCUSDT"), 15, message="prices under the guessed name meanwhile")
             assert app.health()["catalogue"]["read"] is False
-            wait_until(lambda: priced_as("BTCUSD"), 40, message="BTC/USD as BTCUSD once the catalogue is read")
+            wait_until(lambda: priced_as("BTCUSD"), 60, message="BTC/USD as BTCUSD once the catalogue is read")
             assert "cannot read" in app.output() and "serving the configured pairs as named" in app.output()

@@ -163,7 +163,10 @@ def test_rest_prices_every_good_pair_with_the_exchange_time_while_one_is_unliste
 
 
 def test_websocket_frames_carry_status_symbol_and_quote_too(app, market):
-    ws = websocket.create_connection(app.url.replace("http", "ws") + f"{API}/ws?pairs=ETH/USD,SOL/EUR", timeout=10)
+    # After the REST test's silence, each worker's stream has to come back first.
+    wait_until(lambda: every_worker(app, lambda h: h["pairs"]["ETH/USD"]["status"] == "live"), 30,
+               message="ETH/USD live on every worker")
+    ws = websocket.create_connection(app.url.replace("http", "ws") + f"{API}/ws?pairs=ETH/USD,SOL/EUR", timeout=20)
     try:
         frames = [json.loads(ws.recv())]
         while not any(f["event"] == "price" for f in frames):
