@@ -211,14 +211,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis for the shared lease, bus and price cache (redis://, rediss://, unix:// or "
             "redis+sentinel://[user:password@]h1:26379[,h2:26379]/<master>[/<db>]). "
             "Unset: single-host in-process bus."),
-    Setting("UPSTREAM_URL", _url(("ws", "wss")), "wss://stream.binance.com:9443",
-            "Exchange WebSocket base; the client appends /stream?streams=..."),
-    Setting("REST_URL", _url(("http", "https")), "https://api.binance.com",
-            "Exchange REST base, polled while the WebSocket is down."),
+    Setting("UPSTREAM_URL", _url(("ws", "wss")), "wss://data-stream.binance.vision",
+            "Exchange WebSocket base; the client appends /stream?streams=... Default: Binance's "
+            "market-data-only host (see Venues)."),
+    Setting("REST_URL", _url(("http", "https")), "https://data-api.binance.vision",
+            "Exchange REST base: the catalogue (exchangeInfo), and prices while the WebSocket is down. "
+            "Default: Binance's market-data-only host. Point it at the same venue as PRICEFEED_UPSTREAM_URL."),
     Setting("PAIRS", _pairs, ("BTC/USD", "ETH/USD", "SOL/USD", "BNB/USD", "XRP/USD"),
             "Pairs served, BASE/QUOTE, comma-separated."),
     Setting("STABLE_QUOTE", _asset, "USDT",
-            "What the quote USD maps to on the exchange."),
+            "What a USD pair trades as when the exchange does not list it under its own name "
+            "(binance.com: BTC/USD as BTCUSDT; on Binance.US, BTC/USD is BTCUSD)."),
     Setting("URL_PREFIX", _prefix, "/api/market-data", "Prefix of the HTTP API."),
     Setting("DASHBOARD", _bool, True, "Serve the dashboard at / and /dashboard."),
     Setting("STALE_AFTER", float, 10.0, "Seconds after which a price is flagged stale.",
@@ -305,8 +308,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_MAX_TARGET_LENGTH", int, 8000,
             "Longest handshake request target (`/stream?streams=...`, percent-encoded) of one exchange "
             "connection, characters; longer lists are split over more connections.", minimum=200, maximum=8000),
-    Setting("REST_MAX_BODY_BYTES", int, 1 << 20, "Largest REST ticker response body read; longer is malformed.",
-            minimum=4096, maximum=64 << 20),
+    Setting("REST_MAX_BODY_BYTES", int, 4 << 20,
+            "Largest REST ticker response body read (one call for every symbol: about 1 MB on "
+            "binance.com); longer is malformed.", minimum=4096, maximum=64 << 20),
+    Setting("CATALOGUE_REFRESH", float, 300.0,
+            "Seconds between reads of the exchange's catalogue (exchangeInfo: which pairs it lists, "
+            "their status, its request-weight limit); a failed read is retried sooner.",
+            minimum=5, maximum=86400),
+    Setting("REFUSED_RETRY_INTERVAL", float, 60.0,
+            "Seconds between attempts while the exchange refuses this host outright (HTTP 451: region "
+            "not served; 403: its firewall), for the stream, the REST tier and the catalogue alike.",
+            minimum=0.1, maximum=3600),
     Setting("MAX_CLOCK_SKEW", float, 86400.0,
             "Seconds an exchange event time (or a tick read from Redis) may be from the local clock, "
             "past or future; outside it the tick is rejected and counted. 0: no window (replaying old captures).",
@@ -462,6 +474,8 @@ class Config:
     upstream_max_streams_per_connection: int
     upstream_max_target_length: int
     rest_max_body_bytes: int
+    catalogue_refresh: float
+    refused_retry_interval: float
     max_clock_skew: float
     upstream_attempt_budget_dir: str
     allow_insecure_upstream: bool

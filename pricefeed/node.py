@@ -42,6 +42,11 @@ from pricefeed.cluster.publisher import TickPublisher
 from pricefeed.cluster.redis_bus import RedisBus
 from pricefeed.cluster.redis_client import redis_client
 from pricefeed.exchange.rest import RestPoller
+from pricefeed.exchange.access import AccessRefusals
+from pricefeed.exchange.catalogue import TRADING, ExchangeCatalogue
+from pricefeed.exchange.catalogue_reader import CatalogueReader
+from pricefeed.exchange.listing_log import adopt_listing
+from pricefeed.exchange.request_weight import RequestWeight
 from pricefeed.ticks import PriceTick
 from pricefeed.exchange.feed_set import FeedSet
 
@@ -53,7 +58,13 @@ MONITOR_INTERVAL_SECONDS = 0.25
 HANDOVER_CLOSE_WAIT_SECONDS = 1.5
 # The WebSocket must have been down this long before REST polling starts.
 REST_AFTER_SECONDS = 5.0
+# At start, the exchange connection waits this long at most for the first catalogue read.
+CATALOGUE_START_WAIT_SECONDS = 3.0
 
+REFUSAL_DETAIL = {
+    "region_not_served": "the exchange does not serve this server's region (HTTP 451): no live data",
+    "blocked_by_exchange_firewall": "the exchange's firewall blocks this server (HTTP 403): no live data",
+}
 MODE_DETAIL = {
     LIVE: "live prices from the exchange",
     REDIS: "no live ticks; serving the last prices known to Redis",
@@ -69,12 +80,13 @@ class Node:
         self.config = config
         self.catalog = PairCatalog(config.pairs, config.stable_quote)
         self._clock = clock
-        self.hub = Hub((p.name for p in self.catalog.pairs), config.max_clients, config.stale_after,
+        self.hub = Hub((p.name for p in self.catalog.configured), config.max_clients, config.stale_after,
                        config.resume_window, config.min_update_interval, clock)
         # The open-files limit, worker_connections and client cap in force (capacity.py), set by
         # the web layer once gunicorn's numbers are known; /health shows them.
         self.capacity: dict = {}
-        self.hub.history = PriceHistory((p.name for p in self.catalog.pairs), window_ms=int(config.history_window * 1000))
+        self.hub.history = PriceHistory((p.name for p in self.catalog.configured),
+                                        window_ms=int(config.history_window * 1000))
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
@@ -114,8 +126,19 @@ class Node:
             probe_after=min(config.upstream_silence_timeout, config.stale_after / 2),
             probe_timeout=config.upstream_probe_timeout, max_frame_bytes=config.upstream_max_frame_bytes,
             max_clock_skew_ms=int(config.max_clock_skew * 1000) or None)
+        # What the exchange refuses us (451/403), and the REST weight the catalogue and the REST
+        # tier share; the catalogue says which pairs it lists, under which symbols, in which status.
+        self.access = AccessRefusals(config.refused_retry_interval, clock)
+        self.feed.access = self.access
+        self.rest_weight = RequestWeight(clock=clock)
         self.rest = RestPoller(config.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
-                               clock=clock, max_body_bytes=config.rest_max_body_bytes)
+                               clock=clock, max_body_bytes=config.rest_max_body_bytes, weight=self.rest_weight,
+                               access=self.access, is_trading=self._is_trading)
+        self.catalogue = CatalogueReader(config.rest_url, self._adopt_catalogue, refresh=config.catalogue_refresh,
+                                         breaker=self.breakers["rest"], weight=self.rest_weight,
+                                         access=self.access, clock=clock, on_settled=self._sync_feed)
+        self._standings_version = 0
+        self._catalogue_wait_until = 0.0
         self.bus: Bus
         self.election: Election | None = None
         self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
@@ -173,6 +196,8 @@ class Node:
             raise RuntimeError("pricefeed needs gevent monkey patching: run under gunicorn -k gevent "
                                "(see gunicorn.conf.py) or call gevent.monkey.patch_all() first")
         self.started_at = time.time()
+        self._catalogue_wait_until = self._clock() + CATALOGUE_START_WAIT_SECONDS
+        self.catalogue.start()
         self.flusher.start()
         self.admission.streams.start()
         self.bus.start(self.hub.publish)
@@ -182,8 +207,8 @@ class Node:
             self.host_tier.start()
         if self.election is not None:
             self._greenlets.append(gevent.spawn(self.election.run_forever))
-        else:
-            self.feed.start()
+        # Without Redis the feed is ours at once: the monitor's first pass starts it (after the
+        # first catalogue read, _sync_feed).
         self._greenlets.append(gevent.spawn(self._monitor_forever))
         log.info("pricefeed started in worker %s: %d pairs, upstream %s, bus %s", self.worker_id,
                  len(self.catalog.pairs), reduce_url(self.feed.url), self.bus.status()["backend"])
@@ -198,6 +223,7 @@ class Node:
             if greenlet is not None:
                 greenlet.kill(block=False)
         self._greenlets = []
+        self.catalogue.stop()
         self.rest.stop()
         handover_started = self._clock()
         if self.election is not None:
@@ -350,6 +376,11 @@ class Node:
                     want = False
             elif not want:
                 self.host_tier.release()
+        if want and not self.feed.running and not self.catalogue.settled \
+                and self._clock() < self._catalogue_wait_until:
+            # Asked under the names the exchange lists (BTC/USD may be BTCUSD), not the guess,
+            # unless the first catalogue read takes longer than CATALOGUE_START_WAIT_SECONDS.
+            return
         if want and not self.feed.running:
             log.warning("feed: starting (%s)", "leader" if self.leading else "local tier")
             self.feed.start()
@@ -385,6 +416,12 @@ class Node:
             # it also claims the host's lock for a leader cut off from Redis and tells the
             # host's other workers, every pass, whether that connection is live.
             self._heartbeat = gevent.spawn(self._send_heartbeat)
+        if self.feed.is_live():
+            # A live stream proves the exchange serves us; the REST tier, stopped now, cannot
+            # say so itself.
+            self.access.answered("handshake")
+            if not self.rest.running:
+                self.access.answered("rest")
         data_age = self._source_data_age()
         if mode in (LIVE, LOCAL) and data_age is not None:
             # A connection of the set that is down leaves its own pairs to go stale.
@@ -393,7 +430,8 @@ class Node:
             log.warning("mode %s -> %s", self.mode, mode)
             self.mode = mode
             self.mode_since = time.time()
-        announcement = (self.mode, self.simulated, tuple(self.hub.stale_pairs()))
+        announcement = (self.mode, self.simulated, tuple(self.hub.stale_pairs()), self._standings_version,
+                        self.access.current())
         if announcement != self._announced:
             self._announced = announcement
             self.hub.broadcast_status(self.status_body())
@@ -481,9 +519,34 @@ class Node:
         return any(entry.tick.source == "simulator" for entry in self.hub.book.values())
 
     def status_body(self) -> dict:
-        """The `status` event: mode, simulation label, stale pairs."""
-        detail = MODE_DETAIL[self.mode]
+        """The `status` event: mode, simulation label, stale pairs, each pair's status and traded
+        symbol, and the reason the exchange refuses us, if it does."""
+        return {"mode": self.mode, "simulated": self.simulated, "stale": self.hub.stale_pairs(),
+                "pairs": self.hub.pair_states(pair.name for pair in self.catalog.configured),
+                "reason": self.access.current(), "server_time": int(time.time() * 1000),
+                "detail": self.mode_detail()}
+
+    def mode_detail(self) -> str:
+        """The mode in words, for the dashboard's banner (status events and snapshots)."""
+        detail = REFUSAL_DETAIL.get(self.access.current() or "", MODE_DETAIL[self.mode])
         if self.mode != LIVE:
             detail += "; prices shown are the last received" if self.hub.book else "; no prices yet"
-        return {"mode": self.mode, "simulated": self.simulated, "stale": self.hub.stale_pairs(),
-                "server_time": int(time.time() * 1000), "detail": detail}
+        return detail
+
+    # -- the exchange's catalogue ----------------------------------------------------
+
+    def _adopt_catalogue(self, catalogue: ExchangeCatalogue) -> None:
+        """Serve each configured pair as the exchange lists it (exchange/listing_log.py); new
+        symbols go on a replacement connection, and clients hear of every status change."""
+        standings, resubscribe = adopt_listing(self.catalog, catalogue, self.hub.standings,
+                                               self.config.rest_url)
+        if resubscribe:
+            self.feed.retarget()
+        if self.hub.set_standings(standings):
+            self._standings_version += 1
+
+    def _is_trading(self, symbol: str) -> bool:
+        """What the catalogue last said (True before it was read: the configured pairs as named)."""
+        catalogue = self.catalogue.catalogue
+        listed = catalogue.symbols.get(symbol) if catalogue is not None else None
+        return listed is None or listed.status == TRADING

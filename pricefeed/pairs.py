@@ -1,11 +1,12 @@
 """Trading pairs: the names users speak (BTC/USD) and the symbols the exchange speaks (BTCUSDT)."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
 
-_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+from pricefeed.validation import asset_shaped
+
+MAX_ASSET_LENGTH = 20
 
 
 class PairError(ValueError):
@@ -38,31 +39,67 @@ class Pair:
         """Binance stream names are lowercase."""
         return self.symbol.lower()
 
+    @property
+    def aliased(self) -> bool:
+        """Traded under another quote than its name says (BTC/USD as BTCUSDT)."""
+        return self.quote != self.exchange_quote
+
+    def traded_as(self, exchange_quote: str) -> "Pair":
+        return replace(self, exchange_quote=exchange_quote)
+
 
 def parse_pair(text: str, stable_quote: str = "USDT") -> Pair:
-    """Parse `BASE/QUOTE`, case-insensitively; USD maps to the stable quote."""
-    # ASCII first: Unicode case folding turns "ß" into "SS", a symbol nobody asked for.
-    cleaned = text.strip().upper() if text.isascii() else ""
+    """Parse `BASE/QUOTE`, case-insensitively for ASCII letters. Until the exchange's catalogue
+    says otherwise, USD is guessed to trade as the stable quote (binance.com lists no USD)."""
+    # Only ASCII is upper-cased: Unicode case folding turns "ß" into "SS", a symbol nobody asked
+    # for. Unicode letters pass as the exchange lists them (asset_shaped refuses lower case).
+    cleaned = "".join(c.upper() if c.isascii() else c for c in text.strip())
     base, sep, quote = cleaned.partition("/")
-    if not sep or not _ASSET.fullmatch(base) or not _ASSET.fullmatch(quote):
+    if not sep or not asset_shaped(base, MAX_ASSET_LENGTH) or not asset_shaped(quote, MAX_ASSET_LENGTH):
         raise PairError("malformed_pair", f"{text[:40]!r} is not a pair like BTC/USD")
     exchange_quote = stable_quote if quote == "USD" else quote
     return Pair(base, quote, exchange_quote)
 
 
 class PairCatalog:
-    """The pairs this deployment serves, looked up by name or by exchange symbol."""
+    """The pairs this deployment serves: every configured pair by name (`configured`), and the
+    ones it asks the exchange for by symbol (`pairs`).
+
+    Built from the configured names with the stable-quote guess; `adopt` replaces the guess
+    with what the exchange's own catalogue lists (exchange/catalogue.py), and leaves a pair it
+    does not list out of `pairs` (nothing would ever come for it) but still served by name.
+    """
 
     def __init__(self, names: Iterable[str], stable_quote: str = "USDT"):
         self.stable_quote = stable_quote
-        self.pairs: tuple[Pair, ...] = tuple(parse_pair(name, stable_quote) for name in names)
-        self._by_name = {pair.name: pair for pair in self.pairs}
-        self._by_symbol = {pair.symbol: pair for pair in self.pairs}
+        self.configured: tuple[Pair, ...] = tuple(parse_pair(name, stable_quote) for name in names)
+        self.pairs: tuple[Pair, ...] = self.configured
+        self._index()
         if len(self._by_symbol) != len(self.pairs):
             raise PairError("duplicate_pair", "two configured pairs map to the same exchange symbol")
 
+    def _index(self) -> None:
+        self._by_name = {pair.name: pair for pair in self.configured}
+        self._by_symbol = {pair.symbol: pair for pair in self.pairs}
+
+    def adopt(self, traded: Mapping[str, Pair | None]) -> bool:
+        """Take the exchange's names: per configured pair name, the Pair it trades as, or None if
+        the exchange does not list it. True if the symbols to ask the exchange for changed."""
+        configured = tuple(traded.get(pair.name) or pair for pair in self.configured)
+        pairs = tuple(pair for pair in configured if traded.get(pair.name, pair) is not None)
+        symbols = {pair.symbol for pair in pairs}
+        if len(symbols) != len(pairs):
+            return False     # two names on one symbol: keep what we have (config refuses this)
+        changed = [p.symbol for p in pairs] != [p.symbol for p in self.pairs]
+        self.configured, self.pairs = configured, pairs
+        self._index()
+        return changed
+
+    def by_name(self, name: str) -> Pair | None:
+        return self._by_name.get(name)
+
     def by_symbol(self, symbol: str) -> Pair | None:
-        return self._by_symbol.get(symbol.upper()) if symbol.isascii() else None
+        return self._by_symbol.get(symbol.upper() if symbol.isascii() else symbol)
 
     def resolve(self, text: str) -> Pair:
         """The served pair a client means by `text`; PairError if malformed or not served."""
@@ -70,13 +107,13 @@ class PairCatalog:
         served = self._by_name.get(pair.name) or self._by_symbol.get(pair.symbol)
         if served is None:
             raise PairError("unknown_pair", f"{pair.name} is not served; available: "
-                            + ", ".join(p.name for p in self.pairs))
+                            + ", ".join(p.name for p in self.configured))
         return served
 
     def resolve_list(self, text: str | None, limit: int) -> tuple[Pair, ...]:
         """Parse a `pairs=` query value. None means every served pair; empty is malformed."""
         if text is None:
-            return self.pairs
+            return self.configured
         items = [item for item in text.split(",")]
         if not text.strip() or any(not item.strip() for item in items):
             raise PairError("malformed_pairs", "pairs must be a comma-separated list like BTC/USD,ETH/USD")

@@ -11,7 +11,6 @@ import pricefeed.validation as validation
 from pricefeed.validation import Rejected
 
 _PERCENT = Decimal("0.001")
-_PAIR = re.compile(r"[A-Z0-9]{1,20}/[A-Z0-9]{1,20}", re.ASCII)
 _SOURCE = re.compile(r"[a-z]{1,20}", re.ASCII)
 # A bus message longer than this is not a tick we wrote (ours are ~150 bytes).
 MAX_WIRE_LENGTH = 1024
@@ -53,12 +52,18 @@ class PriceTick:
         except InvalidOperation:
             return None
 
-    def payload(self, stale: bool = False, age_ms: int | None = None) -> dict[str, Any]:
-        """The JSON object clients receive for this price."""
+    def payload(self, stale: bool = False, age_ms: int | None = None, status: str | None = None,
+                quote: str | None = None) -> dict[str, Any]:
+        """The JSON object clients receive for this price. `status` (live, stale, halted,
+        unlisted) defaults to what `stale` says; `quote` is given when the pair trades under
+        another quote than its name says (BTC/USD as BTCUSDT)."""
         body: dict[str, Any] = {
             "pair": self.pair, "symbol": self.symbol, "price": self.price,
             "ts": self.ts, "source": self.source, "stale": stale,
+            "status": status or ("stale" if stale else "live"),
         }
+        if quote is not None:
+            body["quote"] = quote
         if self.open24h is not None:
             body["open24h"] = self.open24h
             change = self.change24h()
@@ -87,7 +92,7 @@ class PriceTick:
         if not isinstance(fields, list) or len(fields) != 8:
             raise Rejected("bad_shape", "tick is not an 8-item list")
         pair, symbol, price, ts, source, open24h, epoch, seq = fields
-        if not isinstance(pair, str) or not _PAIR.fullmatch(pair):
+        if not isinstance(pair, str) or not _pair_shaped(pair):
             raise Rejected("pair_shape", f"pair {str(pair)[:40]!r}")
         if not isinstance(source, str) or not _SOURCE.fullmatch(source):
             raise Rejected("source_shape", f"source {str(source)[:40]!r}")
@@ -96,3 +101,8 @@ class PriceTick:
         return cls(pair, validation.symbol(symbol), validation.price(price),
                    ts, source, validation.optional_price(open24h, "open24h"),
                    validation.identifier(epoch, "epoch"), validation.identifier(seq, "seq"))
+
+
+def _pair_shaped(text: str) -> bool:
+    base, sep, quote = text.partition("/")
+    return bool(sep) and validation.asset_shaped(base, 20) and validation.asset_shaped(quote, 20)

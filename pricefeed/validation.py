@@ -7,7 +7,9 @@ accepts the other accepts too.
 
 - price: a positive, finite decimal string — at most 20 integer and 18 fraction
   digits, no sign, no exponent, no leading zeros (`00001.5`), value > 0;
-- symbol: ASCII `[A-Z0-9]{1,20}` as sent (never case-folded: `"ß".upper()` is `"SS"`);
+- symbol: 1-20 upper-case letters and digits as sent — ASCII, or the Unicode letters the
+  exchange's catalogue lists (since 2025-12), never lower-case, never a compatibility form
+  (full-width `ＢＴＣ`), never case-folded (`"ß".upper()` is `"SS"`);
 - event time: ms since the epoch within `max_skew_ms` of the local clock;
 - ids (trade ids, epochs, sequence numbers): non-negative and below 2**63.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 
 MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
@@ -25,7 +28,6 @@ DEFAULT_MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000
 _PRICE = re.compile(r"(0|[1-9][0-9]{0,%d})(\.[0-9]{1,%d})?" % (MAX_INTEGER_DIGITS - 1, MAX_FRACTION_DIGITS),
                     re.ASCII)
 _MAX_PRICE_LENGTH = MAX_INTEGER_DIGITS + 1 + MAX_FRACTION_DIGITS
-_SYMBOL = re.compile(r"[A-Z0-9]{1,%d}" % MAX_SYMBOL_LENGTH, re.ASCII)
 
 
 class Rejected(ValueError):
@@ -55,12 +57,24 @@ def optional_price(value: object, field: str) -> str | None:
 
 
 def symbol(value: object) -> str:
-    """An exchange symbol exactly as sent: ASCII upper-case letters and digits."""
+    """An exchange symbol exactly as sent: upper-case letters (Unicode ones included) and digits."""
     if not isinstance(value, str):
         raise Rejected("symbol_type", f"symbol is a {type(value).__name__}")
-    if not _SYMBOL.fullmatch(value):
+    if not asset_shaped(value, MAX_SYMBOL_LENGTH):
         raise Rejected("symbol_shape", f"symbol {value[:40]!r}")
     return value
+
+
+def asset_shaped(text: str, max_length: int) -> bool:
+    """1..max_length characters, each an ASCII upper-case letter or digit, or a non-ASCII letter
+    that is not lower-case and is its own NFKC form (so `ＢＴＣ` never passes for BTC)."""
+    return 0 < len(text) <= max_length and all(_symbol_character(c) for c in text)
+
+
+def _symbol_character(c: str) -> bool:
+    if c.isascii():
+        return "A" <= c <= "Z" or "0" <= c <= "9"
+    return c.isalpha() and not c.islower() and unicodedata.normalize("NFKC", c) == c
 
 
 def identifier(value: object, field: str = "id") -> int:

@@ -114,6 +114,7 @@ class Dashboard {
     if (meta && meta.lastEventId) document.body.dataset.lastEventId = meta.lastEventId;
     this.serverDetail = typeof body.detail === "string" ? body.detail : "";
     this.renderBanners();
+    this.renderAges();
   }
 
   onStatus(status, meta) {
@@ -135,12 +136,16 @@ class Dashboard {
     const sentence = row.showPrice(price, this.feed.serverNow());
     if (sentence) this.announcer.note(row.pair, sentence);
     row.renderAge(this.feed.serverNow(), this.feed.isStale(price.pair));
+    row.renderListing(this.feed.pairStatus(price.pair));
     this.renderSimulated();
   }
 
   renderAges() {
     const now = this.feed.serverNow();
-    for (const row of this.rows.values()) row.renderAge(now, this.feed.isStale(row.pair));
+    for (const row of this.rows.values()) {
+      row.renderAge(now, this.feed.isStale(row.pair));
+      row.renderListing(this.feed.pairStatus(row.pair));
+    }
   }
 
   renderBanners() {

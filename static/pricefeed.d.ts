@@ -13,6 +13,10 @@ export interface Price {
   ts: number;
   source?: "binance" | "rest" | "simulator" | string;
   stale?: boolean;
+  /** live | stale | halted (listed, not trading: never fresh) | unlisted (the exchange does not list it). */
+  status?: PairStatusWord;
+  /** The quote the exchange trades it under, when not the pair's own (BTC/USD traded as BTCUSDT: "USDT"). */
+  quote?: string;
   age_ms?: number;
   open24h?: string;
   /** 24 h change in percent, a decimal string such as "-0.693". */
@@ -21,6 +25,16 @@ export interface Price {
 }
 
 export type Mode = "live" | "redis" | "local" | "degraded";
+
+export type PairStatusWord = "live" | "stale" | "halted" | "unlisted";
+
+/** Per pair, priced or not: its status and the symbol the exchange trades it as (null when unlisted). */
+export interface PairState {
+  status: PairStatusWord | string;
+  symbol: string | null;
+  quote?: string;
+  [field: string]: unknown;
+}
 
 export interface Snapshot {
   prices: Price[];
@@ -34,6 +48,9 @@ export interface Snapshot {
   worker?: string;
   resume: {last_event_id: string; gap: boolean; missed?: number} | null;
   detail?: string;
+  pairs?: Record<Pair, PairState>;
+  /** Why the exchange refuses this server, if it does: "region_not_served" (451), "blocked_by_exchange_firewall" (403). */
+  reason?: string | null;
   [field: string]: unknown;
 }
 
@@ -43,6 +60,8 @@ export interface Status {
   stale?: Pair[];
   server_time?: number;
   detail?: string;
+  pairs?: Record<Pair, PairState>;
+  reason?: string | null;
   [field: string]: unknown;
 }
 
@@ -153,6 +172,8 @@ export declare class PriceFeed {
   serverNow(): number;
   isStale(pair: Pair): boolean;
   stalePairs(): Pair[];
+  /** Live | stale | halted | unlisted and the traded symbol; null before the server said. */
+  pairStatus(pair: Pair): PairState | null;
   /** The pairs asked of the server; null: the server's default set. */
   activePairs(): Pair[] | null;
 }

@@ -36,6 +36,7 @@ from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
 from pricefeed.ticks import PriceTick
 
 __all__ = ["SLOT_PERIOD", "Batch", "BookEntry", "Hub", "HubClosed", "HubFull", "framings"]
+LISTED = "listed"           # exchange/catalogue.LISTED: the hub needs the word, not the module
 TICK_LOG_LIMIT = 10_000     # recent (version, pair, ts) of ticks: what conflation replaced, how old
 JOURNAL_LIMIT = 10_000      # frames held for one flush before clients fall back to latest-per-pair
 SUBSCRIPTIONS_LIMIT = 4096  # distinct pair lists remembered (a client may order its pairs as it likes)
@@ -90,6 +91,9 @@ class Hub:
         self._subscriptions: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
         self._subscription_count = 0
         self.history = None       # a PriceHistory (history.py) the node attaches, fed every tick
+        # pair -> how the exchange lists it (exchange/catalogue.Standing: `listing` "listed",
+        # "halted" or "unlisted", the traded `symbol`, `quote` when aliased), set by the node.
+        self.standings: dict = {}
         # Counters for /health.
         self.ticks_delivered = 0
         self.ticks_fenced = 0
@@ -288,7 +292,7 @@ class Hub:
             entry.provisional = True
 
     def _deliver(self, tick: PriceTick, provisional: bool) -> None:
-        frame = framings("price", tick.payload(), tick.event_id)
+        frame = framings("price", self._price_payload(tick), tick.event_id)
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
@@ -380,7 +384,56 @@ class Hub:
     # -- snapshots -----------------------------------------------------------------
 
     def is_stale(self, entry: BookEntry, now: float | None = None) -> bool:
+        """Not known to be the current price: too old, or its market halted or unlisted (a
+        halted market's last price is never fresh, however live the connection)."""
+        if self._listing(entry.tick.pair) != LISTED:
+            return True
         return ((now if now is not None else self._clock()) - entry.confirmed_at) > self.stale_after
+
+    # -- what the exchange lists -----------------------------------------------------
+
+    def _listing(self, pair: str) -> str:
+        standing = self.standings.get(pair)
+        return standing.listing if standing is not None else LISTED
+
+    def set_standings(self, standings: dict) -> bool:
+        """Take the catalogue's view of each pair; True if any pair's listing, symbol or quote
+        changed. Held prices are framed again, so a catch-up carries the status in force."""
+        if standings == self.standings:
+            return False
+        self.standings = dict(standings)
+        for entry in self.book.values():
+            entry.frame = framings("price", self._price_payload(entry.tick), entry.tick.event_id)
+        return True
+
+    def _price_payload(self, tick: PriceTick, stale: bool = False, age_ms: int | None = None) -> dict:
+        standing = self.standings.get(tick.pair)
+        listing = standing.listing if standing is not None else LISTED
+        status = listing if listing != LISTED else ("stale" if stale else "live")
+        return tick.payload(stale or listing != LISTED, age_ms, status,
+                            standing.quote if standing is not None else None)
+
+    def pair_status(self, pair: str, now: float | None = None) -> str:
+        """live | stale | halted | unlisted. A listed pair with no price yet is stale."""
+        listing = self._listing(pair)
+        if listing != LISTED:
+            return listing
+        entry = self.book.get(pair)
+        return "stale" if entry is None or self.is_stale(entry, now) else "live"
+
+    def pair_states(self, pairs: Iterable[str]) -> dict[str, dict]:
+        """Per pair, priced or not: its status, the symbol it trades as and (if aliased) its quote."""
+        now = self._clock()
+        states = {}
+        for pair in pairs:
+            standing = self.standings.get(pair)
+            entry = self.book.get(pair)
+            state = {"status": self.pair_status(pair, now),
+                     "symbol": standing.symbol if standing is not None else (entry.tick.symbol if entry else None)}
+            if standing is not None and standing.quote is not None:
+                state["quote"] = standing.quote
+            states[pair] = state
+        return states
 
     def stale_pairs(self) -> list[str]:
         now = self._clock()
@@ -396,7 +449,7 @@ class Hub:
             if entry is None:
                 continue
             stale = self.is_stale(entry, now)
-            prices.append(entry.tick.payload(stale=stale, age_ms=max(0, now_ms - entry.tick.ts)))
+            prices.append(self._price_payload(entry.tick, stale, max(0, now_ms - entry.tick.ts)))
         return prices
 
     @property

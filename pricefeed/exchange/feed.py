@@ -36,6 +36,7 @@ import gevent.event
 import pybreaker
 import websocket
 
+from pricefeed.exchange.access import AccessRefusals
 from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
 from pricefeed.exchange.frames import FrameHandler
@@ -75,6 +76,8 @@ class BinanceFeed:
                  group: StreamGroup | None = None, numbering: Iterator[int] | None = None):
         self.group = group if group is not None else one_group(url, catalog.pairs)
         self.url = self.group.url
+        # Set by the node: where a 451 or 403 on the handshake goes (exchange/access.py).
+        self.access: AccessRefusals | None = None
         # Quiet this long, a connection is asked whether it still works (never later than the
         # silence timeout); it is replaced only if that goes unanswered for `probe_timeout`.
         self.probe_after = min(silence_timeout, probe_after) if probe_after else silence_timeout
@@ -287,6 +290,9 @@ class BinanceFeed:
             gevent.sleep(BREAKER_OPEN_POLL_SECONDS)
             return None
         except websocket.WebSocketBadStatusException as exc:
+            if self.access is not None and self.access.applies(exc.status_code):
+                self._access_refused(exc.status_code)
+                return None
             retry_after = _retry_after((exc.resp_headers or {}).get("retry-after"))
             self.stats.handshake_refusals += 1
             self._failed(f"handshake refused with HTTP {exc.status_code}", retry_after)
@@ -313,6 +319,26 @@ class BinanceFeed:
         self.policy.failed(retry_after)
         log.warning("upstream: connection attempt failed: %s%s", reason,
                     f" (Retry-After {retry_after:.0f}s)" if retry_after else "")
+
+    def _access_refused(self, status: int) -> None:
+        """451 (region not served) or 403 (the exchange's firewall): no backoff cures it, so the
+        next attempt waits AccessRefusals' interval (about a minute), never a retry loop."""
+        assert self.access is not None
+        self.stats.connect_failures += 1
+        self.stats.handshake_refusals += 1
+        wait = self.access.refused(status, "handshake", self.url)
+        self.stats.last_error = f"handshake refused with HTTP {status} ({self.access.reason})"
+        self.policy.failed(wait)
+
+    def retarget(self, group: StreamGroup) -> None:
+        """This connection's streams changed (the exchange's catalogue was read, or a pair was
+        delisted): the new streams go on a replacement connection, make-before-break."""
+        self.group = group
+        self.url = group.url
+        conn = self.active
+        if conn is not None and not conn.replace_reason:
+            conn.replace_reason = "the exchange's catalogue changed the symbols"
+        self._wake.set()
 
     def _on_end(self, conn: UpstreamConnection) -> None:
         if conn.replace_reason and not conn.ended:

@@ -27,11 +27,13 @@ from typing import Any, Callable
 import gevent
 
 from pricefeed.config import reduce_url
+from pricefeed.exchange.access import AccessRefusals
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.connection import FeedStats
 from pricefeed.exchange.feed import BinanceFeed
 from pricefeed.exchange.protocol import MAX_STREAMS_PER_CONNECTION
-from pricefeed.exchange.stream_plan import MAX_TARGET_CHARS, pair_streams, plan_stream_groups, stream_root
+from pricefeed.exchange.stream_plan import (MAX_TARGET_CHARS, StreamGroup, pair_streams, plan_stream_groups,
+                                            stream_root)
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 
@@ -56,23 +58,69 @@ class FeedSet:
                  policy: ReconnectPolicy, rotate_after: float = 23 * 3600.0,
                  max_streams: int = MAX_STREAMS_PER_CONNECTION, max_target_chars: int = MAX_TARGET_CHARS,
                  start_spacing: float = START_SPACING_SECONDS, **feed_options: Any):
-        self.groups = plan_stream_groups(url, pair_streams(catalog.pairs), max_streams=max_streams,
-                                         max_target_chars=max_target_chars)
         self.url = stream_root(url) + "/stream"
         self.policy = policy
         self.start_spacing = start_spacing
-        numbering = itertools.count(1)
-        stagger = min(ROTATION_STAGGER_SECONDS, 0.1 * rotate_after / max(1, len(self.groups)))
-        self.feeds = [
-            BinanceFeed(url, catalog, on_tick, group=group, numbering=numbering,
-                        policy=policy if index == 0 else policy.sibling(),
-                        rotate_after=rotate_after - index * stagger, **feed_options)
-            for index, group in enumerate(self.groups)]
+        self._base_url = url
+        self._catalog = catalog
+        self._on_tick = on_tick
+        self._rotate_after = rotate_after
+        self._limits = {"max_streams": max_streams, "max_target_chars": max_target_chars}
+        self._feed_options = feed_options
+        self._numbering = itertools.count(1)
+        self._access: AccessRefusals | None = None
+        self.groups = self._plan()
+        self.feeds = [self._new_feed(index, group) for index, group in enumerate(self.groups)]
         self._starter: gevent.Greenlet | None = None
+        self._log_plan()
+
+    def _plan(self) -> tuple[StreamGroup, ...]:
+        return plan_stream_groups(self._base_url, pair_streams(self._catalog.pairs), **self._limits)
+
+    def _new_feed(self, index: int, group: StreamGroup) -> BinanceFeed:
+        stagger = min(ROTATION_STAGGER_SECONDS, 0.1 * self._rotate_after / max(1, len(self.groups)))
+        feed = BinanceFeed(self._base_url, self._catalog, self._on_tick, group=group, numbering=self._numbering,
+                           policy=self.policy if index == 0 else self.policy.sibling(),
+                           rotate_after=self._rotate_after - index * stagger, **self._feed_options)
+        feed.access = self._access
+        return feed
+
+    def _log_plan(self) -> None:
         if len(self.feeds) > 1:
             log.info("upstream: %d pairs over %d connections (%s streams; targets of %s characters)",
-                     len(catalog.pairs), len(self.feeds), "/".join(str(len(g.streams)) for g in self.groups),
+                     len(self._catalog.pairs), len(self.feeds), "/".join(str(len(g.streams)) for g in self.groups),
                      "/".join(str(g.target_length) for g in self.groups))
+
+    @property
+    def access(self) -> AccessRefusals | None:
+        """Where a 451 or 403 on any connection's handshake goes (exchange/access.py)."""
+        return self._access
+
+    @access.setter
+    def access(self, access: AccessRefusals | None) -> None:
+        self._access = access
+        for feed in self.feeds:
+            feed.access = access
+
+    def retarget(self) -> None:
+        """The catalog's symbols changed (the catalogue was read, a pair was delisted): plan
+        again. A connection whose streams are unchanged keeps running; one whose streams
+        changed is replaced make-before-break; connections the new plan adds are opened and
+        those it no longer needs are closed."""
+        groups = self._plan()
+        kept = self.feeds[:len(groups)]
+        for feed, group in zip(kept, groups):
+            if feed.group.streams != group.streams:
+                feed.retarget(group)
+        for feed in self.feeds[len(groups):]:
+            feed.stop()
+        self.groups = groups
+        added = [self._new_feed(index, group) for index, group in enumerate(groups) if index >= len(kept)]
+        self.feeds = kept + added
+        if self.running:
+            for feed in added:
+                feed.start()
+        self._log_plan()
 
     # -- lifecycle -----------------------------------------------------------------
 

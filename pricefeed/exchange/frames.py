@@ -75,6 +75,11 @@ class FrameHandler:
             elif isinstance(message, ControlReply):
                 self.stats.probes_answered += 1
                 conn.reply_received(message.request_id)
+                if message.error_code is not None:
+                    # An answer all the same (the connection works), but one worth reading.
+                    self._rejections_log.warning("control_error", "upstream: control request %s refused "
+                                                 "on connection #%d: code %s: %s", outside(message.request_id, 40),
+                                                 conn.number, message.error_code, outside(message.error_message, 120))
             else:
                 self.stats.unused += 1
 

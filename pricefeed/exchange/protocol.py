@@ -199,11 +199,15 @@ def _parse_checked_event(event: Any, stream: str | None, context: _Context) -> M
 
 def _parse_untyped(event: dict, stream: str | None) -> MarketMessage:
     # Control replies and Spot bookTicker carry no "e".
-    if "id" in event and ("result" in event or "code" in event):
-        if "code" in event:
-            code = event["code"]
+    if "id" in event and ("result" in event or "code" in event or isinstance(event.get("error"), dict)):
+        # Errors come flat, {"code":2,"msg":..,"id":1}, or nested, {"error":{"code":2,"msg":..},"id":1}.
+        error = event["error"] if isinstance(event.get("error"), dict) else event
+        if "code" in error:
+            code = error["code"]
             return ControlReply(event["id"], error_code=code if isinstance(code, int) else None,
-                                error_message=str(event.get("msg", ""))[:200])
+                                error_message=str(error.get("msg", ""))[:200])
+        if "result" not in event:
+            raise MalformedFrame("bad_shape", "control error without a code")
         return ControlReply(event["id"], result=event["result"])
     if "u" in event and "b" in event and "a" in event and "s" in event:
         return BookTicker(_symbol(event), _decimal(event, "b"), _decimal(event, "a"), _integer(event, "u"))

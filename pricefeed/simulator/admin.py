@@ -9,6 +9,8 @@
     GET  /_sim/fault          the timed faults in force
     POST /_sim/fault          {"fault": ..., ...}: inject one (see faults.py)
     GET  /_sim/connections    every open connection's streams, outbox and age
+    GET  /_sim/listing        the catalogue: {"BTCUSDT": "TRADING", ...}
+    POST /_sim/listing        {"symbol": "ETHUSDT", "status": "HALT"}; "status": null delists it
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ class AdminApi:
             ("POST", "/_sim/market"): self._control_market,
             ("GET", "/_sim/fault"): lambda env: (200, {"active": exchange.faults.describe()}),
             ("POST", "/_sim/fault"): self._inject_fault,
+            ("GET", "/_sim/listing"): lambda env: (200, exchange.listing.describe()),
+            ("POST", "/_sim/listing"): self._set_listing,
             ("GET", "/_sim/connections"): lambda env: (
                 200, [connection.describe() for connection in exchange.connections]),
         }
@@ -88,6 +92,16 @@ class AdminApi:
             raise ValueError("rate must be a number of ticks per second")
         state = self._exchange.source.control(paused, rate)
         return 200, {"ok": True, **state}
+
+    def _set_listing(self, environ: dict[str, Any]) -> tuple[int, Any]:
+        body = read_json_body(environ)
+        if not isinstance(body, dict) or set(body) != {"symbol", "status"} or not isinstance(body["symbol"], str):
+            raise ValueError('body must be {"symbol": "ETHUSDT", "status": "HALT"} (status null delists)')
+        status = body["status"]
+        if status is not None and not isinstance(status, str):
+            raise ValueError("status must be a string or null")
+        self._exchange.listing.set(body["symbol"], status)
+        return 200, {"ok": True, "listing": self._exchange.listing.describe()}
 
     def _inject_fault(self, environ: dict[str, Any]) -> tuple[int, Any]:
         try:

@@ -311,7 +311,7 @@ class Connection:
     def _handle_request(self, text: str) -> None:
         request = parse_request(text)
         if isinstance(request, ControlError):
-            self._reply(request.text())
+            self._reply(request.text(self._options.nested_errors))
             return
         self._reply(self._execute(request))
 

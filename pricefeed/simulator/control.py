@@ -39,7 +39,10 @@ class ControlError:
     msg: str
     id: RequestId = None
 
-    def text(self) -> str:
+    def text(self, nested: bool = False) -> str:
+        """The documented flat shape, or the nested one seen on the live service."""
+        if nested:
+            return encode_json({"error": {"code": self.code, "msg": self.msg}, "id": self.id})
         return encode_json({"code": self.code, "msg": self.msg, "id": self.id})
 
 

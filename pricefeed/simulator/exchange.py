@@ -17,6 +17,7 @@ from .admin import AdminApi
 from .connection import Connection
 from .faults import Fault, FaultState, status_line
 from .handler import Refusal, SimulatorWebSocket
+from .listing import Listing
 from .market import MarketSource, RandomWalkMarket
 from .options import SimulatorOptions
 from .quotes import Quotes
@@ -30,6 +31,9 @@ _REFUSAL_MESSAGES = {
     429: "Too many requests; current limit is 300 connections per 5 MINUTE.",
     418: "Way too many requests; IP banned until further notice.",
 }
+REGION_MESSAGE = ("Service unavailable from a restricted location according to 'b. Eligibility' in "
+                  "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+                  "received this message in error.")
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,9 @@ class Exchange:
                                            random.Random(options.seed))
         for quote in self.source.opening_quotes():
             self.quotes.open(quote)
-        self._rest = RestApi(self.quotes, self.stats, self.faults, options.rest_weight_limit)
+        symbols = tuple(quote.symbol for quote in self.source.opening_quotes()) or options.pairs
+        self.listing = Listing(symbols, dict(options.statuses))
+        self._rest = RestApi(self.quotes, self.stats, self.faults, options.rest_weight_limit, self.listing)
         self._admin = AdminApi(self)
         self._market_greenlet: gevent.Greenlet | None = None
 
@@ -109,6 +115,8 @@ class Exchange:
     def publish(self, events: Iterable[MarketEvent]) -> None:
         """Record events in the quotes and offer them to every connection."""
         for event in events:
+            if not self.listing.trading(event.symbol):
+                continue   # a halted (or delisted) market trades no more: nothing to tell anyone
             self.quotes.observe(event)
             if self.faults.silenced:
                 continue   # the market moves on; the clients just hear nothing
@@ -169,6 +177,9 @@ class Exchange:
                 self.stats.streams_refused += 1
             return (status_line(error.status), [("Content-Type", "application/json")],
                     encode_json({"code": -1, "msg": str(error)}).encode())
+        blocked = self.faults.blocked()
+        if blocked is not None:
+            return self._blocked_handshake(blocked)
         refusal = self.faults.take_refusal()
         if refusal is None:
             return None
@@ -177,6 +188,14 @@ class Exchange:
         body = encode_json({"code": -1003, "msg": _REFUSAL_MESSAGES.get(status, "Refused.")})
         return (status_line(status), [("Content-Type", "application/json"),
                                       ("Retry-After", str(retry_after))], body.encode())
+
+    def _blocked_handshake(self, status: int) -> Refusal:
+        self.stats.handshakes_refused += 1
+        if status == 403:
+            body = b"<html><body><h1>403 Forbidden</h1></body></html>"   # the WAF answers in HTML
+            return status_line(403), [("Content-Type", "text/html")], body
+        return (status_line(status), [("Content-Type", "application/json")],
+                encode_json({"code": 0, "msg": REGION_MESSAGE}).encode())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         websocket = environ.get("wsgi.websocket")

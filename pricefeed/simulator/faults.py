@@ -22,7 +22,7 @@ from .hostile import HOSTILE_KINDS
 from .streams import encode_json
 
 FAULTS = ("drop", "silence", "quiet", "stall", "ignore_pongs", "malformed", "refuse", "close", "shutdown",
-          "hostile", "rest", "clear")
+          "hostile", "rest", "block", "clear")
 _FIELDS = {
     "drop": {"stream"}, "shutdown": {"close", "stream"}, "clear": set(), "hostile": {"kind", "stream"},
     "silence": {"duration"}, "quiet": {"duration"}, "stall": {"duration"}, "ignore_pongs": {"duration"},
@@ -30,6 +30,9 @@ _FIELDS = {
     "refuse": {"status", "count", "duration", "retry_after"},
     "close": {"code", "reason", "stream"},
     "rest": {"status", "duration", "retry_after"},
+    # A region block (451, binance.com from the US) or the firewall (403): every handshake AND every
+    # REST request refused, until cleared or `duration` passes.
+    "block": {"status", "duration"},
 }
 _NEEDS_DURATION = ("silence", "quiet", "stall", "ignore_pongs", "rest")
 MAX_DURATION = 3600.0
@@ -96,6 +99,10 @@ def parse_fault(body: Any) -> Fault:
     reason = body.get("reason", "")
     if name in ("refuse", "rest") and status is None:
         status = 429
+    if name == "block":
+        status = 451 if status is None else status
+        if status not in (451, 403):
+            raise FaultError("block takes status 451 (region not served) or 403 (firewall)")
     if name == "refuse" and count is None and duration is None:
         count = 1
     if name == "malformed" and count is None:
@@ -154,6 +161,7 @@ class FaultState:
         self._ignore_pongs_until = 0.0
         self._refusal: _Refusal | None = None
         self._rest_failure: _RestFailure | None = None
+        self._block: tuple[int, float | None] | None = None   # (status, until or None: until cleared)
 
     def apply(self, fault: Fault) -> None:
         """Start a timed fault (other faults have no lasting state)."""
@@ -171,6 +179,8 @@ class FaultState:
             self._refusal = _Refusal(fault.status, fault.retry_after, fault.count, until)
         elif fault.name == "rest":
             self._rest_failure = _RestFailure(fault.status, fault.retry_after, until)
+        elif fault.name == "block":
+            self._block = (fault.status, until)
         elif fault.name == "clear":
             self.clear()
 
@@ -194,6 +204,13 @@ class FaultState:
     @property
     def ignoring_pongs(self) -> bool:
         return time.monotonic() < self._ignore_pongs_until
+
+    def blocked(self) -> int | None:
+        """451 or 403 while a block is in force: every handshake and REST request gets it."""
+        block = self._block
+        if block is not None and block[1] is not None and time.monotonic() >= block[1]:
+            self._block = block = None
+        return block[0] if block is not None else None
 
     def take_refusal(self) -> tuple[int, int] | None:
         """`(status, retry_after)` if this handshake is to be refused; counts it."""
@@ -233,6 +250,9 @@ class FaultState:
                                 "count": refusal.remaining,
                                 "remaining": None if refusal.until is None
                                 else round(refusal.until - now, 3)}
+        if self.blocked() is not None:
+            active["block"] = {"status": self._block[0], "remaining": None if self._block[1] is None
+                               else round(self._block[1] - now, 3)}
         failure = self._rest_failure
         if failure is not None and now < failure.until:
             active["rest"] = {"status": failure.status, "retry_after": failure.retry_after,

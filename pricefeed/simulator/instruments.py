@@ -55,6 +55,7 @@ _KNOWN = {
     "SOLUSDT": ("100.00", "0.01", "0.001"),
     "BNBUSDT": ("300.00", "0.01", "0.001"),
     "XRPUSDT": ("0.6000", "0.0001", "0.1"),
+    "BTCUSD": ("43080.00", "0.01", "0.00001"),     # Binance.US lists it beside BTCUSDT
 }
 # Anything else the user lists still trades, on a fine grid around 1.
 _OTHER = ("1.00000000", "0.00001", "1")

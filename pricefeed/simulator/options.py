@@ -10,6 +10,7 @@ DEFAULT_PAIRS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
 # Beyond this one market greenlet can't keep up anyway; it also bounds catch-up bursts.
 MAX_RATE = 100_000.0
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
+_STATUSES = ("TRADING", "HALT", "BREAK", "CANCEL_ONLY", "END_OF_DAY", "PRE_TRADING", "POST_TRADING")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class SimulatorOptions:
     incoming_per_second: int = 5
     verbose: bool = False
     admin_anywhere: bool = False        # /_sim from any address (default: loopback peers only)
+    statuses: tuple[tuple[str, str], ...] = ()   # (symbol, status) listed in another status than TRADING
+    nested_errors: bool = False         # control errors as {"error":{"code","msg"},"id"} (seen live)
 
 
 def _positive(text: str) -> float:
@@ -70,9 +73,26 @@ def _port(text: str) -> int:
     return value
 
 
+def _symbol_shaped(symbol: str) -> bool:
+    """ASCII A-Z0-9, or letters of other scripts as Binance lists them since 2025-12 (币安人生USDT)."""
+    return bool(_SYMBOL.match(symbol)) or (
+        2 <= len(symbol) <= 20 and all(c.isalnum() and not c.islower() for c in symbol))
+
+
+def _statuses(text: str) -> tuple[tuple[str, str], ...]:
+    items = []
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        symbol, _, status = part.partition("=")
+        symbol, status = symbol.strip().upper(), status.strip().upper()
+        if not _symbol_shaped(symbol) or status not in _STATUSES:
+            raise argparse.ArgumentTypeError(f"expected SYMBOL=STATUS with STATUS one of {', '.join(_STATUSES)}")
+        items.append((symbol, status))
+    return tuple(items)
+
+
 def _pairs(text: str) -> tuple[str, ...]:
     pairs = tuple(part.strip().upper() for part in text.split(",") if part.strip())
-    bad = [pair for pair in pairs if not _SYMBOL.match(pair)]
+    bad = [pair for pair in pairs if not _symbol_shaped(pair)]
     if not pairs or bad:
         raise argparse.ArgumentTypeError(f"expected symbols like BTCUSDT,ETHUSDT (bad: {bad or text!r})")
     return tuple(dict.fromkeys(pairs))
@@ -100,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--outbox-limit", type=_positive_int, default=defaults.outbox_limit,
         help="frames queued per slow client before the oldest are dropped")
     add("--verbose", action="store_true", help="log every HTTP request to stderr")
+    add("--status", dest="statuses", type=_statuses, default=(),
+        help="list symbols in another status than TRADING, e.g. ETHUSDT=HALT,XRPUSDT=BREAK (they trade no more)")
+    add("--nested-errors", action="store_true",
+        help='answer bad control requests as {"error":{"code":..,"msg":..},"id":..} (a shape seen live)')
     add("--admin-anywhere", action="store_true",
         help="answer the /_sim admin API from any address (default: loopback callers only)")
     return parser
@@ -113,4 +137,4 @@ def parse_options(argv: Sequence[str] | None = None) -> SimulatorOptions:
         pong_timeout=args.pong_timeout, max_lifetime=args.max_lifetime,
         shutdown_grace=args.shutdown_grace, rest_weight_limit=args.rest_weight_limit,
         seed=args.seed, outbox_limit=args.outbox_limit, verbose=args.verbose,
-        admin_anywhere=args.admin_anywhere)
+        admin_anywhere=args.admin_anywhere, statuses=args.statuses, nested_errors=args.nested_errors)

@@ -5,6 +5,7 @@ capture did) and read by the REST endpoints and `/_sim/prices`.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ class _SymbolView:
     ask_qty: str | None = None
     # The last trade actually published; `/_sim/prices` shows only these.
     trade: dict[str, Any] | None = None
+    open24h: str | None = None          # from the 24 h tickers
+    opened_ms: int = 0                  # when the exchange opened: closeTime before any trade
 
 
 class Quotes:
@@ -43,7 +46,7 @@ class Quotes:
     def open(self, quote: Quote) -> None:
         """Set a symbol's opening state (no trade published yet)."""
         self._views[quote.symbol] = _SymbolView(quote.price, quote.bid, quote.bid_qty,
-                                                quote.ask, quote.ask_qty)
+                                                quote.ask, quote.ask_qty, opened_ms=time.time_ns() // 1_000_000)
 
     def observe(self, event: MarketEvent) -> None:
         """Update from a published event; events of other types are ignored."""
@@ -63,6 +66,8 @@ class Quotes:
                 "ts": payload.get("T", payload.get("E")),
                 "trade_id": payload.get("a") if kind == "aggTrade" else payload.get("t"),
             }
+        elif kind in ("24hrMiniTicker", "24hrTicker") and isinstance(payload.get("o"), str):
+            self._views.setdefault(symbol, _SymbolView()).open24h = payload["o"]
         elif kind is None and "b" in payload and "a" in payload:   # bookTicker
             view = self._views.setdefault(symbol, _SymbolView())
             view.bid, view.bid_qty = payload.get("b"), payload.get("B")
@@ -84,6 +89,18 @@ class Quotes:
             return None
         return {"bidPrice": view.bid, "bidQty": view.bid_qty,
                 "askPrice": view.ask, "askQty": view.ask_qty}
+
+    def ticker_24h(self, symbol: str) -> dict[str, Any] | None:
+        """The 24 h ticker's MINI row: `lastPrice` with `closeTime`, the time of the last trade."""
+        view = self._views.get(symbol)
+        if view is None or view.price is None:
+            return None
+        close_time = view.trade["ts"] if view.trade and isinstance(view.trade.get("ts"), int) else view.opened_ms
+        opened = view.open24h or view.price
+        return {"symbol": symbol, "openPrice": opened, "highPrice": view.price, "lowPrice": view.price,
+                "lastPrice": view.price, "volume": "0.00000000", "quoteVolume": "0.00000000",
+                "openTime": close_time - 86_400_000, "closeTime": close_time,
+                "firstId": -1, "lastId": -1, "count": 0}
 
     def last_trades(self) -> dict[str, dict[str, Any]]:
         """`{"BTCUSDT": {"price", "ts", "trade_id"}}` for symbols that have traded."""

@@ -261,12 +261,16 @@ def _open_stream(node: Node, pairs: tuple[str, ...], pace_ms: int, resume_from: 
 def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:
     body = {
         "prices": node.hub.snapshot(pairs),
+        # Every requested pair, priced or not: live | stale | halted | unlisted, and what it trades as.
+        "pairs": node.hub.pair_states(pairs),
         "mode": node.mode,
         "simulated": node.simulated,
         "stale": [p for p in node.hub.stale_pairs() if p in pairs],
         "stale_after_ms": int(node.config.stale_after * 1000),
         "server_time": int(time.time() * 1000),
         "resume": None,
+        "reason": node.access.current(),
+        "detail": node.mode_detail(),
     }
     if admin_allowed(request):
         # Which worker answered (host:pid) is the operator's business only; browsers never see it.

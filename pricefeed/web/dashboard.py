@@ -29,7 +29,7 @@ def create_dashboard_blueprint() -> Blueprint:
         return render_template(
             "dashboard.html",
             title="pricefeed",
-            pairs=[p.name for p in node.catalog.pairs],
+            pairs=[p.name for p in node.catalog.configured],
             stream_url=stream_url,
             # Beside /stream under the same prefix (a 404 there just means no sparkline until live points come).
             history_url=stream_url.rsplit("/", 1)[0] + "/history",

@@ -26,11 +26,15 @@ def public_health_report(node: Node) -> tuple[dict, int]:
     hub = node.hub
     overall = _overall(node)
     pairs = {}
-    for pair in node.catalog.pairs:
+    states = hub.pair_states(pair.name for pair in node.catalog.configured)
+    for pair in node.catalog.configured:
         entry = hub.book.get(pair.name)
-        pairs[pair.name] = None if entry is None else {
-            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3), "stale": hub.is_stale(entry)}
-    return {"status": overall, "mode": node.mode, "pairs": pairs}, 503 if overall == "down" else 200
+        pairs[pair.name] = {"age_s": None, "stale": True, **states[pair.name]} if entry is None else {
+            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3), "stale": hub.is_stale(entry),
+            **states[pair.name]}
+    # `reason`: why the exchange refuses us (region_not_served, blocked_by_exchange_firewall), if it does.
+    return ({"status": overall, "mode": node.mode, "reason": node.access.current(), "pairs": pairs},
+            503 if overall == "down" else 200)
 
 
 def health_report(node: Node) -> tuple[dict, int]:
@@ -39,16 +43,18 @@ def health_report(node: Node) -> tuple[dict, int]:
     hub = node.hub
     overall = _overall(node)
     pairs = {}
-    for pair in node.catalog.pairs:
+    states = hub.pair_states(pair.name for pair in node.catalog.configured)
+    for pair in node.catalog.configured:
         entry = hub.book.get(pair.name)
-        pairs[pair.name] = None if entry is None else {
+        pairs[pair.name] = {"price": None, "age_s": None, "stale": True, **states[pair.name]} if entry is None else {
             "price": entry.tick.price, "source": entry.tick.source,
             "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3),
-            "stale": hub.is_stale(entry),
+            "stale": hub.is_stale(entry), **states[pair.name],
         }
     body = {
         "status": overall,
         "mode": node.mode,
+        "reason": node.access.current(),
         "mode_since": node.mode_since,
         "simulated": node.simulated,
         "worker": {"id": node.worker_id, "role": "leader" if node.leading else "standby",
@@ -56,6 +62,8 @@ def health_report(node: Node) -> tuple[dict, int]:
         "leader": _leader(node),
         "upstream": node.feed.status(),
         "rest": node.rest.status(),
+        "catalogue": node.catalogue.status(),
+        "access": node.access.status(),
         "bus": node.bus.status(),
         "redis": _redis(node),
         "breakers": {name: breaker_status(breaker) for name, breaker in node.breakers.items()},

@@ -179,7 +179,7 @@ class NodeMetrics:
         for name, breaker in node.breakers.items():
             self.breaker_open.labels(name).set(1 if breaker.current_state == "open" else 0)
         now = time.time()
-        for pair in node.catalog.pairs:
+        for pair in node.catalog.configured:
             entry = hub.book.get(pair.name)
             if entry is not None:
                 self.price_age.labels(pair.name).set(max(0.0, now - entry.tick.ts / 1000))

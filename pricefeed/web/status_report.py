@@ -41,8 +41,10 @@ def status_from_health(health_url: str, token: str | None, timeout: float) -> di
     leader = body.get("leader") or {}
     pairs = {}
     for name, entry in (body.get("pairs") or {}).items():
-        pairs[name] = None if entry is None else {"price": entry.get("price"), "age_s": entry.get("age_s"),
-                                                  "source": entry.get("source"), "stale": entry.get("stale")}
+        # A pair without a price (none yet, or one the exchange does not list) has no price to show.
+        pairs[name] = None if entry is None or entry.get("price") is None else {
+            "price": entry.get("price"), "age_s": entry.get("age_s"), "source": entry.get("source"),
+            "stale": entry.get("stale"), "status": entry.get("status")}
     return {"source": health_url, "mode": body.get("mode"), "status": body.get("status"),
             "leader": leader.get("worker"), "epoch": leader.get("epoch"),
             "worker": (body.get("worker") or {}).get("id"), "pairs": pairs}
@@ -62,7 +64,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {name:<12} no price yet")
         else:
             lines.append(f"  {name:<12} {entry['price']:>20}  age {entry['age_s']:.1f} s  {entry['source']}"
-                         + ("  STALE" if entry.get("stale") else ""))
+                         + (f"  {entry['status'].upper()}" if entry.get("status") in ("halted", "unlisted")
+                            else "  STALE" if entry.get("stale") else ""))
     return "\n".join(lines)
 
 

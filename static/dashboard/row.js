@@ -1,7 +1,8 @@
 /**
  * One pair on the dashboard: its price (the exchange's string, formatted), 24 h change, sparkline,
  * age and tags. Browser tests rely on: tr[data-pair] > td.price, td.change, td.trend svg, td.age;
- * tr.stale; tr.flash-up / tr.flash-down.
+ * tr.stale; tr.flash-up / tr.flash-down; tr[data-status] (live | stale | halted | unlisted);
+ * .traded-as (the symbol the exchange trades an aliased pair as, e.g. ETHUSDT for ETH/USD).
  */
 import {Decimal} from "../pricefeed.js";
 import {PriceSeries, Sparkline} from "./sparkline.js";
@@ -35,6 +36,9 @@ export class Row {
     this.restTag = tr.querySelector(".tag-rest");
     this.staleTag = tr.querySelector(".tag-stale");
     this.simTag = tr.querySelector(".tag-sim");
+    this.haltedTag = tr.querySelector(".tag-halted");
+    this.unlistedTag = tr.querySelector(".tag-unlisted");
+    this.tradedAs = tr.querySelector(".traded-as");
     this.series = new PriceSeries();
     this.sparkline = new Sparkline(tr.querySelector("td.trend"), this.pair);
     this.price = null;
@@ -51,8 +55,12 @@ export class Row {
     const name = document.createElement("span");
     name.className = "pair-name";
     name.textContent = pair;
-    head.append(name);
-    for (const [kind, text] of [["rest", "REST"], ["stale", "STALE"], ["sim", "SIM"]]) {
+    const tradedAs = document.createElement("span");
+    tradedAs.className = "traded-as";
+    tradedAs.hidden = true;
+    head.append(name, " ", tradedAs);
+    for (const [kind, text] of [["halted", "HALTED"], ["unlisted", "UNLISTED"], ["rest", "REST"], ["stale", "STALE"],
+      ["sim", "SIM"]]) {
       const tag = document.createElement("span");
       tag.className = "tag tag-" + kind;
       tag.textContent = text;
@@ -129,6 +137,29 @@ export class Row {
     tr.classList.add(direction > 0 ? "flash-up" : "flash-down");
     clearTimeout(this.flashTimer);
     this.flashTimer = setTimeout(() => tr.classList.remove("flash-up", "flash-down"), FLASH_MS);
+  }
+
+  /**
+   * What the exchange lists: the pair's status (live | stale | halted | unlisted) and, when it trades
+   * under another quote than its name says, the traded symbol beside the name.
+   */
+  renderListing(state) {
+    if (!state || !this.haltedTag) return;
+    const status = state.status;
+    if (this.tr.dataset.status !== status) this.tr.dataset.status = status;
+    this.haltedTag.hidden = status !== "halted";
+    this.unlistedTag.hidden = status !== "unlisted";
+    if (status === "halted" || status === "unlisted") {
+      this.staleTag.hidden = true;      // its own tag says more than STALE
+      this.tr.classList.add("stale");
+    }
+    if (status === "unlisted" && !this.price) this.priceCell.textContent = "not listed";
+    const aliased = typeof state.quote === "string" && typeof state.symbol === "string";
+    this.tradedAs.hidden = !aliased;
+    if (aliased && this.tradedAs.textContent !== state.symbol) {
+      this.tradedAs.textContent = state.symbol;
+      this.tradedAs.title = `Traded on the exchange as ${state.symbol} (quote ${state.quote}): it does not list ${this.pair}`;
+    }
   }
 
   /** The age counter and the stale flag, on the server's clock. */

@@ -8,6 +8,7 @@ import {pairKey} from "./payloads.js";
 export class PriceBook {
   constructor() {
     this.prices = new Map();
+    this.pairStates = new Map();     // pair -> {status, symbol, quote?} as the server last said
     this.staleFlagged = new Set();   // pairs announced stale by the last "stale" callbacks
     this.mode = null;
     this.simulated = false;
@@ -38,12 +39,43 @@ export class PriceBook {
   }
 
   /**
+   * Learn each pair's status (live | stale | halted | unlisted) and traded symbol from a snapshot's or
+   * status event's `pairs` object.
+   */
+  notePairs(pairs) {
+    if (pairs === null || typeof pairs !== "object" || Array.isArray(pairs)) return;
+    for (const [pair, state] of Object.entries(pairs)) {
+      if (state !== null && typeof state === "object" && typeof state.status === "string") {
+        this.pairStates.set(pairKey(pair), Object.assign({}, state));
+      }
+    }
+  }
+
+  /** {status, symbol, quote?} for `pair`: from its price when it has one, else what the server said. */
+  pairState(pair) {
+    const key = pairKey(pair);
+    const said = this.pairStates.get(key) || null;
+    const price = this.prices.get(key);
+    if (!price) return said;
+    const state = Object.assign({}, said || {}, {symbol: price.symbol || (said && said.symbol) || null});
+    if (typeof price.quote === "string") state.quote = price.quote;
+    const listing = said && (said.status === "halted" || said.status === "unlisted") ? said.status : null;
+    state.status = listing || (this.isStale(pair) ? "stale" : "live");
+    return state;
+  }
+
+  /**
    * Hold `price`: the stream's order is the truth (the server's hub keeps the newest tick per pair
    * by publisher epoch and sequence); `ts` is not compared, since REST and WebSocket prices are
    * stamped by different clocks and a skew would freeze a pair.
    */
   set(price) {
     this.prices.set(pairKey(price.pair), price);
+    // A price event carries its pair's status (halted: the market stopped; never fresh).
+    if (typeof price.status === "string") {
+      const said = this.pairStates.get(pairKey(price.pair)) || {};
+      this.pairStates.set(pairKey(price.pair), Object.assign({}, said, {status: price.status, symbol: price.symbol}));
+    }
   }
 
   /** Forget every pair not in `keep` (null keeps all). */
@@ -74,6 +106,8 @@ export class PriceBook {
   isStale(pair) {
     const price = this.get(pair);
     if (!price) return false;
+    const said = this.pairStates.get(pairKey(pair));
+    if (said && (said.status === "halted" || said.status === "unlisted")) return true;
     return price.stale === true || this.serverNow() - price.ts > this.staleAfterMs;
   }
 

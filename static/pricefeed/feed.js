@@ -103,6 +103,12 @@ export class PriceFeed {
     return Array.from(this.book.staleFlagged);
   }
 
+  /** `{status, symbol, quote?}`: live | stale | halted | unlisted, and the symbol the exchange trades it as
+   * (`quote` when that differs from the pair's own, e.g. BTC/USD traded as BTCUSDT); null before the server said. */
+  pairStatus(pair) {
+    return this.book.pairState(pair);
+  }
+
   get mode() { return this.book.mode; }
   get simulated() { return this.book.simulated; }
   get intervalMs() { return this.book.intervalMs; }
@@ -394,6 +400,7 @@ export class PriceFeed {
 
   _applySnapshot(snapshot, meta) {
     this.book.noteServer(snapshot);
+    this.book.notePairs(snapshot.pairs);
     if (!meta.polled) this.lastSnapshot = snapshot;
     const accepted = [];
     for (const raw of Array.isArray(snapshot.prices) ? snapshot.prices : []) {
@@ -409,6 +416,7 @@ export class PriceFeed {
 
   _applyStatus(status, meta) {
     this.book.noteServer(status);
+    this.book.notePairs(status.pairs);
     if (Array.isArray(status.stale)) this.book.applyStaleList(status.stale);
     this._emit("status", status, meta);
     this._checkStale();

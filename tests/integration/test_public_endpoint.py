@@ -247,10 +247,10 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(exchange):
             # The proxy itself is loopback, but its visitors must not get the operator's view.
             via_proxy = RawHttp(app.port, PREFIX + "/health", source="127.0.0.4",
                                 headers={"X-Forwarded-For": "127.0.0.1"})
-            assert set(via_proxy.json()) == {"status", "mode", "pairs"}
+            assert set(via_proxy.json()) == {"status", "mode", "reason", "pairs"}
             spoofing_loopback = RawHttp(app.port, PREFIX + "/health", source="127.0.0.2",
                                         headers={"X-Forwarded-For": "127.0.0.1"})
-            assert set(spoofing_loopback.json()) == {"status", "mode", "pairs"}
+            assert set(spoofing_loopback.json()) == {"status", "mode", "reason", "pairs"}
             held += [via_proxy, spoofing_loopback]
         finally:
             for client in held:
@@ -266,9 +266,9 @@ def test_the_detailed_health_needs_the_token_and_no_secret_or_host_reaches_anyon
         with GunicornProcess(workers=2, env={"PRICEFEED_UPSTREAM_URL": sim.ws_url, "PRICEFEED_PAIRS": "BTC/USD",
                                              "PRICEFEED_REDIS_URL": url, "PRICEFEED_ADMIN_TOKEN": token}) as app:
             public = app.get_json(PREFIX + "/health")[1]
-            assert set(public) == {"status", "mode", "pairs"}
+            assert set(public) == {"status", "mode", "reason", "pairs"}
             wrong = app.get_json(PREFIX + "/health", headers={"Authorization": "Bearer nope"})[1]
-            assert set(wrong) == {"status", "mode", "pairs"}
+            assert set(wrong) == {"status", "mode", "reason", "pairs"}
             detailed = wait_until(lambda: (lambda h: h if h["mode"] == "live" else None)(
                 app.get_json(PREFIX + "/health", headers={"Authorization": f"Bearer {token}"})[1]), 20,
                 message="the deployment to go live through the password-protected Redis")

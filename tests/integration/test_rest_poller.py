@@ -1,4 +1,5 @@
-"""The REST poller against the simulator over real sockets: exact prices, and every limit honoured.
+"""The REST poller against the simulator over real sockets: exact prices with the exchange's own
+time, one call for every symbol, only TRADING symbols, and every limit honoured.
 
 The poller runs in this process with gevent imported but not monkey-patched:
 each test drives `poll_once()` itself, so urllib's blocking calls are fine; the
@@ -58,33 +59,53 @@ def exchange_prices(sim: SimulatorProcess) -> dict[str, str]:
     return {symbol: row["price"] for symbol, row in sim.prices().items()}
 
 
-def test_polled_prices_are_the_exchange_prices_exactly_as_strings_with_source_rest(sim):
+def test_polled_prices_are_the_exchange_prices_with_the_exchange_time_and_source_rest(sim):
     ticks: list[PriceTick] = []
     poller = poller_for(sim.http_url, ticks)
-    before_ms = time.time_ns() // 1_000_000
+    received_from_ms = time.time_ns() // 1_000_000
 
     assert poller.poll_once() == 2
 
     assert {t.symbol: t.price for t in ticks} == exchange_prices(sim)
     assert {(t.pair, t.symbol) for t in ticks} == {("BTC/USD", "BTCUSDT"), ("ETH/USD", "ETHUSDT")}
-    assert all(t.source == "rest" and t.ts >= before_ms and t.open24h is None for t in ticks)
+    # The exchange's own time for each price (closeTime: its last trade), never when we received it.
+    last_trades = sim.prices()
+    assert {t.symbol: t.ts for t in ticks} == {symbol: row["ts"] for symbol, row in last_trades.items()}
+    assert all(t.ts < received_from_ms for t in ticks)          # the market has been paused since
+    assert all(t.source == "rest" and t.open24h is not None for t in ticks)
     assert rest_requests(sim) == 1
     status = poller.status()
     assert status["polls"] == 1 and status["failures"] == 0 and status["malformed"] == 0
-    assert status["weight_used_last_minute"] == 4
-    assert status["server_used_weight_1m"] == 4       # the simulator charged the symbols= weight
-    assert status["last_poll_age_s"] is not None and status["blocked_until_s"] is None
+    assert status["weight_used_last_minute"] == 80
+    assert status["server_used_weight_1m"] == 80      # the simulator charged the all-symbols weight
 
 
-def test_a_single_pair_is_polled_with_symbol_at_half_the_weight(sim):
+def test_one_call_for_every_symbol_so_a_pair_the_exchange_does_not_list_fails_nothing(sim):
     ticks: list[PriceTick] = []
-    poller = poller_for(sim.http_url, ticks, pairs=["ETH/USD"])
+    poller = poller_for(sim.http_url, ticks, pairs=["ETH/USD", "DOGE/USD", "BTC/USD"])
 
-    assert poller.poll_once() == 1
+    assert poller.poll_once() == 2
 
-    assert [(t.symbol, t.price) for t in ticks] == [("ETHUSDT", exchange_prices(sim)["ETHUSDT"])]
-    assert poller.status()["weight_used_last_minute"] == 2
-    assert poller.status()["server_used_weight_1m"] == 2
+    assert {t.pair: t.price for t in ticks} == {"ETH/USD": exchange_prices(sim)["ETHUSDT"],
+                                                "BTC/USD": exchange_prices(sim)["BTCUSDT"]}
+    assert "symbols=" not in poller.url and "symbol=" not in poller.url
+    assert poller.status()["failures"] == 0
+
+
+def test_a_symbol_not_trading_is_never_published_from_rest(sim):
+    ticks: list[PriceTick] = []
+    sim.list_symbol("ETHUSDT", "HALT")
+    try:
+        poller = poller_for(sim.http_url, ticks)
+        assert poller.poll_once() == 1               # symbolStatus=TRADING: the exchange leaves it out
+        assert [t.symbol for t in ticks] == ["BTCUSDT"]
+    finally:
+        sim.list_symbol("ETHUSDT", "TRADING")
+    # And if the exchange ignored symbolStatus, the catalogue's status still leaves it out.
+    ticks.clear()
+    poller = poller_for(sim.http_url, ticks, is_trading=lambda symbol: symbol != "ETHUSDT")
+    assert poller.poll_once() == 1 and [t.symbol for t in ticks] == ["BTCUSDT"]
+    assert poller.status()["left_out_not_trading"] == 1
 
 
 def test_a_price_that_has_not_changed_is_not_published_again(sim):
@@ -132,7 +153,7 @@ def test_retry_after_stops_every_request_until_it_has_passed(sim, caplog, status
     assert poller.status()["failures"] == 1
 
 
-def test_451_names_binance_us_and_pauses_for_a_long_while(sim, caplog):
+def test_451_is_a_region_block_that_names_both_urls_and_pauses_a_retry_interval(sim, caplog):
     poller = poller_for(sim.http_url, [])
     sim.fault(fault="rest", status=451, duration=60)
 
@@ -142,19 +163,21 @@ def test_451_names_binance_us_and_pauses_for_a_long_while(sim, caplog):
     assert rest_requests(sim) == 1
     assert poller.status()["blocked_until_s"] > 55
     assert "HTTP 451" in poller.status()["last_error"]
-    assert any("PRICEFEED_REST_URL=https://api.binance.us" in r.getMessage()
+    assert poller.access.current() == "region_not_served"
+    assert any("PRICEFEED_UPSTREAM_URL and PRICEFEED_REST_URL" in r.getMessage()
                for r in caplog.records if r.levelno == logging.ERROR)
 
 
 def test_the_weight_budget_caps_requests_in_any_60_seconds(sim):
     clock = Clock()
-    poller = poller_for(sim.http_url, [], weight_budget_per_minute=8, clock=clock)
+    poller = poller_for(sim.http_url, [], weight_budget_per_minute=160, clock=clock)
 
     for _ in range(6):
         poller.poll_once()
         clock.now += 2
-    assert rest_requests(sim) == 2                    # 2 polls x weight 4 = the budget of 8
-    assert poller.status()["weight_used_last_minute"] == 8
+    assert rest_requests(sim) == 2                    # 2 polls x weight 80 = the budget of 160
+    assert poller.status()["weight_used_last_minute"] == 160
+    assert poller.interval == 30                      # spaced so the budget lasts the minute
 
     clock.now += 49                                   # the first poll is now 61 s old
     poller.poll_once()
@@ -183,7 +206,7 @@ def test_the_breaker_opens_after_repeated_500s_and_then_fails_fast_without_a_req
 
 def test_start_polls_every_interval_until_stop(sim):
     ticks: list[PriceTick] = []
-    poller = poller_for(sim.http_url, ticks, interval=0.2)
+    poller = poller_for(sim.http_url, ticks, interval=0.2, weight_budget_per_minute=100_000)
     sim.market(paused=False)
 
     def wait(condition, timeout: float, message: str) -> None:
@@ -252,37 +275,40 @@ def test_malformed_bodies_and_prices_are_counted_and_skipped_never_guessed(stub)
     ticks: list[PriceTick] = []
     poller = poller_for(stub.url, ticks)
 
-    stub.body = b'[{"symbol":"BTCUSDT","price":"43250.1'        # cut short
+    stub.body = b'[{"symbol":"BTCUSDT","lastPrice":"43250.1'        # cut short
     assert poller.poll_once() == 0
     stub.body = b'{"code":-1121,"msg":"Invalid symbol."'     # not JSON either
     assert poller.poll_once() == 0
     assert poller.status()["malformed"] == 2
     assert poller.status()["failures"] == 2
 
+    at = time.time_ns() // 1_000_000
     stub.body = json.dumps([
-        {"symbol": "BTCUSDT", "price": 43250.12},            # a number, not the exchange's string
-        {"symbol": "BTCUSDT", "price": "4.3e4"},
-        {"symbol": "BTCUSDT", "price": "43250.12\n"},
-        {"symbol": "BTCUSDT", "price": " 43250.12"},
-        {"symbol": "BTCUSDT", "price": "43250."},
-        {"symbol": "BTCUSDT", "price": "NaN"},
-        {"symbol": "BTCUSDT", "price": None},
-        {"symbol": "BTCUSDT"},
-        {"price": "43250.12000000"},
+        {"symbol": "BTCUSDT", "lastPrice": 43250.12, "closeTime": at},     # a number, not the exchange's string
+        {"symbol": "BTCUSDT", "lastPrice": "4.3e4", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": "43250.12\n", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": " 43250.12", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": "43250.", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": "NaN", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": None, "closeTime": at},
+        {"symbol": "BTCUSDT", "closeTime": at},
+        {"symbol": "BTCUSDT", "lastPrice": "43250.12000000"},              # no time: never the receive time
+        {"symbol": "BTCUSDT", "lastPrice": "43250.12000000", "closeTime": "soon"},
+        {"lastPrice": "43250.12000000", "closeTime": at},                  # no symbol: not ours
         ["BTCUSDT", "43250.12000000"],
-        {"symbol": "DOGEUSDT", "price": "0.08000000"},     # well-formed, not served: ignored
-        {"symbol": "ETHUSDT", "price": "2301.50000000"},
+        {"symbol": "DOGEUSDT", "lastPrice": "0.08000000", "closeTime": at},   # well-formed, not served: ignored
+        {"symbol": "ETHUSDT", "lastPrice": "2301.50000000", "openPrice": "2290.00000000", "closeTime": at},
     ]).encode()
     assert poller.poll_once() == 1
 
-    assert [(t.symbol, t.price) for t in ticks] == [("ETHUSDT", "2301.50000000")]
+    assert [(t.symbol, t.price, t.ts, t.open24h) for t in ticks] == [("ETHUSDT", "2301.50000000", at, "2290.00000000")]
     assert poller.status()["malformed"] == 2 + 10
     assert poller.status()["failures"] == 2
 
 
 def test_the_ip_using_over_half_its_weight_pauses_polling(stub):
     poller = poller_for(stub.url, [])
-    stub.body = b'[{"symbol":"BTCUSDT","price":"43250.12000000"}]'
+    stub.body = b'[{"symbol":"BTCUSDT","lastPrice":"43250.12000000","closeTime":1700000000000}]'
     stub.headers = {"X-MBX-USED-WEIGHT-1M": "3500"}
 
     poller.poll_once()

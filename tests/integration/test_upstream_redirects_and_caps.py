@@ -60,7 +60,7 @@ def test_the_websocket_handshake_follows_no_redirect():
 
 def test_rest_polling_follows_no_redirect():
     with http_server(lambda h: h.send_error(404)) as (target, target_seen):
-        with http_server(redirect_to(f"http://{target}/api/v3/ticker/price")) as (origin, origin_seen):
+        with http_server(redirect_to(f"http://{target}/api/v3/ticker/24hr")) as (origin, origin_seen):
             poller = RestPoller(f"http://{origin}", PairCatalog(["BTC/USD"]), lambda tick: None)
             assert poller.poll_once() == 0
             assert len(origin_seen) == 1 and target_seen == []
@@ -68,7 +68,7 @@ def test_rest_polling_follows_no_redirect():
 
 
 def test_a_rest_body_over_the_cap_is_malformed_and_publishes_nothing():
-    rows = [{"symbol": "BTCUSDT", "price": "43000.1"}] * 50_000   # ~2 MB
+    rows = [{"symbol": "BTCUSDT", "lastPrice": "43000.1", "closeTime": 1700000000000}] * 30_000   # ~2 MB
 
     def answer(handler):
         body = json.dumps(rows).encode()

@@ -123,6 +123,10 @@ class SimulatorProcess:
     def connections(self) -> list[dict[str, Any]]:
         return self.get_json("/_sim/connections")
 
+    def list_symbol(self, symbol: str, status: str | None) -> dict[str, Any]:
+        """Change the catalogue: `list_symbol("ETHUSDT", "HALT")`; status None delists it."""
+        return self.post_json("/_sim/listing", {"symbol": symbol, "status": status})
+
     # -- process -----------------------------------------------------------------------
 
     def stderr(self) -> str:

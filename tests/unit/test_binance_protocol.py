@@ -63,6 +63,25 @@ def test_control_replies_and_errors():
         ControlReply(None, error_code=2, error_message="Invalid request")]
 
 
+def test_nested_control_errors_as_seen_on_the_live_service_are_replies_not_malformed():
+    assert parse_frame('{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}') == [
+        ControlReply(1, error_code=2, error_message="Invalid request: invalid stream")]
+    with pytest.raises(MalformedFrame):
+        parse_frame('{"error":{"msg":"no code"},"id":1}')
+
+
+def test_symbols_with_letters_of_other_scripts_travel_percent_encoded_and_parse_back():
+    catalog = PairCatalog(["币安人生/USDT"])
+    url = combined_stream_url("wss://data-stream.binance.vision", catalog.pairs)
+    assert url.isascii() and "%E5%B8%81" in url and url.endswith("usdt@aggTrade/%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9Fusdt@miniTicker")
+    frame = json.dumps({"stream": "币安人生usdt@aggTrade", "data": {"e": "aggTrade", "E": 1750000000000,
+                        "s": "币安人生USDT", "a": 5, "p": "0.01230000", "q": "1", "f": 1, "l": 1,
+                        "T": 1750000000000, "m": True, "M": True}}, ensure_ascii=False)
+    [trade] = parse_frame(frame)
+    assert (trade.symbol, trade.price) == ("币安人生USDT", "0.01230000")
+    assert catalog.by_symbol(trade.symbol).name == "币安人生/USDT"
+
+
 def test_microsecond_timestamps_are_normalised_to_milliseconds():
     frame = '{"e":"aggTrade","E":1592584651517123,"s":"BTCUSDT","a":1,"p":"1.0","q":"1","f":1,"l":1,"T":1,"m":true,"M":true}'
     assert parse_frame(frame)[0].event_time == 1592584651517

@@ -446,3 +446,27 @@ def test_in_process_publishers_started_in_the_same_millisecond_get_different_epo
     assert first != second and len(str(first)) <= 19          # ids stay within what Last-Event-ID accepts
     monkeypatch.setattr(memory_bus.time, "time", lambda: 1_700_000_000.124)
     assert memory_bus.InProcessBus().epoch > max(first, second)   # a restart still sorts after
+
+
+def test_a_halted_or_unlisted_pair_is_never_fresh_and_every_entry_says_its_status():
+    from pricefeed.exchange.catalogue import Standing
+    clock = ManualClock()
+    hub = Hub(["BTC/USD", "ETH/USD", "SOL/EUR"], 10, stale_after=5.0, clock=clock)
+    now_ms = int(time.time() * 1000)
+    hub.publish(tick("BTC/USD", ts=now_ms, seq=1))
+    hub.publish(tick("ETH/USD", ts=now_ms, seq=2))
+    hub.confirm_current()
+    hub.set_standings({"BTC/USD": Standing("BTC/USD", "listed", "BTCUSDT", "USDT"),
+                       "ETH/USD": Standing("ETH/USD", "halted", "ETHUSDT", "USDT", "HALT"),
+                       "SOL/EUR": Standing("SOL/EUR", "unlisted", None, None)})
+    entries = {entry["pair"]: entry for entry in hub.snapshot(["BTC/USD", "ETH/USD", "SOL/EUR"])}
+    assert (entries["BTC/USD"]["status"], entries["BTC/USD"]["stale"], entries["BTC/USD"]["quote"]) == ("live", False, "USDT")
+    # A live connection confirms every held price current; a halted market's is still not fresh.
+    assert (entries["ETH/USD"]["status"], entries["ETH/USD"]["stale"]) == ("halted", True)
+    assert "SOL/EUR" not in entries                     # no price: never one invented
+    assert hub.pair_states(["SOL/EUR", "ETH/USD"]) == {
+        "SOL/EUR": {"status": "unlisted", "symbol": None},
+        "ETH/USD": {"status": "halted", "symbol": "ETHUSDT", "quote": "USDT"}}
+    assert hub.stale_pairs() == ["ETH/USD"]
+    # A catch-up (the held frame) carries the status in force too.
+    assert b'"status":"halted"' in hub.book["ETH/USD"].frame[0]

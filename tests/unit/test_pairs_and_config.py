@@ -14,11 +14,18 @@ def test_pairs_are_case_insensitive_and_usd_maps_to_the_stable_quote():
     assert parse_pair("XMR/BTC").symbol == "XMRBTC"
 
 
-@pytest.mark.parametrize("text", ["BTCUSD", "BTC/", "/USD", "BTC/USD/X", "BT C/USD", "<script>/USD", "Ω/USD"])
+@pytest.mark.parametrize("text", ["BTCUSD", "BTC/", "/USD", "BTC/USD/X", "BT C/USD", "<script>/USD", "ω/USD",
+                                  "ＢＴＣ/USD", "BTCß/USD"])
 def test_malformed_pairs_are_refused(text):
     with pytest.raises(PairError) as info:
         parse_pair(text)
     assert info.value.error == "malformed_pair"
+
+
+def test_pairs_with_unicode_letters_are_taken_as_the_exchange_lists_them():
+    pair = parse_pair("币安人生/usdt")
+    assert (pair.name, pair.symbol, pair.stream_symbol) == ("币安人生/USDT", "币安人生USDT", "币安人生usdt")
+    assert PairCatalog(["币安人生/USDT"]).by_symbol("币安人生USDT") == pair
 
 
 def test_catalog_resolves_served_pairs_and_refuses_others():
@@ -36,7 +43,11 @@ def test_catalog_resolves_served_pairs_and_refuses_others():
 def test_defaults_load_without_any_environment():
     config = Config.load({}, environ={})
     assert config.redis_url is None
-    assert config.upstream_url == "wss://stream.binance.com:9443"
+    # Binance's hosts for public market data (README, "Venues"), not its trading hosts.
+    assert config.upstream_url == "wss://data-stream.binance.vision"
+    assert config.rest_url == "https://data-api.binance.vision"
+    # A region block or firewall refusal is asked again about once a minute; the catalogue every 5 minutes.
+    assert (config.refused_retry_interval, config.catalogue_refresh) == (60.0, 300.0)
     assert config.url_prefix == "/api/market-data"
 
 

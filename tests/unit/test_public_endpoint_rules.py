@@ -117,8 +117,10 @@ PRIVATE_FIELDS = {"worker", "leader", "upstream", "rest", "redis", "breakers", "
 def test_public_health_shows_status_mode_and_pair_ages_only():
     app, _ = make_app()
     body = app.test_client().get(PREFIX + "/health", environ_base={"REMOTE_ADDR": "192.0.2.1"}).get_json()
-    assert set(body) == {"status", "mode", "pairs"}
-    assert set(body["pairs"]["BTC/USD"]) == {"age_s", "stale"}
+    assert set(body) == {"status", "mode", "reason", "pairs"}
+    # Per pair: its age, the stale flag, its status (live|stale|halted|unlisted) and traded symbol.
+    assert set(body["pairs"]["BTC/USD"]) == {"age_s", "stale", "status", "symbol"}
+    assert body["pairs"]["BTC/USD"]["status"] == "stale" and body["reason"] is None   # no price yet
 
 
 def test_with_no_token_only_a_direct_loopback_peer_sees_the_detail():
@@ -127,7 +129,7 @@ def test_with_no_token_only_a_direct_loopback_peer_sees_the_detail():
     assert set(client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": "::1"}).get_json()) >= PRIVATE_FIELDS
     via_nginx = client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": "127.0.0.1"},
                            headers={"X-Forwarded-For": "127.0.0.1"}).get_json()
-    assert set(via_nginx) == {"status", "mode", "pairs"}
+    assert set(via_nginx) == {"status", "mode", "reason", "pairs"}
 
 
 def test_with_a_token_the_detail_needs_it_from_every_address():
@@ -135,9 +137,9 @@ def test_with_a_token_the_detail_needs_it_from_every_address():
     client = app.test_client()
     for peer in ("127.0.0.1", "192.0.2.1"):
         assert set(client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer}).get_json()) == \
-            {"status", "mode", "pairs"}
+            {"status", "mode", "reason", "pairs"}
         assert set(client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer},
-                              headers={"Authorization": "Bearer wrong"}).get_json()) == {"status", "mode", "pairs"}
+                              headers={"Authorization": "Bearer wrong"}).get_json()) == {"status", "mode", "reason", "pairs"}
         detailed = client.get(PREFIX + "/health", environ_base={"REMOTE_ADDR": peer},
                               headers={"Authorization": "Bearer t0ken-for-ops"}).get_json()
         assert set(detailed) >= PRIVATE_FIELDS

@@ -36,10 +36,16 @@ def test_prices_outside_the_bounded_shape_are_rejected_with_their_reason(price, 
     assert caught.value.reason == reason
 
 
-@pytest.mark.parametrize("symbol", ["BTCUSDTß", "btcusdt", "BTC-USDT", "", "A" * 21, "BTCUSDT\n", "ＢＴＣ"])
-def test_symbols_must_be_ascii_upper_case_as_sent(symbol):
+@pytest.mark.parametrize("symbol", ["BTCUSDTß", "btcusdt", "BTC-USDT", "", "A" * 21, "BTCUSDT\n", "ＢＴＣ",
+                                    "BTC USDT", "ωUSDT", "BTC\u200bUSDT", "١٢٣USDT"])
+def test_symbols_must_be_upper_case_letters_and_digits_as_sent(symbol):
     with pytest.raises(Rejected):
         validation.symbol(symbol)
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "1000SATSFDUSD", "币安人生USDT", "ΩUSDT"])
+def test_symbols_with_letters_of_other_scripts_pass_as_the_catalogue_lists_them(symbol):
+    assert validation.symbol(symbol) == symbol
 
 
 def test_event_times_must_lie_within_the_window_of_the_local_clock():
