@@ -1,0 +1,60 @@
+"""What a stream needs to know about the server carrying it: may the flusher write to the
+socket itself, and did gunicorn frame the first bytes as expected.
+
+Direct writes are a candidate only under gunicorn's gevent worker (node.direct_writes,
+set in the worker), over a plain socket (TLS must go through its own layer) and
+HTTP/1.1 (chunked transfer encoding). The stream confirms it once gunicorn has sent the
+preamble (framed_by_gunicorn), which also rules out the uwsgi protocol and middleware
+that rewrites the body.
+"""
+from __future__ import annotations
+
+import socket
+
+# The server's start_response, kept in the environ by whatever sits first in front of the
+# app's own WSGI callable (dispatcher.py), so a stream can find gunicorn's Response object.
+START_RESPONSE_KEY = "pricefeed.start_response"
+
+
+def direct_socket(direct_writes: bool, sock: socket.socket | None, environ: dict) -> socket.socket | None:
+    """The socket the flusher may write framed chunks to itself, or None (chunks go through WSGI)."""
+    if sock is None or not direct_writes or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return None
+    if hasattr(sock, "getpeercert"):
+        return None
+    return sock
+
+
+def remember_start_response(wsgi_app):
+    """WSGI wrapper: keeps the server's start_response in the environ (see START_RESPONSE_KEY)."""
+    def app(environ, start_response):
+        environ[START_RESPONSE_KEY] = start_response
+        return wsgi_app(environ, start_response)
+    app.__wrapped__ = wsgi_app
+    return app
+
+
+def server_response(environ: dict) -> object | None:
+    """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
+    responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)
+    kind = type(responder)
+    if kind.__module__ == "gunicorn.http.wsgi" and kind.__name__ == "Response":
+        return responder
+    return None
+
+
+def framed_by_gunicorn(responder: object | None, preamble_length: int) -> bool:
+    """True if gunicorn sent the head and exactly our preamble as a chunked body: then our own
+    chunks continue its stream byte for byte. Not so if a middleware or an after_request hook
+    set a Content-Length, compressed or buffered the body — then the WSGI path it is."""
+    return (responder is not None and getattr(responder, "chunked", False) is True
+            and getattr(responder, "headers_sent", False) is True
+            and getattr(responder, "sent", None) == preamble_length)
+
+
+def hang_up(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
