@@ -22,11 +22,13 @@ class GeventRequirement:
 
     def __init__(self) -> None:
         self.explained = False
+        self._patched = False
 
-    @staticmethod
-    def patched() -> bool:
-        from gevent import monkey
-        return monkey.is_module_patched("socket")
+    def patched(self) -> bool:
+        if not self._patched:       # once patched, a process stays patched: asked once per stream
+            from gevent import monkey
+            self._patched = monkey.is_module_patched("socket")
+        return self._patched
 
     def explain_once(self) -> None:
         if not self.explained:

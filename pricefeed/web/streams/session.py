@@ -63,11 +63,14 @@ class Transport(Protocol):
 
 def snapshot_body(node: Node, pairs: tuple[str, ...], operator: bool) -> dict:
     """The `snapshot` event's data (and /prices' body)."""
+    hub = node.hub
+    book = hub.book
     body = {
-        "prices": node.hub.snapshot(pairs),
+        "prices": hub.snapshot(pairs),
         "mode": node.mode,
         "simulated": node.simulated,
-        "stale": [p for p in node.hub.stale_pairs() if p in pairs],
+        # The requested pairs only: the book may hold every pair the exchange lists.
+        "stale": sorted(p for p in pairs if (entry := book.get(p)) is not None and hub.is_stale(entry)),
         "stale_after_ms": int(node.config.stale_after * 1000),
         "server_time": int(time.time() * 1000),
         "resume": None,
