@@ -11,6 +11,8 @@ import random
 import socket
 from typing import Iterator
 
+import gevent
+
 from pricefeed.delivery import sse
 from pricefeed.delivery.stream_client import SSE as SSE_FRAMING
 from pricefeed.delivery.stream_client import StreamClient
@@ -27,7 +29,7 @@ class SseTransport:
     name = SSE
     kind = SSE_FRAMING
 
-    __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client")
+    __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client", "watcher")
 
     def __init__(self, node: Node, environ: dict):
         self.node = node
@@ -38,6 +40,7 @@ class SseTransport:
                               if self.responder is not None else None)
         self.lifetime = stream_lifetime(node)
         self.client: StreamClient | None = None
+        self.watcher = None
 
     def check_server(self) -> None:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
@@ -64,7 +67,36 @@ class SseTransport:
             # gunicorn keeps the last item as its loop variable: an empty one (it writes nothing
             # for it) lets the snapshot go while the stream is parked.
             yield b""
+        if self.direct_socket is not None:
+            self._watch_departure()
         return client.direct and framed_by_gunicorn(self.responder, preamble_length)
+
+    def _watch_departure(self) -> None:
+        """Notice a client that leaves when it leaves, as a bare server blocked in recv() does,
+        not at the next write to it (a quiet pair's next price, or the ping 15 s later): until
+        then its slot, its address's share and its memory would stay taken. One read watcher
+        on the socket, called in the event loop: no greenlet, no switch."""
+        watcher = gevent.get_hub().loop.io(self.sock.fileno(), 1)       # type: ignore[union-attr]
+        self.watcher = watcher
+        watcher.start(self._readable)
+
+    def _readable(self) -> None:
+        sock, client = self.sock, self.client
+        assert sock is not None and client is not None
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)                # gevent's recv: raise instead of waiting (we are the loop)
+        try:
+            left = sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return
+        except OSError:
+            left = True
+        finally:
+            sock.settimeout(timeout)
+        # Bytes, not EOF (a pipelined request): stop watching, or the loop would spin on them.
+        self.stop()
+        if left:
+            client.drop()
 
     def finish_backlog(self) -> bool:
         client = self.client
@@ -80,7 +112,9 @@ class SseTransport:
             yield farewell
 
     def stop(self) -> None:
-        pass
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
 
     def hang_up(self) -> None:
         hang_up(self.sock)
