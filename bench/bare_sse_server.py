@@ -1,13 +1,14 @@
 """A bare gevent SSE server: the anchor the open-cost and delivery benchmarks compare pricefeed with.
 
-    python -m bench.bare_sse_server --port 8100 [--tick-rate 20 --pairs 10]
+    python -m bench.bare_sse_server --port 8100 [--tick-rate 20 --pairs 10] [--pywsgi]
 
 What any SSE server must do and nothing more: gevent's StreamServer, the request head read
 and split into its line and headers, a `retry:` line (jittered) and a `snapshot` event of
 the pairs asked for, then the stream held open until the client leaves. With
 `--tick-rate`, one greenlet broadcasts a `price` event per pair per tick to every client
-(one chunk per tick, one send per client), as a bare broadcast would. Prints
-`listening on http://H:P` when ready.
+(one chunk per tick, one send per client), as a bare broadcast would. `--pywsgi`: the same
+stream as a WSGI app under gevent.pywsgi (a real HTTP parser and chunked framing; no
+broadcast). Prints `listening on http://H:P` when ready.
 """
 from __future__ import annotations
 
@@ -74,14 +75,42 @@ def broadcast(rate: float, pairs: int) -> None:
                 clients.discard(sock)
 
 
+def wsgi_stream(environ, start_response):
+    """--pywsgi: the same answer through gevent's WSGI server."""
+    if environ["REQUEST_METHOD"] != "GET" or not environ["PATH_INFO"].endswith("/stream"):
+        start_response("404 Not Found", [("Content-Length", "0")])
+        return [b""]
+    pairs = parse_qs(environ.get("QUERY_STRING", "")).get("pairs", ["BTC/USD"])[0].split(",")
+    snapshot = {"prices": [{"pair": p, "price": "1.00", "ts": int(time.time() * 1000)} for p in pairs],
+                "mode": "live", "resume": environ.get("HTTP_LAST_EVENT_ID")}
+    start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+                              ("X-Accel-Buffering", "no")])
+    rfile = environ["wsgi.input"].rfile
+
+    def body():
+        yield b"retry: %d\n\nevent: snapshot\ndata: %s\n\n" % (
+            1000 + random.randint(0, 4000), json.dumps(snapshot, separators=(",", ":")).encode())
+        try:
+            while rfile.read1(4096):     # held until the client leaves (EOF)
+                pass
+        except OSError:
+            pass
+    return body()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--tick-rate", type=float, default=0.0, help="ticks per second broadcast (0: none)")
     parser.add_argument("--pairs", type=int, default=10, help="price events per tick")
+    parser.add_argument("--pywsgi", action="store_true", help="serve through gevent.pywsgi (no broadcast)")
     args = parser.parse_args()
-    server = StreamServer((args.host, args.port), handle, backlog=4096)
+    if args.pywsgi:
+        from gevent.pywsgi import WSGIServer
+        server = WSGIServer((args.host, args.port), wsgi_stream, backlog=4096, log=None)
+    else:
+        server = StreamServer((args.host, args.port), handle, backlog=4096)
     server.start()
     if args.tick_rate > 0:
         gevent.spawn(broadcast, args.tick_rate, args.pairs)

@@ -145,9 +145,10 @@ def measure(tree: list[int], port: int, paths: Callable[[int], str], args: argpa
 
 
 @contextmanager
-def bare_server() -> Iterator[tuple[int, int]]:
+def bare_server(pywsgi: bool = False) -> Iterator[tuple[int, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_sse_server", "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_sse_server", "--port", str(port)]
+                            + (["--pywsgi"] if pywsgi else []), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=0.5, help="seconds each stream stays open")
     parser.add_argument("--workers", type=int, default=1, help="pricefeed's gunicorn workers")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--also-pywsgi", action="store_true",
+                        help="also measure the bare server under gevent.pywsgi (a real HTTP parser), for reference")
     parser.add_argument("--profile", help="py-spy's collapsed stacks of pricefeed's worker (last round) to this "
                         "file; the profiler's own CPU is not in the tree, but it slows the worker")
     args = parser.parse_args()
@@ -183,7 +186,8 @@ def main() -> None:
     with SimulatorProcess(pairs=",".join(SYMBOLS), rate=1) as sim:
         concurrent = int(args.rate * (args.hold + 2)) + 100
         env = one_worker_env(sim, max_clients=max(concurrent, 1000))
-        with GunicornProcess(workers=args.workers, env=env) as app, bare_server() as (bare_pid, bare_port):
+        with GunicornProcess(workers=args.workers, env=env) as app, bare_server() as (bare_pid, bare_port), \
+                bare_server(pywsgi=True) as (pywsgi_pid, pywsgi_port):
             wait_until(lambda: app.health()["mode"] == "live", 30, message="live")
             pricefeed_tree = process_tree(app.proc.pid)
             for round_index in range(args.rounds):
@@ -191,13 +195,17 @@ def main() -> None:
                 pricefeed = measure(pricefeed_tree, app.port, paths, args,
                                     args.profile if round_index == args.rounds - 1 else None,
                                     lambda: app.health()["clients"]["clients"])
-                rounds.append({"bare": bare, "pricefeed": pricefeed,
-                               "ratio": round(pricefeed["server_us_per_stream"]
-                                              / max(bare["server_us_per_stream"], 1), 2)})
+                row = {"bare": bare, "pricefeed": pricefeed,
+                       "ratio": round(pricefeed["server_us_per_stream"] / max(bare["server_us_per_stream"], 1), 2)}
+                if args.also_pywsgi:
+                    row["bare_pywsgi"] = measure([pywsgi_pid], pywsgi_port, paths, args)
+                    row["ratio_to_pywsgi"] = round(pricefeed["server_us_per_stream"]
+                                                   / max(row["bare_pywsgi"]["server_us_per_stream"], 1), 2)
+                rounds.append(row)
     report: dict = {"streams": args.streams, "rate": args.rate, "hold_s": args.hold, "workers": args.workers,
                     "rounds": rounds}
     if args.profile and Path(args.profile).exists():
-        report["profile_inclusive_pct"] = top_functions(Path(args.profile).read_text(), 40)
+        report["profile_inclusive_pct"] = top_functions(Path(args.profile).read_text(errors="replace"), 40)
     print(json.dumps(report, indent=1))
 
 

@@ -57,7 +57,7 @@ class PriceFeed:
         wsgi_app = app.wsgi_app
         if getattr(wsgi_app, "__self__", None) is app and getattr(wsgi_app, "__func__", None) is type(app).wsgi_app:
             # Streams are opened below Flask's request machinery (streams/routes.py).
-            app.wsgi_app = StreamRoutes(wsgi_app, self)
+            app.wsgi_app = StreamRoutes(wsgi_app, self, app)
         else:
             # The host wrapped app.wsgi_app already: its middleware must see every stream, so
             # streams go through Flask's routes (the same session; a dearer open).

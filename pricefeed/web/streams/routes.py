@@ -24,8 +24,8 @@ from werkzeug.wsgi import ClosingIterator
 from pricefeed.node import Node
 from pricefeed.web.errors import ApiError
 from pricefeed.web.streams.answers import error_answer
-from pricefeed.web.streams.server import START_RESPONSE_KEY
-from pricefeed.web.streams.session import Transport, open_stream
+from pricefeed.web.streams.server import BELOW_FLASK_KEY, START_RESPONSE_KEY, already_handled, own_head
+from pricefeed.web.streams.session import StreamSession, Transport, open_stream
 from pricefeed.web.streams.sse_transport import SseTransport
 from pricefeed.web.streams.ws_transport import WsTransport, is_websocket_request
 
@@ -55,8 +55,9 @@ def stream_answer(feed: "PriceFeed", environ: dict, make_transport: MakeTranspor
 class StreamRoutes:
     """WSGI: stream routes served on the environ, everything else by `wsgi_app` (Flask's own)."""
 
-    def __init__(self, wsgi_app, feed: "PriceFeed"):
+    def __init__(self, wsgi_app, feed: "PriceFeed", flask_app):
         assert feed.config is not None
+        self.flask_app = flask_app
         self.wsgi_app = wsgi_app
         self.__wrapped__ = wsgi_app
         self.feed = feed
@@ -75,9 +76,14 @@ class StreamRoutes:
 
     def serve(self, environ: dict, start_response, make_transport: MakeTransport) -> Iterable[bytes]:
         environ[START_RESPONSE_KEY] = start_response
+        if self.flask_app.wsgi_app is self:
+            environ[BELOW_FLASK_KEY] = True      # no middleware of the host's between Flask and us
         config = self.feed.config
+        head = None
         try:
             status, headers, body = stream_answer(self.feed, environ, make_transport)
+            if isinstance(body, StreamSession) and getattr(body.transport, "owned", False):
+                head = own_head(status, headers)
         except ApiError as exc:
             status, headers, raw = error_answer(environ, config, exc)
             body = [raw]
@@ -87,8 +93,28 @@ class StreamRoutes:
             status, headers, raw = error_answer(environ, config, ApiError(
                 500, "internal_error", "the server failed to answer; this is a bug"))
             body = [raw]
+        if head is not None:
+            return self.serve_owned(body, head)      # type: ignore[arg-type]
         start_response(status, headers)
         return body
+
+    @staticmethod
+    def serve_owned(session: StreamSession, head: bytes):
+        """Run the stream on this greenlet, its head written by the session, and tell gunicorn the
+        request was handled (server.may_own_connection): gunicorn then only finds the
+        connection closed. Nothing is yielded on this path (every write is direct); were a chunk
+        yielded, it is written framed as gunicorn would."""
+        transport = session.transport
+        transport.owned_head = head          # type: ignore[attr-defined]
+        try:
+            for chunk in session:
+                if chunk and transport.sock is not None:
+                    transport.sock.sendall(b"%X\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            pass                                 # the client left mid-write: the session has ended
+        finally:
+            session.close()
+        return already_handled()
 
 
 class UpgradeResponse(Response):

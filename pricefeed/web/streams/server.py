@@ -10,6 +10,8 @@ that rewrites the body.
 from __future__ import annotations
 
 import socket
+import time
+from email.utils import formatdate
 
 # The server's start_response, kept in the environ by whatever sits first in front of the
 # app's own WSGI callable (dispatcher.py), so a stream can find gunicorn's Response object.
@@ -58,3 +60,51 @@ def hang_up(sock: socket.socket | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+# Set by StreamRoutes when nothing stands between Flask's own __call__ and it (no middleware on
+# app.wsgi_app): with gunicorn's own start_response, the stream's bytes reach gunicorn unaltered.
+BELOW_FLASK_KEY = "pricefeed.below_flask"
+_date_cache: list = [0, ""]
+
+
+def http_date() -> str:
+    """The Date header's value, formatted once per second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0], _date_cache[1] = now, formatdate(now, usegmt=True)
+    return _date_cache[1]
+
+
+def may_own_connection(responder: object | None, environ: dict) -> bool:
+    """May this stream write its own head and tell gunicorn the request was handled
+    (gunicorn's ALREADY_HANDLED, which its async workers honour)? Only where it would have
+    written directly anyway (direct_socket), nothing rewrites the response (gunicorn's own
+    start_response, StreamRoutes first in app.wsgi_app), and gunicorn keeps no access log:
+    then gunicorn's per-request response machinery — header checks, two writes, the access
+    log's atoms, the last chunk — is a third of an open, for bytes the stream can write in one."""
+    if responder is None or not environ.get(BELOW_FLASK_KEY):
+        return False
+    cfg = getattr(responder, "cfg", None)
+    return cfg is not None and not getattr(cfg, "accesslog", None)
+
+
+def already_handled() -> object:
+    """gunicorn's marker for a request whose connection the app took over."""
+    from gunicorn.workers.base_async import ALREADY_HANDLED
+    return ALREADY_HANDLED
+
+
+def own_head(status: str, headers: list[tuple[str, str]]) -> bytes | None:
+    """The head of a chunked HTTP/1.1 response that ends with the connection; None if a header
+    value could not be written as is (then gunicorn writes it, and checks it)."""
+    lines = [f"HTTP/1.1 {status}\r\nDate: {http_date()}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"]
+    for key, value in headers:
+        if "\r" in value or "\n" in value:
+            return None
+        lines.append(f"{key}: {value}\r\n")
+    lines.append("\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        return None

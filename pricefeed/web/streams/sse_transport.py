@@ -7,6 +7,7 @@ blocking, or yields the chunks handed over when the server frames the body its o
 """
 from __future__ import annotations
 
+import os
 import random
 import socket
 from typing import Iterator
@@ -19,7 +20,8 @@ from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.node import Node
 from pricefeed.web.streams.answers import Headers, common_headers
 from pricefeed.web.streams.request import SSE
-from pricefeed.web.streams.server import direct_socket, framed_by_gunicorn, hang_up, server_response
+from pricefeed.web.streams.server import (direct_socket, framed_by_gunicorn, hang_up, may_own_connection,
+                                          server_response)
 from pricefeed.web.streams.session import stream_lifetime, write_backlog
 
 _HEAD = [("Content-Type", sse.CONTENT_TYPE), *sse.HEADERS.items()]
@@ -29,7 +31,8 @@ class SseTransport:
     name = SSE
     kind = SSE_FRAMING
 
-    __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client", "watcher")
+    __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client", "watcher", "owned",
+                 "owned_head")
 
     def __init__(self, node: Node, environ: dict):
         self.node = node
@@ -41,6 +44,10 @@ class SseTransport:
         self.lifetime = stream_lifetime(node)
         self.client: StreamClient | None = None
         self.watcher = None
+        # The stream may write its own head and take the connection over (server.may_own_connection);
+        # StreamRoutes sets owned_head when it does.
+        self.owned = self.direct_socket is not None and may_own_connection(self.responder, environ)
+        self.owned_head: bytes | None = None
 
     def check_server(self) -> None:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
@@ -60,6 +67,25 @@ class SseTransport:
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
         """Hand the preamble to the server; True if the flusher may write to the socket directly."""
         self.client = client
+        if self.owned_head is not None:
+            # One write for the head and the preamble (a chunk), then the flusher's chunks follow.
+            head, self.owned_head = self.owned_head, None
+            data = b"%s%X\r\n%s\r\n" % (head, len(preamble), preamble)
+            try:
+                # gevent keeps the socket non-blocking: one write(2), and sendall only for a rest.
+                written = os.write(self.sock.fileno(), data)         # type: ignore[union-attr]
+                if written < len(data):
+                    self.sock.sendall(memoryview(data)[written:])    # type: ignore[union-attr]
+            except BlockingIOError:
+                try:
+                    self.sock.sendall(data)                          # type: ignore[union-attr]
+                except OSError:
+                    return None
+            except OSError:
+                return None
+            del preamble
+            self._watch_departure()
+            return True
         preamble_length = len(preamble)
         yield preamble
         del preamble
