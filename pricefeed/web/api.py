@@ -21,7 +21,7 @@ from pricefeed.web.origins import cors_headers, origin_allowed, preflight_header
 from pricefeed.web.security_headers import add_common_headers
 from pricefeed.web.streams.request import parse_pairs
 from pricefeed.web.streams.routes import add_stream_routes
-from pricefeed.web.streams.session import snapshot_body
+from pricefeed.web.streams.snapshot import snapshot_body
 
 log = logging.getLogger(__name__)
 

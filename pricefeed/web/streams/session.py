@@ -34,6 +34,7 @@ from pricefeed.web.origins import origin_allowed
 from pricefeed.web.stream_admission import admit, hold_stream_slot
 from pricefeed.web.streams.answers import Headers
 from pricefeed.web.streams.request import StreamRequest, host_url, parse_stream_request
+from pricefeed.web.streams.snapshot import snapshot_json
 
 # Up to 10% more, so streams opened together (after a deploy) do not all end together.
 LIFETIME_JITTER = 0.1
@@ -53,32 +54,12 @@ class Transport(Protocol):
     def check_server(self) -> None: ...
     def head(self, environ: dict) -> tuple[str, Headers]: ...
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]: ...
-    def preamble(self, snapshot: dict, event_id: str) -> bytes: ...
+    def preamble(self, snapshot_json: str, event_id: str) -> bytes: ...
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]: ...
     def finish_backlog(self) -> bool: ...
     def farewell(self) -> Iterator[bytes]: ...
     def stop(self) -> None: ...
     def hang_up(self) -> None: ...
-
-
-def snapshot_body(node: Node, pairs: tuple[str, ...], operator: bool) -> dict:
-    """The `snapshot` event's data (and /prices' body)."""
-    hub = node.hub
-    book = hub.book
-    body = {
-        "prices": hub.snapshot(pairs),
-        "mode": node.mode,
-        "simulated": node.simulated,
-        # The requested pairs only: the book may hold every pair the exchange lists.
-        "stale": sorted(p for p in pairs if (entry := book.get(p)) is not None and hub.is_stale(entry)),
-        "stale_after_ms": int(node.config.stale_after * 1000),
-        "server_time": int(time.time() * 1000),
-        "resume": None,
-    }
-    if operator:
-        # Which worker answered (host:pid) is the operator's business only; browsers never see it.
-        body["worker"] = node.worker_id
-    return body
 
 
 def check_public_rules(node: Node, environ: dict) -> None:
@@ -135,10 +116,10 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         # A client that stops reading blocks only its own greenlet, and only for WRITE_TIMEOUT.
         transport.sock.settimeout(node.config.write_timeout)
     # Registered and snapshotted without yielding in between: no tick falls in the gap.
-    snapshot = snapshot_body(node, request.pairs, operator_allowed(environ, node.config))
-    snapshot["interval_ms"] = client.pace_ms
+    extra: dict = {"interval_ms": client.pace_ms}
     if request.resume_from is not None:
-        snapshot["resume"] = node.hub.resume(request.resume_from, request.pairs)
+        extra["resume"] = node.hub.resume(request.resume_from, request.pairs)
+    snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config), extra)
     preamble = transport.preamble(snapshot, node.hub.last_event_id)
     status, headers = transport.head(environ)
     return status, headers, StreamSession(node.hub, client, transport, preamble, release)

@@ -58,11 +58,11 @@ class SseTransport:
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
         return "200 OK", _HEAD + [("Content-Length", "0")] + common_headers(environ, self.node.config), [b""]
 
-    def preamble(self, snapshot: dict, event_id: str) -> bytes:
+    def preamble(self, snapshot_json: str, event_id: str) -> bytes:
         # Jittered per connection: after a restart browsers do not all come back in the same second.
         config = self.node.config
         retry_ms = config.retry_ms + random.randint(0, config.retry_jitter_ms)
-        return sse.retry(retry_ms) + sse.event("snapshot", snapshot, event_id)
+        return sse.retry(retry_ms) + sse.event_json("snapshot", snapshot_json, event_id)
 
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
         """Hand the preamble to the server; True if the flusher may write to the socket directly."""

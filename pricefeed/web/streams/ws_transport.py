@@ -111,8 +111,8 @@ class WsTransport:
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
         raise ApiError(405, "method_not_allowed", "a WebSocket opens with GET", {"Allow": "GET, HEAD, OPTIONS"})
 
-    def preamble(self, snapshot: dict, event_id: str) -> bytes:
-        return ws_frames.event_json("snapshot", sse.encode_json(snapshot), event_id)
+    def preamble(self, snapshot_json: str, event_id: str) -> bytes:
+        return ws_frames.event_json("snapshot", snapshot_json, event_id)
 
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
         """Let gunicorn send the 101 head, then take the socket over. None: no WebSocket after all."""
