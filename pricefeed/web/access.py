@@ -7,6 +7,7 @@ the operator's own shell, never a visitor relayed by nginx on the same host.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 
 from flask import Request, current_app
@@ -34,7 +35,16 @@ def operator_allowed(environ: dict, config: Config) -> bool:
     """The request (its WSGI environ) may see the operator's view (see the module docstring)."""
     if config.admin_token:
         return token_matches(environ, config.admin_token)
-    return is_direct_loopback(environ, config.trusted_proxies)
+    forwarding = "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ
+    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.trusted_proxies)
+
+
+@functools.lru_cache(maxsize=4096)      # asked on every stream's open, mostly for the same few peers
+def _direct_loopback(remote: str | None, forwarding: bool, trusted: tuple) -> bool:
+    environ: dict = {} if remote is None else {"REMOTE_ADDR": remote}
+    if forwarding:
+        environ["HTTP_FORWARDED"] = ""
+    return is_direct_loopback(environ, trusted)
 
 
 def admin_allowed(request: Request) -> bool:

@@ -7,6 +7,7 @@ environ: a stream is opened without Flask's request object (dispatcher.py).
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from urllib.parse import parse_qsl
@@ -70,6 +71,16 @@ def parse_last_event_id(raw: str | None) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+@functools.lru_cache(maxsize=4096)
+def address_key(remote: str | None, forwarded_for: str | None, trusted_proxies: tuple) -> str:
+    """client_address.client_key of the only two headers it reads, remembered: a browser that
+    reconnects (or one NAT's many) asks again with the same ones."""
+    environ = {"REMOTE_ADDR": remote} if remote is not None else {}
+    if forwarded_for is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client_key(environ, trusted_proxies)
+
+
 class StreamRequest:
     """One request for a stream, checked: what the session acts on, and what a host's
     `@feed.authorize` callback is given (`headers`, `cookies`, `address`, `pairs`, `transport`)."""
@@ -86,7 +97,8 @@ class StreamRequest:
         self.resume_from = resume_from
         self.origin: str | None = environ.get("HTTP_ORIGIN")
         # The per-address limits' key: an IPv4 address or an IPv6 /64 (client_address.py).
-        self.address = client_key(environ, trusted_proxies)
+        self.address = address_key(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
+                                   trusted_proxies)
         self._trusted = trusted_proxies
         self._headers: EnvironHeaders | None = None
         self._cookies: Any = None
