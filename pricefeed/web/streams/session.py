@@ -112,16 +112,21 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
     except BaseException:
         release()
         raise
-    if transport.sock is not None:
-        # A client that stops reading blocks only its own greenlet, and only for WRITE_TIMEOUT.
-        transport.sock.settimeout(node.config.write_timeout)
-    # Registered and snapshotted without yielding in between: no tick falls in the gap.
-    extra: dict = {"interval_ms": client.pace_ms}
-    if request.resume_from is not None:
-        extra["resume"] = node.hub.resume(request.resume_from, request.pairs)
-    snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config), extra)
-    preamble = transport.preamble(snapshot, node.hub.last_event_id)
-    status, headers = transport.head(environ)
+    try:
+        if transport.sock is not None:
+            # A client that stops reading blocks only its own greenlet, and only for WRITE_TIMEOUT.
+            transport.sock.settimeout(node.config.write_timeout)
+        # Registered and snapshotted without yielding in between: no tick falls in the gap.
+        extra: dict = {"interval_ms": client.pace_ms}
+        if request.resume_from is not None:
+            extra["resume"] = node.hub.resume(request.resume_from, request.pairs)
+        snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config), extra)
+        preamble = transport.preamble(snapshot, node.hub.last_event_id)
+        status, headers = transport.head(environ)
+    except BaseException:
+        node.hub.disconnect(client)     # nothing may stay registered for a stream that never started
+        release()
+        raise
     return status, headers, StreamSession(node.hub, client, transport, preamble, release)
 
 
