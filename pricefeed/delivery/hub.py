@@ -292,7 +292,7 @@ class Hub:
             entry.provisional = True
 
     def _deliver(self, tick: PriceTick, provisional: bool) -> None:
-        frame = framings("price", self._price_payload(tick), tick.event_id)
+        frame = framings("price", self.price_payload(tick), tick.event_id)
         self.version += 1
         self.book[tick.pair] = BookEntry(tick, frame, self._confirmed_at(tick), self.version, provisional)
         self.ticks_delivered += 1
@@ -403,10 +403,10 @@ class Hub:
             return False
         self.standings = dict(standings)
         for entry in self.book.values():
-            entry.frame = framings("price", self._price_payload(entry.tick), entry.tick.event_id)
+            entry.frame = framings("price", self.price_payload(entry.tick), entry.tick.event_id)
         return True
 
-    def _price_payload(self, tick: PriceTick, stale: bool = False, age_ms: int | None = None) -> dict:
+    def price_payload(self, tick: PriceTick, stale: bool = False, age_ms: int | None = None) -> dict:
         standing = self.standings.get(tick.pair)
         listing = standing.listing if standing is not None else LISTED
         status = listing if listing != LISTED else ("stale" if stale else "live")
@@ -449,7 +449,7 @@ class Hub:
             if entry is None:
                 continue
             stale = self.is_stale(entry, now)
-            prices.append(self._price_payload(entry.tick, stale, max(0, now_ms - entry.tick.ts)))
+            prices.append(self.price_payload(entry.tick, stale, max(0, now_ms - entry.tick.ts)))
         return prices
 
     @property

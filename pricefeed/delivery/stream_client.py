@@ -5,7 +5,7 @@ The flusher writes a client's chunk in one of two ways:
   chunk, straight to the client's socket. This is the fast path: no greenlet
   switch, no trip through the WSGI stack. It is used only where we know how the
   server frames a response body — plain HTTP/1.1 under gunicorn's gevent worker
-  (the web layer's sse_response.direct_socket decides) — and only after the server has sent the
+  (the web layer's streams/server.py direct_socket decides) — and only after the server has sent the
   response head and the first chunk itself.
 - through WSGI: the chunk is handed to the client's greenlet, which yields it to
   the server like any streaming response (other servers, TLS, HTTP/1.0, tests).
@@ -108,7 +108,7 @@ class StreamClient:
         if self.gone or self._fd < 0:
             return False
         if self.busy:
-            # Queued behind the backlog: the greenlet writes it next (ws_view.py). The backlog
+            # Queued behind the backlog: the greenlet writes it next (streams/ws_transport.py). The backlog
             # itself is never touched here, since that greenlet may be writing it right now.
             self.outbox = data if self.outbox is None else self.outbox + data
             self._wakeup.set()

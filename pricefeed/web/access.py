@@ -7,34 +7,49 @@ the operator's own shell, never a visitor relayed by nginx on the same host.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 
 from flask import Request, current_app
 
+from pricefeed.config import Config
 from pricefeed.web.client_address import is_direct_loopback
 
 EXTENSION_KEY = "pricefeed"
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
+def bearer_token(environ: dict) -> str | None:
+    header = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
-def token_matches(request: Request, expected: str) -> bool:
-    given = bearer_token(request)
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def token_matches(environ: dict, expected: str) -> bool:
+    given = bearer_token(environ)
+    return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode())
+
+
+def operator_allowed(environ: dict, config: Config) -> bool:
+    """The request (its WSGI environ) may see the operator's view (see the module docstring)."""
+    if config.admin_token:
+        return token_matches(environ, config.admin_token)
+    forwarding = "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ
+    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.trusted_proxies)
+
+
+@functools.lru_cache(maxsize=4096)      # asked on every stream's open, mostly for the same few peers
+def _direct_loopback(remote: str | None, forwarding: bool, trusted: tuple) -> bool:
+    environ: dict = {} if remote is None else {"REMOTE_ADDR": remote}
+    if forwarding:
+        environ["HTTP_FORWARDED"] = ""
+    return is_direct_loopback(environ, trusted)
 
 
 def admin_allowed(request: Request) -> bool:
     """The request may see the operator's view (see the module docstring)."""
-    config = current_app.extensions[EXTENSION_KEY].config
-    if config.admin_token:
-        return token_matches(request, config.admin_token)
-    return is_direct_loopback(request.environ, config.trusted_proxies)
+    return operator_allowed(request.environ, current_app.extensions[EXTENSION_KEY].config)
 
 
 def test_switch_allowed(request: Request) -> bool:
@@ -42,4 +57,4 @@ def test_switch_allowed(request: Request) -> bool:
     config = current_app.extensions[EXTENSION_KEY].config
     if not is_direct_loopback(request.environ, config.trusted_proxies):
         return False
-    return config.admin_token is None or token_matches(request, config.admin_token)
+    return config.admin_token is None or token_matches(request.environ, config.admin_token)

@@ -1,43 +1,34 @@
-"""The streaming API blueprint: /stream, /ws, /prices, /history, /health under the configured prefix.
+"""The API blueprint: /prices, /history, /health (and /stream, /ws: streams/) under the configured prefix.
 
-Requests are parsed here into checked values (pairs, a resume point); everything
-below trusts them. Every error a client can cause is a JSON 4xx (errors.py).
+Requests are parsed into checked values (streams/request.py); everything below
+trusts them. Every error a client can cause is a JSON 4xx (errors.py).
 """
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
-from typing import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
 
-from pricefeed.delivery import sse
-from pricefeed.delivery.hub import HubClosed, HubFull
-from pricefeed.delivery.pace import MAX_INTERVAL_MS, MIN_INTERVAL_MS, pace_in_force
 from pricefeed.node import Node
-from pricefeed.pairs import PairError
 from pricefeed.web.access import EXTENSION_KEY, admin_allowed, test_switch_allowed
-from pricefeed.web.errors import ApiError, at_capacity, json_error, shutting_down
+from pricefeed.web.errors import ApiError, json_error
 from pricefeed.web.health import health_report, public_health_report
 from pricefeed.web.origins import cors_headers, origin_allowed, preflight_headers
 from pricefeed.web.security_headers import add_common_headers
-from pricefeed.web.stream_admission import admit, hold_stream_slot
-from pricefeed.web.sse_response import bound_writes, direct_socket, server_response, stream_events
+from pricefeed.web.streams.request import parse_pairs
+from pricefeed.web.streams.routes import add_stream_routes
+from pricefeed.web.streams.snapshot import snapshot_body
 
 log = logging.getLogger(__name__)
 
-_EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
-_INTERVAL = re.compile(r"^[0-9]{1,5}$")
 API_BLUEPRINT = "pricefeed_api"
 # Every path under the prefix, every method: answered by the blueprint, so in JSON.
 _ANY_PATH = "pricefeed_any_path"
 _ROUTES_KEY = "pricefeed.routes"
-# Up to 10% more, so streams opened together (after a deploy) do not all end together.
-LIFETIME_JITTER = 0.1
 
 
 class _AnyPath(BaseConverter):
@@ -54,6 +45,8 @@ def current_node() -> Node:
 def create_api_blueprint() -> Blueprint:
     api = Blueprint(API_BLUEPRINT, __name__)
     api.record(_route_every_path_and_method)
+    # /stream and /ws: served below Flask by streams/routes.StreamRoutes; declared here too.
+    add_stream_routes(api, EXTENSION_KEY)
 
     @api.before_request
     def _reject_oversized_query() -> None:
@@ -99,35 +92,18 @@ def create_api_blueprint() -> Blueprint:
         log.exception("pricefeed: unexpected error serving %s %s", request.method, request.path[:200])
         return json_error(500, "internal_error", "the server failed to answer; this is a bug")
 
-    @api.route("/stream", methods=["GET"], provide_automatic_options=False)
-    def stream():
-        node = current_node()
-        pairs = _requested_pairs(node)
-        pace_ms = requested_pace(node)
-        resume_from = _last_event_id()
-        if request.method == "HEAD":
-            # Headers only, and no mailbox: gunicorn never writes a HEAD body, so a stream
-            # opened here would never notice its client leave and would hold a slot forever.
-            return Response(b"", content_type=sse.CONTENT_TYPE, headers=sse.HEADERS)
-        release = hold_stream_slot(node)
-        try:
-            admit(node, release.address, request.environ.get("gunicorn.socket"))
-            return _open_stream(node, pairs, pace_ms, resume_from, release)
-        except BaseException:
-            release()
-            raise
-
     @api.route("/prices", methods=["GET"], provide_automatic_options=False)
     def prices():
         node = current_node()
-        response = jsonify(_snapshot_body(node, _requested_pairs(node)))
+        response = jsonify(snapshot_body(node, parse_pairs(request.args.get("pairs"), node),
+                                         admin_allowed(request)))
         response.headers["Cache-Control"] = "no-cache"
         return response
 
     @api.route("/history", methods=["GET"], provide_automatic_options=False)
     def history():
         node = current_node()
-        pairs = _requested_pairs(node)
+        pairs = parse_pairs(request.args.get("pairs"), node)
         now_ms = int(time.time() * 1000)
         store = node.hub.history
         response = jsonify({"interval_ms": store.interval_ms, "window_ms": store.window_ms, "server_time": now_ms,
@@ -228,85 +204,3 @@ def _any_path(unknown: str = ""):
             raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
         response.headers.update(preflight_headers())
     return response
-
-
-def _open_stream(node: Node, pairs: tuple[str, ...], pace_ms: int, resume_from: tuple[int, int] | None,
-                 release: Callable[[], None]) -> Response:
-    """Register and start one admitted stream."""
-    sock = request.environ.get("gunicorn.socket")
-    try:
-        client = node.hub.connect(pairs, direct_socket(node.direct_writes, sock, request.environ), pace_ms)
-    except HubFull:
-        raise at_capacity() from None
-    except HubClosed:
-        raise shutting_down() from None
-    bound_writes(sock, node.config.write_timeout, node.config.stream_send_buffer)
-    # Registered and snapshotted without yielding in between: no tick falls in the gap.
-    snapshot = _snapshot_body(node, pairs)
-    snapshot["interval_ms"] = client.pace_ms
-    if resume_from is not None:
-        snapshot["resume"] = node.hub.resume(resume_from, pairs)
-    retry_ms = node.config.retry_ms + random.randint(0, node.config.retry_jitter_ms)
-    preamble = sse.retry(retry_ms) + sse.event("snapshot", snapshot, node.hub.last_event_id)
-    responder = server_response(request.environ) if client.direct else None
-    lifetime = node.config.max_stream_lifetime
-    lifetime = lifetime * (1 + random.uniform(0, LIFETIME_JITTER)) if lifetime else None
-    # direct_passthrough: the server iterates our generator itself, without werkzeug's two
-    # wrappers around it — each open stream's greenlet then parks on a shallower stack
-    # (issue 14: RSS per stream). The generator's own `finally` disconnects and releases.
-    return Response(stream_events(node.hub, client, preamble, sock, responder, lifetime, on_close=release),
-                    content_type=sse.CONTENT_TYPE, headers=sse.HEADERS, direct_passthrough=True)
-
-
-def _snapshot_body(node: Node, pairs: tuple[str, ...]) -> dict:
-    body = {
-        "prices": node.hub.snapshot(pairs),
-        # Every requested pair, priced or not: live | stale | halted | unlisted, and what it trades as.
-        "pairs": node.hub.pair_states(pairs),
-        "mode": node.mode,
-        "simulated": node.simulated,
-        "stale": [p for p in node.hub.stale_pairs() if p in pairs],
-        "stale_after_ms": int(node.config.stale_after * 1000),
-        "server_time": int(time.time() * 1000),
-        "resume": None,
-        "reason": node.access.current(),
-        "detail": node.mode_detail(),
-    }
-    if admin_allowed(request):
-        # Which worker answered (host:pid) is the operator's business only; browsers never see it.
-        body["worker"] = node.worker_id
-    return body
-
-
-def _requested_pairs(node: Node) -> tuple[str, ...]:
-    raw = request.args.get("pairs")
-    try:
-        pairs = node.catalog.resolve_list(raw, node.config.max_pairs_per_request)
-    except PairError as exc:
-        raise ApiError(400, exc.error, exc.detail) from None
-    return tuple(pair.name for pair in pairs)
-
-
-def requested_pace(node: Node) -> int:
-    """The pace in force for this request's `interval` (ms): 0 every tick, or 100..60000, raised to
-    the deployment's floor (PRICEFEED_MIN_UPDATE_INTERVAL); absent: that floor."""
-    raw = request.args.get("interval")
-    if raw is None:
-        return pace_in_force(None, node.config.min_update_interval)
-    if not _INTERVAL.match(raw) or not (int(raw) == 0 or MIN_INTERVAL_MS <= int(raw) <= MAX_INTERVAL_MS):
-        raise ApiError(400, "malformed_interval", f"interval must be 0 (every tick) or whole milliseconds "
-                       f"from {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}, got {raw[:20]!r}")
-    return pace_in_force(int(raw), node.config.min_update_interval)
-
-
-def _last_event_id() -> tuple[int, int] | None:
-    raw = request.headers.get("Last-Event-ID")
-    if raw is None:
-        raw = request.args.get("lastEventId")
-    if raw is None or raw == "":
-        return None
-    match = _EVENT_ID.match(raw.strip())
-    if not match:
-        raise ApiError(400, "malformed_last_event_id",
-                       "Last-Event-ID must be an id this server sent, like 1700000000000-42")
-    return int(match.group(1)), int(match.group(2))

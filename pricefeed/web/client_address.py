@@ -7,6 +7,7 @@ request straight from an untrusted peer is that peer, whatever it wrote.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Iterable, Union
 
@@ -17,6 +18,7 @@ Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPV6_CLIENT_PREFIX = 64
 
 
+@functools.lru_cache(maxsize=4096)      # pure; a stream's open asks it twice, reconnects ask it again
 def parse_ip(text: str | None) -> IPAddress | None:
     """An IP from a socket address or a forwarded hop ("[::1]", "1.2.3.4:5678" tolerated); None if not one."""
     if not text:

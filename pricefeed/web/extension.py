@@ -18,9 +18,10 @@ from pricefeed.web.dashboard import create_dashboard_blueprint
 from pricefeed.web.gevent_requirement import GeventRequirement
 from pricefeed.web.metrics import NodeMetrics
 from pricefeed.web.metrics_view import create_metrics_blueprint
-from pricefeed.web.sse_response import remember_start_response
 from pricefeed.web.stream_door import StreamDoor
-from pricefeed.web.ws_view import add_websocket_routes
+from pricefeed.web.streams.routes import StreamRoutes
+from pricefeed.web.streams.server import remember_start_response
+from pricefeed.web.streams.session import Authorizer
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class PriceFeed:
         self.metrics: NodeMetrics | None = None
         self._start_lock = threading.Lock()
         self._settings: collections.ChainMap = collections.ChainMap()
-        self._gevent_check = GeventRequirement()
+        self.gevent_check = GeventRequirement()
+        self.authorizer: Authorizer | None = None
         if app is not None:
             self.init_app(app)
 
@@ -52,17 +54,35 @@ class PriceFeed:
             # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
             self.metrics = NodeMetrics(self.node)
             app.register_blueprint(create_metrics_blueprint(EXTENSION_KEY), url_prefix=self.config.url_prefix)
-        api = create_api_blueprint()
-        add_websocket_routes(api)     # /ws beside /stream: the same parsers and JSON errors
-        app.register_blueprint(api, url_prefix=self.config.url_prefix)
+        app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
         if self.config.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
-        app.before_request(self._start_on_first_request)
-        app.before_request(self._gevent_check.refuse_stream_without_gevent)
-        app.wsgi_app = remember_start_response(app.wsgi_app)
+        app.before_request(self.start_on_first_request)
+        wsgi_app = app.wsgi_app
+        if getattr(wsgi_app, "__self__", None) is app and getattr(wsgi_app, "__func__", None) is type(app).wsgi_app:
+            # Streams are opened below Flask's request machinery (streams/routes.py).
+            app.wsgi_app = StreamRoutes(wsgi_app, self, app)
+        else:
+            # The host wrapped app.wsgi_app already: its middleware must see every stream, so
+            # streams go through Flask's routes (the same session; a dearer open).
+            log.info("pricefeed: app.wsgi_app was wrapped before PriceFeed: streams are served through Flask")
+            app.wsgi_app = remember_start_response(wsgi_app)
         # `flask pricefeed status|simulate|serve`, as Flask-Migrate registers `flask db`.
         app.cli.add_command(create_cli_group())
-        self._gevent_check.explain_if_flask_run()
+        self.gevent_check.explain_if_flask_run()
+
+    def authorize(self, callback: Authorizer) -> Authorizer:
+        """Decorator: `callback(stream_request)` decides who may open a stream (/stream and /ws).
+
+        Streams are served below Flask (no `before_request`, no `flask.request`), so a host gates
+        them here. `stream_request` has `headers`, `cookies`, `address` (the per-address key),
+        `client_ip` (under PRICEFEED_TRUSTED_PROXIES), `pairs`, `transport` ("sse" or "websocket")
+        and `environ`. Return True to let the stream open, 401 to refuse it as `unauthorized`
+        (not logged in), False or 403 as `forbidden`. It runs after the request has parsed and
+        before admission, once per stream opened; it must be quick (no blocking I/O in the hub).
+        """
+        self.authorizer = callback
+        return callback
 
     def _capacity(self, config: Config) -> capacity.Capacity:
         """This process's capacity (derived once: by pricefeed's gunicorn worker before it loaded
@@ -82,7 +102,7 @@ class PriceFeed:
         PRICEFEED_CONNECTION_RESERVE below it. `direct_writes`: the worker frames responses with
         gunicorn's own chunked Response over a plain socket, so the flusher may write a stream's
         chunks to its socket itself (node.direct_writes; each stream still checks its own
-        socket and framing, sse_response.direct_socket). Returns the door the worker consults
+        socket and framing, streams/server.py direct_socket). Returns the door the worker consults
         while shedding (stream_door.py).
         """
         assert self.node is not None and self.config is not None, "PriceFeed.init_app() was not called"
@@ -106,10 +126,10 @@ class PriceFeed:
         if self.node is not None and self.node.running:
             self.node.stop(spread_s, delay_s)
 
-    def _start_on_first_request(self) -> None:
+    def start_on_first_request(self) -> None:
         if self.node is not None and not self.node.running:
-            if not self._gevent_check.patched():
-                self._gevent_check.explain_once()
+            if not self.gevent_check.patched():
+                self.gevent_check.explain_once()
                 return
             try:
                 self.start()

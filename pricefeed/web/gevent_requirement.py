@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import request
-
-from pricefeed.web.errors import json_error
+from pricefeed.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-STREAM_ENDPOINT = "pricefeed_api.stream"
 WHAT_TO_RUN = ("run `flask pricefeed serve` for development, or gunicorn with the gevent worker "
                "(`from pricefeed.gunicorn import *` in gunicorn.conf.py) in production")
 
@@ -25,11 +22,13 @@ class GeventRequirement:
 
     def __init__(self) -> None:
         self.explained = False
+        self._patched = False
 
-    @staticmethod
-    def patched() -> bool:
-        from gevent import monkey
-        return monkey.is_module_patched("socket")
+    def patched(self) -> bool:
+        if not self._patched:       # once patched, a process stays patched: asked once per stream
+            from gevent import monkey
+            self._patched = monkey.is_module_patched("socket")
+        return self._patched
 
     def explain_once(self) -> None:
         if not self.explained:
@@ -44,13 +43,11 @@ class GeventRequirement:
         if context is not None and context.info_name == "run" and not self.patched():
             self.explain_once()
 
-    def refuse_stream_without_gevent(self):
-        """before_request: a stream on a real server without gevent gets the 503 that explains."""
-        if request.endpoint != STREAM_ENDPOINT or "SERVER_SOFTWARE" not in request.environ:
-            return None
-        if self.patched():
+    def refusal(self, environ: dict) -> ApiError | None:
+        """For a stream request: on a real server without gevent, the 503 that explains; else None."""
+        if "SERVER_SOFTWARE" not in environ or self.patched():
             return None
         self.explain_once()
-        return json_error(503, "gevent_required",
-                          f"this server ({request.environ['SERVER_SOFTWARE'][:60]}) does not run gevent, which "
-                          f"pricefeed's streams need: {WHAT_TO_RUN}")
+        return ApiError(503, "gevent_required",
+                        f"this server ({environ['SERVER_SOFTWARE'][:60]}) does not run gevent, which "
+                        f"pricefeed's streams need: {WHAT_TO_RUN}")

@@ -13,22 +13,19 @@ from __future__ import annotations
 import socket
 from typing import Callable
 
-from flask import request
-
 from pricefeed.node import Node
-from pricefeed.web.client_address import client_key
 from pricefeed.web.client_presence import ADMITTED, CLOSED, GONE, wait_for_turn
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down, too_many_streams
 
 
-def hold_stream_slot(node: Node) -> Callable[[], None]:
-    """Steps 1-2: take one of this address's stream slots; returns the (idempotent) release."""
+def hold_stream_slot(node: Node, address: str) -> Callable[[], None]:
+    """Steps 1-2: take one of `address`'s stream slots (client_address.client_key); returns the
+    (idempotent) release."""
     if node.hub.closed:
         raise shutting_down()
     if node.hub.full:
         node.hub.clients_refused += 1
         raise at_capacity()
-    address = client_key(request.environ, node.config.trusted_proxies)
     streams = node.admission.streams
     if not streams.acquire(address):
         raise too_many_streams(streams.limit)
@@ -38,7 +35,6 @@ def hold_stream_slot(node: Node) -> Callable[[], None]:
         if not released:
             released.append(True)
             streams.release(address)
-    release.address = address   # type: ignore[attr-defined]
     return release
 
 

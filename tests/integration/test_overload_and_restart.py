@@ -129,7 +129,7 @@ def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_client
                 assert "late" in json.loads(refused.body)["detail"]
                 assert refused.headers["content-type"] == "application/json"
                 assert 2 <= int(refused.headers["retry-after"]) <= 5
-            # Answered at the door (web/gunicorn_accept.py), before gunicorn's parser and Flask ...
+            # Answered at the door (pricefeed/server/accept.py), before gunicorn's parser and Flask ...
             loads = loads_of_every_worker(app)
             assert sum(load["shed_at_door"] for load in loads.values()) >= 1, loads
             # ... but a request the door does not take (with an Origin header, whose answer may need

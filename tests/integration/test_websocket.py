@@ -90,6 +90,8 @@ def test_subscribe_adds_pairs_with_their_latest_price_and_unsubscribe_removes_th
         client.send({"op": "subscribe", "pairs": ["eth/usd", "BTC/USD"]})
         client.wait_for(lambda c: c.of("subscribed"), message="subscribed")
         at = client.messages.index(client.of("subscribed")[0])
+        # Both frames come in one write, but the reader thread records them one at a time.
+        client.wait_for(lambda c: len(c.messages) > at + 1, message="the frame after subscribed")
         assert client.messages[at].data == {"pairs": ["BTC/USD", "ETH/USD"]}
         assert client.messages[at + 1].event == "price" and client.messages[at + 1].data["pair"] == "ETH/USD"
         client.wait_for(lambda c: len(prices_of(c, "ETH/USD", at)) >= 5, message="ETH prices flowing")

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from pricefeed.exchange.stream_plan import one_group
 from pricefeed.exchange.protocol import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
                                Trade, Unused, parse_frame, stream_names)
 from pricefeed.pairs import PairCatalog
@@ -72,7 +73,7 @@ def test_nested_control_errors_as_seen_on_the_live_service_are_replies_not_malfo
 
 def test_symbols_with_letters_of_other_scripts_travel_percent_encoded_and_parse_back():
     catalog = PairCatalog(["币安人生/USDT"])
-    url = combined_stream_url("wss://data-stream.binance.vision", catalog.pairs)
+    url = one_group("wss://data-stream.binance.vision", catalog.pairs).url
     assert url.isascii() and "%E5%B8%81" in url and url.endswith("usdt@aggTrade/%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9Fusdt@miniTicker")
     frame = json.dumps({"stream": "币安人生usdt@aggTrade", "data": {"e": "aggTrade", "E": 1750000000000,
                         "s": "币安人生USDT", "a": 5, "p": "0.01230000", "q": "1", "f": 1, "l": 1,
