@@ -50,8 +50,6 @@ import redis  # noqa: E402
 from bench.fanout_client import BATCH_READ_S, raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import (PAIRS, SCENARIOS, SYMBOLS, Scenario, client_group,  # noqa: E402
                                     flask_sse_channels)
-from bench.flask_sse_app import FlaskSSEServer  # noqa: E402
-from bench.flask_sse_bridge import PUBLISH_MODES, BridgeProcess  # noqa: E402
 from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
 from bench.stock_server import STOCK_PREFIX, stock_pricefeed  # noqa: E402
 from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
@@ -61,7 +59,7 @@ from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.waiting import free_port, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("pricefeed", "flask-sse")
+TARGETS = ("pricefeed", "flask-sse", "bare")   # bare: bench/bare_broadcast.py, the delivery anchor
 WORKER_CONNECTIONS = 12000           # per gunicorn worker, both targets
 PRICEFEED_MAX_CLIENTS = 12000        # per worker
 MAX_CLIENTS_PER_GENERATOR = 10_000   # each process may open 20,000 files
@@ -122,8 +120,33 @@ def _answers(port: int, path: str) -> bool:
 
 
 @contextmanager
+def serve_bare(workers: int, sim: SimulatorProcess) -> Iterator[Server]:
+    """bench/bare_broadcast.py: `workers` forked gevent processes, each reading the exchange itself."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_broadcast", "--port", str(port), "--upstream",
+                             sim.ws_url, "--pairs", ",".join(PAIRS), "--workers", str(workers)], cwd=ROOT)
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"bench.bare_broadcast exited with {proc.returncode}")
+            return len(children_of(proc.pid)) == workers
+        wait_until(ready, 20, message="the bare broadcast's workers")
+        yield Server(port, lambda: {"master": [proc.pid], "workers": children_of(proc.pid)}, lambda: None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
 def serve_flask_sse(scenario: Scenario, workers: int, redis_server: RedisServer, sim: SimulatorProcess,
                     publish: str, max_seconds: float) -> Iterator[Server]:
+    # Imported here: flask-sse (requirements-bench.txt) is not needed for the other targets.
+    from bench.flask_sse_app import FlaskSSEServer
+    from bench.flask_sse_bridge import BridgeProcess
     port = free_port()
     with FlaskSSEServer(port, redis_server.url, workers, WORKER_CONNECTIONS) as app:
         master = app.proc.pid
@@ -178,6 +201,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         serving = serve_stock_pricefeed(scenario, redis_server, sim)
     elif target == "pricefeed":
         serving = serve_pricefeed(scenario, args.workers, redis_server, sim)
+    elif target == "bare":
+        serving = serve_bare(args.workers, sim)
     else:
         serving = serve_flask_sse(scenario, args.workers, redis_server, sim, args.bridge_publish,
                                   max_seconds=round_s + 60)
@@ -259,6 +284,11 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
         "age_ms": age,
         "converged": converged, "converged_all": converged == clients,
         "server_cpu_pct": round(sum(cpu.get(g, 0) for g in SERVER_GROUPS), 1), "cpu_pct": cpu,
+        # Server CPU (workers, master, bridge, redis) per price event the clients received.
+        "server_us_per_event": round(sum(cpu.get(g, 0) for g in SERVER_GROUPS) / 100 * 1e6
+                                     / max(1, sum(r["window_events"] for r in ok) / window), 2),
+        "workers_us_per_event": round(cpu.get("workers", 0) / 100 * 1e6
+                                      / max(1, sum(r["window_events"] for r in ok) / window), 2),
         "server_cpu_pct_run": round(sum(cpu_run.get(g, 0) for g in SERVER_GROUPS), 1),
         "workers_window": sampler.per_worker(window_start, window_end),
         "machine_busy_pct": machine,
@@ -331,9 +361,9 @@ def _group_reports(scenario: Scenario, clients: int, ok: list[dict[str, Any]], f
 
 TABLE_HEADER = (
     "| target | N | connected | connect failures | disconnects | events/s | "
-    "age p50 / p90 / p99 / max (ms) | final prices | server CPU % | peak RSS MB (KB/client) | "
+    "age p50 / p90 / p99 / max (ms) | final prices | server CPU % | server µs/event | peak RSS MB (KB/client) | "
     "Redis conns | load-gen CPU % | leader changes | within p99 bound |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def table_row(r: dict[str, Any]) -> str:
@@ -343,7 +373,7 @@ def table_row(r: dict[str, Any]) -> str:
     target = r["target"] + (" (WebSocket)" if r.get("transport") == "ws" else "")
     row = (f"| {target} | {r['clients']:,} | {r['connected']:,} | {r['connect_failures']} | "
             f"{r['disconnects']} | {r['events_per_s']:,} | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
-            f"{r['converged']:,}/{r['clients']:,} | {r['server_cpu_pct']} | "
+            f"{r['converged']:,}/{r['clients']:,} | {r['server_cpu_pct']} | {r.get('server_us_per_event')} | "
             f"{r['rss_mb']['server_peak']} ({r['rss_kb_per_client']}) | "
             f"{redis_clients['min']}–{redis_clients['max']} | "
             f"{' + '.join(str(p) for p in r['loadgen_window_cpu_pct'])} | "
@@ -354,7 +384,7 @@ def table_row(r: dict[str, Any]) -> str:
         row += (f"\n| ↳ {name} (interval {g['interval_ms']} ms, {g['pairs_per_client']} pairs) | {g['clients']:,} | "
                 f"{g['connected']:,} | {g['connect_failures']} | {g['disconnects']} | {g['events_per_s']:,} "
                 f"({g['events_per_client_per_s']}/client) | {a['p50']} / {a['p90']} / {a['p99']} / {a['max']} | "
-                f"{g['converged']:,}/{g['clients']:,} | | | | | | {'yes' if g['within_bound'] else 'no'} |")
+                f"{g['converged']:,}/{g['clients']:,} | | | | | | | {'yes' if g['within_bound'] else 'no'} |")
     return row
 
 
@@ -370,7 +400,9 @@ def _raise_redis_maxclients(redis_server: RedisServer) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", choices=(*TARGETS, "both"), default="both")
+    parser.add_argument("--target", default="both",
+                        help=f"comma-separated, of {', '.join(TARGETS)}; both: pricefeed,flask-sse "
+                             f"(bare: bench/bare_broadcast.py, the delivery anchor)")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="widget")
     parser.add_argument("--clients", default="1000", help="comma-separated client counts, e.g. 1000,5000,10000,20000")
     parser.add_argument("--duration", type=float, default=60, help="seconds measured after the ramp, per round")
@@ -381,7 +413,7 @@ def main() -> None:
     parser.add_argument("--source-ips", type=int, default=8, help="source addresses 127.0.0.2 onwards")
     parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
                         help="seconds from connect() to the response head before a client counts as failed")
-    parser.add_argument("--bridge-publish", choices=PUBLISH_MODES, default="pooled",
+    parser.add_argument("--bridge-publish", choices=("pooled", "sse.publish"), default="pooled",
                         help="how the Flask-SSE bridge publishes (see bench/flask_sse_bridge.py)")
     parser.add_argument("--sample-every", type=int, default=10,
                         help=f"about 1 client in k reads each chunk at once and records ages; the others read "
@@ -407,7 +439,9 @@ def main() -> None:
         raise SystemExit(f"the open-files limit is {open_files}; {max(counts):,} clients need {needed:,} "
                          f"per process (raise the hard limit: ulimit -Hn)")
     scenario = SCENARIOS[args.scenario]
-    targets = TARGETS if args.target == "both" else (args.target,)
+    targets = ("pricefeed", "flask-sse") if args.target == "both" else tuple(args.target.split(","))
+    if not set(targets) <= set(TARGETS):
+        raise SystemExit(f"--target: expected {', '.join(TARGETS)} or both")
     if (args.transport == "ws" or scenario.groups) and targets != ("pricefeed",):
         raise SystemExit("WebSocket and mixed paces are pricefeed's only: use --target pricefeed")
     rows = []

@@ -13,6 +13,8 @@ processes). Loopback only; stops by itself.
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import os
 import subprocess
 import sys
@@ -85,6 +87,11 @@ def main() -> None:
         raise SystemExit("seconds must be 1..300 and clients 1..40,000")
     args.out.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        found = shutil.which("py-spy")    # installed elsewhere (e.g. pip install --target, on PATH)
+        if found is None:
+            raise SystemExit("py-spy not found beside the interpreter nor on PATH (pip install py-spy)")
+        spy = Path(found)
     duration = args.seconds + 10
     fanout = subprocess.Popen(
         [sys.executable, "-m", "bench.fanout", "--target", "pricefeed", "--scenario", args.scenario,
@@ -113,8 +120,14 @@ def main() -> None:
         print(f"fanout round: {args.out / 'fanout.jsonl'}")
     finally:
         if fanout.poll() is None:
-            fanout.terminate()
-            fanout.wait(timeout=30)
+            # SIGINT, not SIGTERM: bench.fanout then leaves its `with` blocks and stops the
+            # gunicorn, simulator and redis-server it started (SIGTERM would orphan them).
+            fanout.send_signal(signal.SIGINT)
+            try:
+                fanout.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                fanout.kill()
+                fanout.wait()
 
 
 if __name__ == "__main__":

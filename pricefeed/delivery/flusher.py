@@ -2,12 +2,13 @@
 
 Per flush it builds each distinct chunk once — keyed by the client's
 subscription and how far it has been sent — and writes it to every client that
-needs exactly that, one write per client. Every YIELD_EVERY writes it sleeps for
-YIELD_S, so the lease renewals, the bus reader and new requests run between
-writes even during a flush to tens of thousands of clients. A positive sleep, not
-sleep(0): sleep(0) only lets other *ready* greenlets run and can come straight
-back before the loop polls for I/O (gevent's own docs say so) — under a flush that
-never ends, accepts, Redis replies and the exchange's messages would wait.
+needs exactly that, one write per client. At most every YIELD_AFTER_S it lets the
+event loop turn once, I/O included (poll_io), so the lease renewals, the bus reader
+and new requests run between writes even during a flush to tens of thousands of
+clients. Not sleep(0): that only lets other *ready* greenlets run and can come
+straight back before the loop polls for I/O (gevent's own docs say so) — under a
+flush that never ends, accepts, Redis replies and the exchange's messages would
+wait. Nor a short positive sleep: libev blocks at least a millisecond for one.
 
 Each flush also measures how late it ran — one clock read per flush, never one per
 client: for every-tick clients, from the arrival at the hub of the oldest tick it
@@ -17,8 +18,9 @@ into "refuse new streams for now".
 
 What it measures for the metrics costs nothing per client either: each shared chunk
 knows how many events it carries and how many ticks conflation folded into it
-(counted once, when the chunk is built), a write adds those two numbers, and each
-flush records its duration and the age of the prices it wrote (flush_record.py).
+(counted once, when the chunk is built) and counts the clients it was written to;
+after the loop those are multiplied out once per chunk. Each flush records its
+duration and the age of the prices it wrote (flush_record.py).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ from pricefeed.delivery.stream_client import SSE, WEBSOCKET, StreamClient
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 200          # writes between yields (each write is ~5-10 µs: about 1-2 ms)
-YIELD_S = 0.0001           # > 0: a full turn of the event loop, I/O included
+YIELD_AFTER_S = 0.002      # the longest the flusher holds the event loop between two turns of it
+YIELD_CHECK_EVERY = 64     # writes between two looks at the clock (a write is ~5-10 µs)
 CRASH_PAUSE_S = 0.1
 PINGS = (sse.PING, ws_frames.PING)     # by transport
 TICK_WALK_LIMIT = 256     # ticks walked back per chunk before the batch's index is built
@@ -47,18 +49,47 @@ TICK_WALK_LIMIT = 256     # ticks walked back per chunk before the batch's index
 # positions (the longest pace, 60 s, over the 50 ms grid).
 AGE_POSITIONS = 1200
 IMMEDIATE = -1            # the every-tick flushes' position
+_UNKNOWN = object()
+
+
+def poll_io() -> None:
+    """Let the event loop turn once, I/O included, and come straight back.
+
+    A timer already due when the loop looks makes it poll without blocking (libev waits
+    0 for an expired timer). gevent.sleep(0) would come back before the poll, and a
+    sleep under a millisecond blocks a full millisecond — libev's shortest epoll wait —
+    which per yield added a millisecond to the flush and a wake-up to its CPU.
+    """
+    hub = gevent.get_hub()
+    timer = hub.loop.timer(0.0)
+    try:
+        hub.wait(timer)
+    finally:
+        timer.close()
 
 
 def _version(entry: tuple[int, bytes]) -> int:
     return entry[0]
 
 
-Chunk = tuple[bytes, bytes, int, int]
+class Chunk:
+    """One shared chunk of a flush: its bytes, what it carries, and how many clients it was written to.
+
+    The counts for the metrics are multiplied out once per flush (Flusher._tally), not added per write."""
+
+    __slots__ = ("plain", "framed", "events", "conflated", "writes")
+
+    def __init__(self, plain: bytes, framed: bytes, events: int, conflated: int):
+        self.plain = plain          # the transport's bytes (the WSGI path frames them itself)
+        self.framed = framed        # an HTTP/1.1 chunk for SSE; for WebSocket the frames themselves
+        self.events = events
+        self.conflated = conflated  # ticks conflation folded into it
+        self.writes = 0
 
 
 def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
-    """(plain, framed, events, conflated ticks) this client needs now, or None. Shared per batch.
-    Framed: an HTTP/1.1 chunk for SSE; for WebSocket the frames themselves (they are the framing)."""
+    """The chunk this client needs now, or None. Shared per batch by every client with the same
+    transport, subscription and position."""
     ping = client.ping_round < batch.ping_round
     use_journal = batch.journal is not None and client.steady
     transport = client.transport
@@ -91,7 +122,7 @@ def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
     if parts:
         plain = b"".join(parts)
         framed = b"%X\r\n%s\r\n" % (len(plain), plain) if transport == SSE else plain
-        chunk = (plain, framed, len(frames), max(0, conflated))
+        chunk = Chunk(plain, framed, len(frames), max(0, conflated))
     else:
         chunk = None
     batch.cache[key] = chunk
@@ -200,31 +231,60 @@ class Flusher:
         return written
 
     def _write(self, batch: Batch) -> int:
-        written = events = conflated = 0
+        """Visit the batch's clients in order, one write each. The loop is what a flush costs per
+        client, so it does as little as it can: a client that kept up finds its chunk with one
+        dict lookup on one int, and the counts for the metrics are multiplied out per chunk after
+        the loop, not added per write."""
+        version, ping_round = batch.version, batch.ping_round
+        journal = batch.journal is not None
+        # Chunks of clients that kept up: (subscription, transport, ping due) as one int -> chunk.
+        steady: dict[int, Chunk | None] = {}
+        skipped = 0
+        until_check = YIELD_CHECK_EVERY
+        yield_at = time.perf_counter() + YIELD_AFTER_S
         for client in batch.clients:
             if not client.ready or client.gone or client.closed:
                 continue
-            if client.busy:
+            if client.backlog is not None or client.outbox is not None:   # busy: still writing an earlier chunk
                 client.steady = False
-                self.hub.skipped_busy += 1
+                skipped += 1
                 continue
-            chunk = chunk_for(client, batch)
+            if journal and client.steady:
+                key = (client.subscription << 2) | (client.transport << 1) | (client.ping_round < ping_round)
+                chunk = steady.get(key, _UNKNOWN)
+                if chunk is _UNKNOWN:
+                    chunk = steady[key] = chunk_for(client, batch)
+            else:
+                chunk = chunk_for(client, batch)
             if chunk is not None:
-                client.steady = client.deliver(chunk[1], chunk[0])
-                written += 1
-                events += chunk[2]
-                conflated += chunk[3]
-                if written % YIELD_EVERY == 0:
-                    gevent.sleep(YIELD_S)
+                client.steady = client.deliver(chunk.framed, chunk.plain)
+                chunk.writes += 1
+                until_check -= 1
+                if not until_check:
+                    until_check = YIELD_CHECK_EVERY
+                    if time.perf_counter() >= yield_at:
+                        poll_io()
+                        yield_at = time.perf_counter() + YIELD_AFTER_S
             else:
                 client.steady = True
-            client.sent_version = batch.version
-            client.ping_round = batch.ping_round
+            client.sent_version = version
+            client.ping_round = ping_round
+        return self._tally(batch, skipped)
+
+    def _tally(self, batch: Batch, skipped: int) -> int:
+        """The flush's counts into the hub's, per shared chunk; returns the number of writes."""
+        written = events = conflated = 0
+        for chunk in batch.cache.values():
+            if chunk is not None and chunk.writes:
+                written += chunk.writes
+                events += chunk.events * chunk.writes
+                conflated += chunk.conflated * chunk.writes
         hub = self.hub
         hub.flushes += 1
         hub.writes += written
         hub.events_written += events
         hub.conflated += conflated
+        hub.skipped_busy += skipped
         return written
 
     def _record_tick_ages(self, batch: Batch, position: int) -> None:

@@ -10,8 +10,10 @@ import socket
 import time
 
 import gevent
+import gevent.socket
 import pytest
 
+from pricefeed.delivery import flusher as flusher_module
 from pricefeed.delivery import sse
 from pricefeed.delivery.flusher import Flusher, chunk_for
 from pricefeed.delivery.hub import Hub, HubClosed, HubFull
@@ -124,6 +126,29 @@ def test_a_client_not_yet_ready_is_not_written_to_and_then_catches_up_from_its_s
     hub.ready(wire.client)
     flush(hub)
     assert prices(wire.body()) == ["2.00"]
+
+
+def test_a_long_flush_lets_the_event_loop_read_sockets_between_writes(monkeypatch):
+    """A flush to many clients turns the event loop now and then, I/O included: the bus reader,
+    accepts and lease renewals must not wait for the last write."""
+    monkeypatch.setattr(flusher_module, "YIELD_AFTER_S", 0.0)     # turn it at every clock check
+    hub = Hub(["BTC/USD"], max_clients=1000, stale_after=10)
+    wires = [Wire(hub, ("BTC/USD",)) for _ in range(4 * flusher_module.YIELD_CHECK_EVERY)]
+    flush(hub)
+    hub.publish(tick(price="1.00"))
+    batch = hub.take_batch()
+    events: list[str] = []
+    inbound, outbound = gevent.socket.socketpair()     # cooperative: its recv waits in the event loop
+    reader = gevent.spawn(lambda: events.append(f"read {inbound.recv(16).decode()}"))
+    gevent.sleep(0.01)                 # the reader waits on its socket
+    outbound.send(b"bus")              # readable before the flush starts
+    assert Flusher(hub).flush(batch) == len(wires)
+    events.append("flush done")
+    reader.join(timeout=5)
+    assert events == ["read bus", "flush done"]
+    assert all(prices(wire.body()) == ["1.00"] for wire in wires)
+    inbound.close()
+    outbound.close()
 
 
 # -- slow and departed clients ---------------------------------------------------------------
