@@ -178,15 +178,17 @@ def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
         all_live([app])
         clients += streams(app, 3)
         before = clients[0].latest_prices()
-        sim.fault(fault="rest", status=500, duration=20)
-        sim.fault(fault="refuse", status=418, duration=15, retry_after=2)
+        # Long enough for three failed REST polls while the WebSocket is down: the one call for
+        # every symbol weighs 80, so the weight budget spaces polls 8 s apart (request_weight.py).
+        sim.fault(fault="rest", status=500, duration=45)
+        sim.fault(fault="refuse", status=418, duration=30, retry_after=2)
         sim.fault(fault="drop")
         for client in clients:
             client.wait_for(lambda c: "degraded" in mode_sequence(c), 15, "degraded")
         stale = wait_until(lambda: next((e.json() for c in clients for e in c.of("status")
                                          if len(e.json()["stale"]) == 3), None), 10, message="stale flags")
         assert stale["mode"] == "degraded"
-        wait_until(lambda: app.health()["breakers"]["rest"]["state"] in ("open", "half-open"), 20,
+        wait_until(lambda: app.health()["breakers"]["rest"]["state"] in ("open", "half-open"), 40,
                    message="REST breaker open")
         health = app.health()
         assert health["status"] == "degraded" and all(p["stale"] for p in health["pairs"].values())

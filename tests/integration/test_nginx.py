@@ -127,14 +127,17 @@ def test_through_nginx_a_graceful_restart_answers_every_new_stream_from_a_new_wo
     nginx sends that way) but close them, so nginx opens new ones, which a new worker accepts."""
     with serve(sim, PRICEFEED_RESTART_SPREAD="0.5") as app, NginxProcess(app.port) as nginx:
         old_workers = set(app.worker_pids())
+        refusals: list[bytes] = []
 
         def status_of(path: str) -> int:
             conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
             try:
                 conn.request("GET", path)
                 response = conn.getresponse()
-                if path != STREAM:
-                    response.read()       # a whole response: nginx keeps its upstream connection
+                if path != STREAM or response.status != 200:
+                    body = response.read()   # a whole response: nginx keeps its upstream connection
+                    if response.status != 200:
+                        refusals.append(body[:300])
                 return response.status
             finally:
                 conn.close()
@@ -151,7 +154,7 @@ def test_through_nginx_a_graceful_restart_answers_every_new_stream_from_a_new_wo
             while time.monotonic() < deadline:
                 statuses.append(status_of(STREAM))
                 time.sleep(0.05)
-            assert statuses and set(statuses) == {200}, statuses
+            assert statuses and set(statuses) == {200}, (statuses, refusals)
             proxied.wait_for(lambda c: c.closed, 10, "the proxied stream closed by the restart")
             assert int(detailed_health(app)["worker"]["id"].rsplit(":", 1)[1]) not in old_workers
             assert "upstream prematurely closed" not in nginx.error_log()

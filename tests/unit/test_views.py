@@ -13,13 +13,16 @@ def make_app(**config) -> tuple[Flask, PriceFeed]:
     return app, feed
 
 
-def test_a_worker_that_is_shutting_down_answers_503_with_a_short_retry_after():
+def test_a_worker_that_is_shutting_down_answers_a_stream_with_its_farewell_retry_and_ends_it():
+    """What its open streams are told: come back after `retry:` (a 503 would end an EventSource)."""
     app, feed = make_app()
     feed.node.stop()
     response = app.test_client().get("/api/market-data/stream?pairs=BTC/USD")
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "1"
-    assert response.get_json()["error"] == "shutting_down"
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    retry_ms = int(response.get_data(as_text=True).removeprefix("retry: ").strip())
+    config = feed.node.config
+    assert config.restart_retry_ms <= retry_ms <= config.restart_retry_ms + config.restart_retry_jitter_ms
 
 
 def test_two_apps_in_one_process_do_not_share_state():

@@ -25,6 +25,7 @@ import socket
 import time
 from typing import Callable, Iterator, Protocol
 
+from pricefeed.delivery.drain import farewell_retry
 from pricefeed.delivery.hub import Hub, HubClosed, HubFull
 from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.node import Node
@@ -33,7 +34,7 @@ from pricefeed.web.errors import ApiError, at_capacity, shutting_down
 from pricefeed.web.origins import origin_allowed
 from pricefeed.web.stream_admission import admit, hold_stream_slot
 from pricefeed.web.streams.answers import Headers
-from pricefeed.web.streams.request import StreamRequest, host_url, parse_stream_request
+from pricefeed.web.streams.request import SSE, StreamRequest, host_url, parse_stream_request
 from pricefeed.web.streams.server import bound_writes, discard_unsent
 from pricefeed.web.streams.snapshot import snapshot_json
 
@@ -98,6 +99,8 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         # Headers only, and no mailbox: a server never writes a HEAD body, so a stream opened
         # here would never notice its client leave and would hold a slot forever.
         return transport.head_only(environ)
+    if (node.hub.draining or node.hub.closed) and transport.name == SSE:
+        return farewell_only(node, transport, environ)
     transport.check_server()
     authorized(authorizer, request)
     release = hold_stream_slot(node, request.address)
@@ -127,6 +130,16 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         release()
         raise
     return status, headers, StreamSession(node.hub, client, transport, preamble, release)
+
+
+def farewell_only(node: Node, transport: Transport, environ: dict) -> tuple[str, Headers, object]:
+    """A stopping worker's answer to a stream request that reached it anyway (sent on a kept-alive
+    connection as the stop began; the idle ones were closed): what its open streams are told, a
+    `retry:` and the end of the stream, so the browser comes back after it to a new worker. A 503
+    would end a native EventSource for good."""
+    status, headers = transport.head(environ)
+    farewell = farewell_retry(node.config.restart_retry_ms, node.config.restart_retry_jitter_ms)()
+    return status, headers, [farewell]
 
 
 def stream_lifetime(node: Node) -> float | None:
