@@ -38,6 +38,8 @@ from gevent.server import StreamServer
 from gevent.socket import wait_read
 
 from pricefeed.server.keepalive import KeepAliveWaits
+from pricefeed.server.pending import PendingConnections
+from pricefeed.web.raw_response import DoorRefusal
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
 HEAD_WAIT_S = 0.1       # how long a shedding worker waits for a just-accepted connection's request head
@@ -49,24 +51,41 @@ class Door(Protocol):
     def closed(self) -> bool:
         """True while new streams are refused before the app (shedding load)."""
 
-    def answer(self, head: bytes) -> bytes | None:
-        """The whole response for this complete request head, or None: gunicorn's normal path."""
+    def answer(self, head: bytes) -> DoorRefusal | None:
+        """The answer to this complete request head, or None: gunicorn's normal path."""
+
+
+# The worker's access-log line for a door refusal: (head, peer, refusal, seconds taken).
+LogRefusal = Callable[[bytes, Any, DoorRefusal, float], None]
 
 
 class AcceptServer(StreamServer):
-    """gevent's StreamServer with a batch per accept turn and the door in front of the handler."""
+    """gevent's StreamServer with a batch per accept turn, the pending-connection limits
+    (pending.py) and the door in front of the handler."""
 
     def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
-                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None, **ssl_args: Any):
+                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None,
+                 pending: PendingConnections | None = None, log_refusal: LogRefusal | None = None,
+                 **ssl_args: Any):
         super().__init__(listener, handle=handle, spawn=pool, **ssl_args)
         self.max_accept = max(1, batch)
         self._serve = handle
         self._door = door
         self._waits = keepalive_waits
+        # Plain HTTP only: a TLS connection's first bytes are a handshake, not a head.
+        self._pending = None if self.ssl_enabled else pending
+        self._log_refusal = log_refusal
 
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
-        if door is not None and door.closed():
+        pending = self._pending
+        if pending is not None:
+            admitted, key = pending.admit(address)
+            if not admitted:
+                client.close()       # at once: no greenlet, no parser, no answer to a request never made
+                return
+            greenlet = self.pool.spawn(self._first_head, pending, key, client, address)
+        elif door is not None and door.closed():
             greenlet = self.pool.spawn(self._at_the_door, door, client, address)
         elif self._waits is None or self.ssl_enabled:
             super().do_handle(client, address)       # (TLS: gevent wraps the socket first)
@@ -78,29 +97,95 @@ class AcceptServer(StreamServer):
         if self._waits is not None:
             self._waits.serving(greenlet, client)
 
-    def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
+    def _first_head(self, pending: PendingConnections, key: str | None, client: Any, address: Any) -> None:
+        """Wait for the first request head (peeked), within the deadline; then the door, then gunicorn."""
         try:
-            if answered_at_the_door(door, client):
+            try:
+                state, head = wait_for_head(client, pending.head_timeout)
+            finally:
+                pending.done(key)
+            if state == TIMED_OUT:
+                pending.head_timeouts += 1
+            if state in (TIMED_OUT, GONE):
+                return
+            door = self._door
+            if head is not None and door is not None and door.closed() and self._answered(door, client, head, address):
                 return
             self._serve(client, address)
         finally:
             client.close()      # as gevent's own spawn does after the handler (gunicorn closes it too)
 
+    def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
+        try:
+            head = _peek_head(client)
+            if head is not None and self._answered(door, client, head, address):
+                return
+            self._serve(client, address)
+        finally:
+            client.close()
 
-def answered_at_the_door(door: Door, client: Any) -> bool:
-    """Answer this connection here if its request head is one the door refuses; else leave it unread."""
-    head = _peek_head(client)
-    if head is None:
-        return False
-    response = door.answer(head)
-    if response is None:
-        return False
+    def _answered(self, door: Door, client: Any, head: bytes, address: Any) -> bool:
+        started = time.monotonic()
+        refusal = answered_at_the_door(door, client, head)
+        if refusal is None:
+            return False
+        if self._log_refusal is not None:
+            self._log_refusal(head, address, refusal, time.monotonic() - started)
+        return True
+
+
+def answered_at_the_door(door: Door, client: Any, head: bytes) -> DoorRefusal | None:
+    """Answer this connection here if its complete request `head` is one the door refuses; else
+    leave it unread and return None."""
+    refusal = door.answer(head)
+    if refusal is None:
+        return None
     try:
         client.recv(len(head))         # consume what was peeked: closing with it unread would send a reset
-        client.sendall(response)
+        client.sendall(refusal.response)
     except OSError:
         pass                           # the client left before hearing why
-    return True
+    return refusal
+
+
+COMPLETE, LONG, GONE, TIMED_OUT = "complete", "long", "gone", "timed_out"
+FIRST_PAUSE_S = 0.005    # a head split over segments: its rest usually follows within milliseconds
+LONGEST_PAUSE_S = 0.2    # a head arriving a line every few seconds is peeked ~5 times a second, no more
+
+
+def wait_for_head(client: Any, timeout: float) -> tuple[str, bytes | None]:
+    """(state, head) of a just-accepted connection, its bytes left unread: COMPLETE with the head
+    (None if bytes follow it: a body, a pipelined request — gunicorn's path), LONG (no head end in
+    PEEK_BYTES: gunicorn's path and limits), GONE, or TIMED_OUT after `timeout` s (0: none).
+
+    Nothing arrived yet: the greenlet sleeps on the socket (no CPU). Part of a head: the socket
+    stays readable, so it is peeked again after a pause that doubles while nothing new arrives."""
+    deadline = time.monotonic() + timeout if timeout else None
+    pause, seen = FIRST_PAUSE_S, 0
+    while True:
+        data = _peek(client)
+        if data is not None:
+            if data == b"":
+                return GONE, None
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                return COMPLETE, (data if len(data) == end + 4 else None)
+            if len(data) >= PEEK_BYTES:
+                return LONG, None
+        remaining = deadline - time.monotonic() if deadline is not None else 3600.0
+        if remaining <= 0:
+            return TIMED_OUT, None
+        try:
+            if data is None:
+                wait_read(client.fileno(), timeout=remaining)
+            else:
+                pause = FIRST_PAUSE_S if len(data) > seen else min(pause * 2, LONGEST_PAUSE_S)
+                seen = len(data)
+                gevent.sleep(min(pause, remaining))
+        except socket.timeout:
+            continue                   # the deadline: decided at the top
+        except (OSError, ValueError):
+            return GONE, None
 
 
 def _peek_head(client: Any) -> bytes | None:
@@ -110,28 +195,10 @@ def _peek_head(client: Any) -> bytes | None:
     (measured: half of the refusals missed the door for that), so it gets up to HEAD_WAIT_S for
     its head — a sleeping greenlet, not CPU. Bytes after the head (a pipelined request, a body)
     would be left unread at the close, which sends a reset instead of the 503: the normal path.
+    (With the pending limits on, wait_for_head has waited for the head already.)
     """
-    deadline = time.monotonic() + HEAD_WAIT_S
-    while True:
-        data = _peek(client)
-        if data is not None:
-            if data == b"":
-                return None                        # gone
-            end = data.find(b"\r\n\r\n")
-            if end >= 0:
-                return data if len(data) == end + 4 else None
-            if len(data) >= PEEK_BYTES:
-                return None                        # no head within PEEK_BYTES: not one of ours
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            if data is None:
-                wait_read(client.fileno(), timeout=remaining)
-            else:
-                gevent.sleep(min(0.005, remaining))   # part of the head: readable already, so poll
-        except (socket.timeout, OSError, ValueError):
-            return None
+    state, head = wait_for_head(client, HEAD_WAIT_S)
+    return head if state == COMPLETE else None
 
 
 def _peek(client: Any) -> bytes | None:
