@@ -34,6 +34,8 @@ import time
 from typing import Any, Callable, Protocol
 
 import gevent
+from gevent import Greenlet, getcurrent
+from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
@@ -98,7 +100,10 @@ class AcceptServer(StreamServer):
             self._waits.serving(greenlet, client)
 
     def _first_head(self, pending: PendingConnections, key: str | None, client: Any, address: Any) -> None:
-        """Wait for the first request head (peeked), within the deadline; then the door, then gunicorn."""
+        """Wait for the first request head (peeked), within the deadline; then the door; then hand
+        the connection to gunicorn's handler on a greenlet of its own, so that a stream served
+        for hours parks no frame of ours (this greenlet's pool slot passes to it)."""
+        handed_over = False
         try:
             try:
                 state, head = wait_for_head(client, pending.head_timeout)
@@ -111,9 +116,13 @@ class AcceptServer(StreamServer):
             door = self._door
             if head is not None and door is not None and door.closed() and self._answered(door, client, head, address):
                 return
-            self._serve(client, address)
+            greenlet = hand_over_slot(self.pool, Greenlet(self._serve, client, address))
+            handed_over = True
+            if self._waits is not None:
+                self._waits.serving(greenlet, client)
         finally:
-            client.close()      # as gevent's own spawn does after the handler (gunicorn closes it too)
+            if not handed_over:
+                client.close()
 
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:
@@ -132,6 +141,25 @@ class AcceptServer(StreamServer):
         if self._log_refusal is not None:
             self._log_refusal(head, address, refusal, time.monotonic() - started)
         return True
+
+
+def hand_over_slot(pool: Pool, greenlet: Greenlet) -> Greenlet:
+    """Start `greenlet` in the calling greenlet's pool slot, and leave the pool.
+
+    Not `pool.discard(current)` then `pool.spawn`: the pool would be empty for a moment (a
+    stopping worker's `pool.join` returns then, and the process exits before the handler
+    reads the request: a reset), and a full pool's spawn would wait. The new greenlet is
+    tracked first, without taking the pool's semaphore (the slot held is passed on: it is
+    released when the new greenlet ends); the current one is then untracked without
+    releasing it. gevent's Group.add/_discard, as Pool.add and Pool.discard call them.
+    """
+    current = getcurrent()
+    Group.add(pool, greenlet)
+    if hasattr(current, "unlink"):
+        current.unlink(pool._discard)
+    Group._discard(pool, current)
+    greenlet.start()
+    return greenlet
 
 
 def answered_at_the_door(door: Door, client: Any, head: bytes) -> DoorRefusal | None:
