@@ -22,10 +22,15 @@ things in the stock gunicorn gevent worker make a shedding worker slow at the do
    connection closed. Anything else — another path, a head not yet complete, bytes after
    the head — takes gunicorn's normal path, untouched.
 
-The door is chosen in `do_handle`, which runs in the accept loop, not in the connection's
-greenlet: a connection accepted while the door is open is spawned straight into gunicorn's
-handler, with no frame of ours on its stack for as long as it is served (a stream); the
-greenlet and its socket are told to the keep-alive registry (keepalive.py).
+With the pending-connection limits (pending.py, under pricefeed's app), every connection
+first waits here for its first request head, peeked, within PRICEFEED_REQUEST_HEAD_TIMEOUT;
+an address holding its limit of such connections has the next one closed in `do_handle`,
+before any greenlet. Once the head is here the door decides (while shedding), and otherwise
+the connection is handed to gunicorn's handler on a greenlet of its own in the same pool slot
+(hand_over_slot): no frame of ours stays on its stack for as long as it is served (a
+stream). Without those limits, the door is chosen in `do_handle`, in the accept loop, and an
+open door spawns straight into gunicorn's handler. Either way the serving greenlet and its
+socket are told to the keep-alive registry (keepalive.py).
 """
 from __future__ import annotations
 

@@ -73,6 +73,22 @@ def restart_timing(delay_s: float, spread_s: float, budget_s: float) -> tuple[fl
     return delay, max(0.0, min(spread_s, budget - delay))
 
 
+class NamedListener:
+    """The listening socket as gunicorn's handler sees it, its name read once: a connection whose
+    head arrives after a stopping worker closed its listener (accept.py waits for it) is still
+    answered — gunicorn's handle starts with `listener.getsockname()`."""
+
+    def __init__(self, sock: Any):
+        self._sock = sock
+        self._name = sock.getsockname()
+
+    def getsockname(self) -> Any:
+        return self._name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class Worker(GeventWorker):
     """gunicorn's gevent worker, serving a Flask app with the PriceFeed extension."""
 
@@ -144,7 +160,8 @@ class Worker(GeventWorker):
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
         pending = self.pending_connections()
-        return AcceptServer(listener, partial(self.handle, listener), Pool(self.worker_connections), batch, door,
+        return AcceptServer(listener, partial(self.handle, NamedListener(listener)), Pool(self.worker_connections),
+                            batch, door,
                             self.keepalive_waits, pending, self._log_refusal, **ssl_args)
 
     def pending_connections(self) -> PendingConnections | None:
