@@ -167,9 +167,13 @@ def hand_over_slot(pool: Pool, greenlet: Greenlet) -> Greenlet:
     return greenlet
 
 
-def answered_at_the_door(door: Door, client: Any, head: bytes) -> DoorRefusal | None:
-    """Answer this connection here if its complete request `head` is one the door refuses; else
-    leave it unread and return None."""
+def answered_at_the_door(door: Door, client: Any, head: bytes | None = None) -> DoorRefusal | None:
+    """Answer this connection here if its complete request `head` (peeked now if not given) is
+    one the door refuses; else leave it unread and return None."""
+    if head is None:
+        head = _peek_head(client)
+        if head is None:
+            return None
     refusal = door.answer(head)
     if refusal is None:
         return None
