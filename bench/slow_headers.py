@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.proc_sampler import children_of
+from bench.proc_sampler import _cpu_seconds, children_of
 from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
 from tests.support.redis_server import RedisServer
@@ -46,6 +46,10 @@ def health_time(app: GunicornProcess) -> float:
     return time.monotonic() - started
 
 
+def workers_cpu(app: GunicornProcess) -> float:
+    return sum(_cpu_seconds(pid) or 0.0 for pid in children_of(app.proc.pid))
+
+
 def workers_rss_and_files(app: GunicornProcess) -> tuple[float, int]:
     rss, files = 0, 0
     for pid in children_of(app.proc.pid):
@@ -70,7 +74,7 @@ def run(limit: int, connections: int, seconds: float, sim, redis_url: str) -> No
         anchor_health = [health_time(app) for _ in range(10)]
         rss_before, files_before = workers_rss_and_files(app)
         opens, healths, held = [], [], []
-        cpu_started = time.process_time()
+        cpu_started, server_cpu_started = time.process_time(), workers_cpu(app)
         with SlowHeaders(app.port, connections) as attack:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
@@ -80,6 +84,7 @@ def run(limit: int, connections: int, seconds: float, sim, redis_url: str) -> No
                 time.sleep(0.5)
             rss_during, files_during = workers_rss_and_files(app)
             opened, closed = attack.opened, attack.closed_by_server
+            server_cpu = workers_cpu(app) - server_cpu_started
         cpu = time.process_time() - cpu_started
     print(f"--- PRICEFEED_MAX_PENDING_PER_IP={limit} (2 workers; bound {2 * limit if limit else 'none'}) ---")
     print(f"attacker: {connections} connections wanted, {opened} opened, {closed} closed by the server; "
@@ -89,7 +94,8 @@ def run(limit: int, connections: int, seconds: float, sim, redis_url: str) -> No
     print(f"/health: anchor {summary(anchor_health)}; under attack {summary(healths)} "
           f"(median ×{statistics.median(healths) / statistics.median(anchor_health):.1f})")
     print(f"workers: RSS {rss_before:.0f} → {rss_during:.0f} MiB, open files {files_before} → {files_during}")
-    print(f"generator (this process, attacker thread and browser) CPU: {cpu:.1f} s over {seconds:.0f} s")
+    print(f"CPU over {seconds:.0f} s: the workers {server_cpu:.1f} s; the generator (this process: attacker thread "
+          f"and browser) {cpu:.1f} s")
 
 
 def main() -> None:
