@@ -159,7 +159,8 @@ class Worker(GeventWorker):
             batch = self.feed.config.accept_batch
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
-        pending = self.pending_connections()
+        # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
+        pending = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.pending_connections()
         return AcceptServer(listener, partial(self.handle, NamedListener(listener)), Pool(self.worker_connections),
                             batch, door,
                             self.keepalive_waits, pending, self._log_refusal, **ssl_args)
