@@ -58,6 +58,7 @@ def one_worker_env(sim: SimulatorProcess, max_clients: int) -> dict[str, str]:
             "PRICEFEED_PAIRS": ",".join(PAIRS), "PRICEFEED_MIN_UPDATE_INTERVAL": "1",
             "PRICEFEED_MAX_CLIENTS": str(max_clients), "PRICEFEED_WORKER_CONNECTIONS": str(max_clients + 1000),
             "PRICEFEED_MAX_STREAMS_PER_IP": str(max_clients), "PRICEFEED_NEW_STREAMS_SHARE_PER_IP": "1",
+            "PRICEFEED_MAX_PENDING_PER_IP": "0",
             "PRICEFEED_LOG_LEVEL": "WARNING", "PRICEFEED_LAG_BOUND": "30"}
 
 

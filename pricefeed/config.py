@@ -382,6 +382,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Per worker, connections accepted per turn of the event loop (gunicorn's gevent worker "
             "takes one when there are several workers: a busy worker's listen queue fills, and its 503s wait in it).",
             minimum=1, maximum=1000),
+    Setting("MAX_PENDING_PER_IP", int, 32,
+            "Per worker, connections one address (the TCP peer; IPv6 per /64) may hold before their first request "
+            "head is complete; more are closed at accept. A peer in TRUSTED_PROXIES is exempt. 0: no limit.",
+            minimum=0, maximum=1_000_000),
+    Setting("REQUEST_HEAD_TIMEOUT", float, 5.0,
+            "Seconds a new connection has to send its whole first request head; then it is closed. 0: none "
+            "(gunicorn's keepalive still bounds it).", minimum=0, maximum=300),
     Setting("RESTART_SPREAD", float, 4.0,
             "On a graceful stop (TERM, HUP, a worker recycled), the longest a worker takes to close its streams in "
             "slices (kept 3 s inside gunicorn's graceful_timeout). 0: all at once.",
@@ -498,6 +505,8 @@ class Config:
     shed_retry_after: int
     shed_retry_jitter: int
     accept_batch: int
+    max_pending_per_ip: int
+    request_head_timeout: float
     restart_spread: float
     restart_closes_per_second: float
     restart_close_delay: float

@@ -22,10 +22,15 @@ things in the stock gunicorn gevent worker make a shedding worker slow at the do
    connection closed. Anything else — another path, a head not yet complete, bytes after
    the head — takes gunicorn's normal path, untouched.
 
-The door is chosen in `do_handle`, which runs in the accept loop, not in the connection's
-greenlet: a connection accepted while the door is open is spawned straight into gunicorn's
-handler, with no frame of ours on its stack for as long as it is served (a stream); the
-greenlet and its socket are told to the keep-alive registry (keepalive.py).
+With the pending-connection limits (pending.py, under pricefeed's app), every connection
+first waits here for its first request head, peeked, within PRICEFEED_REQUEST_HEAD_TIMEOUT;
+an address holding its limit of such connections has the next one closed in `do_handle`,
+before any greenlet. Once the head is here the door decides (while shedding), and otherwise
+the connection is handed to gunicorn's handler on a greenlet of its own in the same pool slot
+(hand_over_slot): no frame of ours stays on its stack for as long as it is served (a
+stream). Without those limits, the door is chosen in `do_handle`, in the accept loop, and an
+open door spawns straight into gunicorn's handler. Either way the serving greenlet and its
+socket are told to the keep-alive registry (keepalive.py).
 """
 from __future__ import annotations
 
@@ -34,10 +39,14 @@ import time
 from typing import Any, Callable, Protocol
 
 import gevent
+from gevent import Greenlet, getcurrent
+from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
 from pricefeed.server.keepalive import KeepAliveWaits
+from pricefeed.server.pending import PendingConnections
+from pricefeed.web.raw_response import DoorRefusal
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
 HEAD_WAIT_S = 0.1       # how long a shedding worker waits for a just-accepted connection's request head
@@ -49,24 +58,41 @@ class Door(Protocol):
     def closed(self) -> bool:
         """True while new streams are refused before the app (shedding load)."""
 
-    def answer(self, head: bytes) -> bytes | None:
-        """The whole response for this complete request head, or None: gunicorn's normal path."""
+    def answer(self, head: bytes) -> DoorRefusal | None:
+        """The answer to this complete request head, or None: gunicorn's normal path."""
+
+
+# The worker's access-log line for a door refusal: (head, peer, refusal, seconds taken).
+LogRefusal = Callable[[bytes, Any, DoorRefusal, float], None]
 
 
 class AcceptServer(StreamServer):
-    """gevent's StreamServer with a batch per accept turn and the door in front of the handler."""
+    """gevent's StreamServer with a batch per accept turn, the pending-connection limits
+    (pending.py) and the door in front of the handler."""
 
     def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
-                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None, **ssl_args: Any):
+                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None,
+                 pending: PendingConnections | None = None, log_refusal: LogRefusal | None = None,
+                 **ssl_args: Any):
         super().__init__(listener, handle=handle, spawn=pool, **ssl_args)
         self.max_accept = max(1, batch)
         self._serve = handle
         self._door = door
         self._waits = keepalive_waits
+        # Plain HTTP only: a TLS connection's first bytes are a handshake, not a head.
+        self._pending = None if self.ssl_enabled else pending
+        self._log_refusal = log_refusal
 
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
-        if door is not None and door.closed():
+        pending = self._pending
+        if pending is not None:
+            admitted, key = pending.admit(address)
+            if not admitted:
+                client.close()       # at once: no greenlet, no parser, no answer to a request never made
+                return
+            greenlet = self.pool.spawn(self._first_head, pending, key, client, address)
+        elif door is not None and door.closed():
             greenlet = self.pool.spawn(self._at_the_door, door, client, address)
         elif self._waits is None or self.ssl_enabled:
             super().do_handle(client, address)       # (TLS: gevent wraps the socket first)
@@ -78,29 +104,125 @@ class AcceptServer(StreamServer):
         if self._waits is not None:
             self._waits.serving(greenlet, client)
 
+    def _first_head(self, pending: PendingConnections, key: str | None, client: Any, address: Any) -> None:
+        """Wait for the first request head (peeked), within the deadline; then the door; then hand
+        the connection to gunicorn's handler on a greenlet of its own, so that a stream served
+        for hours parks no frame of ours (this greenlet's pool slot passes to it)."""
+        handed_over = False
+        try:
+            try:
+                state, head = wait_for_head(client, pending.head_timeout)
+            finally:
+                pending.done(key)
+            if state == TIMED_OUT:
+                pending.head_timeouts += 1
+            if state in (TIMED_OUT, GONE):
+                return
+            door = self._door
+            if head is not None and door is not None and door.closed() and self._answered(door, client, head, address):
+                return
+            greenlet = hand_over_slot(self.pool, Greenlet(self._serve, client, address))
+            handed_over = True
+            if self._waits is not None:
+                self._waits.serving(greenlet, client)
+        finally:
+            if not handed_over:
+                client.close()
+
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:
-            if answered_at_the_door(door, client):
+            head = _peek_head(client)
+            if head is not None and self._answered(door, client, head, address):
                 return
             self._serve(client, address)
         finally:
-            client.close()      # as gevent's own spawn does after the handler (gunicorn closes it too)
+            client.close()
+
+    def _answered(self, door: Door, client: Any, head: bytes, address: Any) -> bool:
+        started = time.monotonic()
+        refusal = answered_at_the_door(door, client, head)
+        if refusal is None:
+            return False
+        if self._log_refusal is not None:
+            self._log_refusal(head, address, refusal, time.monotonic() - started)
+        return True
 
 
-def answered_at_the_door(door: Door, client: Any) -> bool:
-    """Answer this connection here if its request head is one the door refuses; else leave it unread."""
-    head = _peek_head(client)
+def hand_over_slot(pool: Pool, greenlet: Greenlet) -> Greenlet:
+    """Start `greenlet` in the calling greenlet's pool slot, and leave the pool.
+
+    Not `pool.discard(current)` then `pool.spawn`: the pool would be empty for a moment (a
+    stopping worker's `pool.join` returns then, and the process exits before the handler
+    reads the request: a reset), and a full pool's spawn would wait. The new greenlet is
+    tracked first, without taking the pool's semaphore (the slot held is passed on: it is
+    released when the new greenlet ends); the current one is then untracked without
+    releasing it. gevent's Group.add/_discard, as Pool.add and Pool.discard call them.
+    """
+    current = getcurrent()
+    Group.add(pool, greenlet)
+    if hasattr(current, "unlink"):
+        current.unlink(pool._discard)
+    Group._discard(pool, current)
+    greenlet.start()
+    return greenlet
+
+
+def answered_at_the_door(door: Door, client: Any, head: bytes | None = None) -> DoorRefusal | None:
+    """Answer this connection here if its complete request `head` (peeked now if not given) is
+    one the door refuses; else leave it unread and return None."""
     if head is None:
-        return False
-    response = door.answer(head)
-    if response is None:
-        return False
+        head = _peek_head(client)
+        if head is None:
+            return None
+    refusal = door.answer(head)
+    if refusal is None:
+        return None
     try:
         client.recv(len(head))         # consume what was peeked: closing with it unread would send a reset
-        client.sendall(response)
+        client.sendall(refusal.response)
     except OSError:
         pass                           # the client left before hearing why
-    return True
+    return refusal
+
+
+COMPLETE, LONG, GONE, TIMED_OUT = "complete", "long", "gone", "timed_out"
+FIRST_PAUSE_S = 0.005    # a head split over segments: its rest usually follows within milliseconds
+LONGEST_PAUSE_S = 0.2    # a head arriving a line every few seconds is peeked ~5 times a second, no more
+
+
+def wait_for_head(client: Any, timeout: float) -> tuple[str, bytes | None]:
+    """(state, head) of a just-accepted connection, its bytes left unread: COMPLETE with the head
+    (None if bytes follow it: a body, a pipelined request — gunicorn's path), LONG (no head end in
+    PEEK_BYTES: gunicorn's path and limits), GONE, or TIMED_OUT after `timeout` s (0: none).
+
+    Nothing arrived yet: the greenlet sleeps on the socket (no CPU). Part of a head: the socket
+    stays readable, so it is peeked again after a pause that doubles while nothing new arrives."""
+    deadline = time.monotonic() + timeout if timeout else None
+    pause, seen = FIRST_PAUSE_S, 0
+    while True:
+        data = _peek(client)
+        if data is not None:
+            if data == b"":
+                return GONE, None
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                return COMPLETE, (data if len(data) == end + 4 else None)
+            if len(data) >= PEEK_BYTES:
+                return LONG, None
+        remaining = deadline - time.monotonic() if deadline is not None else 3600.0
+        if remaining <= 0:
+            return TIMED_OUT, None
+        try:
+            if data is None:
+                wait_read(client.fileno(), timeout=remaining)
+            else:
+                pause = FIRST_PAUSE_S if len(data) > seen else min(pause * 2, LONGEST_PAUSE_S)
+                seen = len(data)
+                gevent.sleep(min(pause, remaining))
+        except socket.timeout:
+            continue                   # the deadline: decided at the top
+        except (OSError, ValueError):
+            return GONE, None
 
 
 def _peek_head(client: Any) -> bytes | None:
@@ -110,28 +232,10 @@ def _peek_head(client: Any) -> bytes | None:
     (measured: half of the refusals missed the door for that), so it gets up to HEAD_WAIT_S for
     its head — a sleeping greenlet, not CPU. Bytes after the head (a pipelined request, a body)
     would be left unread at the close, which sends a reset instead of the 503: the normal path.
+    (With the pending limits on, wait_for_head has waited for the head already.)
     """
-    deadline = time.monotonic() + HEAD_WAIT_S
-    while True:
-        data = _peek(client)
-        if data is not None:
-            if data == b"":
-                return None                        # gone
-            end = data.find(b"\r\n\r\n")
-            if end >= 0:
-                return data if len(data) == end + 4 else None
-            if len(data) >= PEEK_BYTES:
-                return None                        # no head within PEEK_BYTES: not one of ours
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        try:
-            if data is None:
-                wait_read(client.fileno(), timeout=remaining)
-            else:
-                gevent.sleep(min(0.005, remaining))   # part of the head: readable already, so poll
-        except (socket.timeout, OSError, ValueError):
-            return None
+    state, head = wait_for_head(client, HEAD_WAIT_S)
+    return head if state == COMPLETE else None
 
 
 def _peek(client: Any) -> bytes | None:

@@ -42,8 +42,10 @@ from gunicorn.workers.base import Worker as BaseWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from pricefeed.server.accept import AcceptServer
+from pricefeed.server.access_line import door_refusal_atoms
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
+from pricefeed.server.pending import PendingConnections
 
 # [from, to) of gunicorn's version_info; pyproject.toml states the same range.
 SUPPORTED_GUNICORN = ((27, 0), (28, 0))
@@ -71,6 +73,22 @@ def restart_timing(delay_s: float, spread_s: float, budget_s: float) -> tuple[fl
     return delay, max(0.0, min(spread_s, budget - delay))
 
 
+class NamedListener:
+    """The listening socket as gunicorn's handler sees it, its name read once: a connection whose
+    head arrives after a stopping worker closed its listener (accept.py waits for it) is still
+    answered — gunicorn's handle starts with `listener.getsockname()`."""
+
+    def __init__(self, sock: Any):
+        self._sock = sock
+        self._name = sock.getsockname()
+
+    def getsockname(self) -> Any:
+        return self._name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class Worker(GeventWorker):
     """gunicorn's gevent worker, serving a Flask app with the PriceFeed extension."""
 
@@ -80,6 +98,7 @@ class Worker(GeventWorker):
         self.door: Any = None              # the app's StreamDoor (pricefeed/web/stream_door.py)
         self.servers: list[AcceptServer] = []
         self.keepalive_waits = KeepAliveWaits()
+        self._pending: PendingConnections | None = None
         self._told_to_stop: Event | None = None
         self._feed_stopped = False
 
@@ -140,8 +159,36 @@ class Worker(GeventWorker):
             batch = self.feed.config.accept_batch
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
-        return AcceptServer(listener, partial(self.handle, listener), Pool(self.worker_connections), batch, door,
-                            self.keepalive_waits, **ssl_args)
+        # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
+        pending = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.pending_connections()
+        return AcceptServer(listener, partial(self.handle, NamedListener(listener)), Pool(self.worker_connections),
+                            batch, door,
+                            self.keepalive_waits, pending, self._log_refusal, **ssl_args)
+
+    def pending_connections(self) -> PendingConnections | None:
+        """This worker's limits on connections without a complete first head (pending.py), made
+        once from the app's settings and told to its node, where /metrics reads them."""
+        if self.feed is None:
+            return None
+        if self._pending is None:
+            config = self.feed.config
+            self._pending = PendingConnections(config.max_pending_per_ip, config.request_head_timeout,
+                                               config.trusted_proxies)
+            self.feed.node.pending_connections = self._pending
+        return self._pending
+
+    def _log_refusal(self, head: bytes, peer: Any, refusal: Any, seconds: float) -> None:
+        """The access-log line of a request the door answered before gunicorn's parser: in
+        gunicorn's access_log_format, with the reason as the `refused` field (and as the
+        environ atom `{pricefeed.refused}e`)."""
+        if not self.log.access_log_enabled:
+            return
+        try:
+            atoms = door_refusal_atoms(self.log, head, peer, refusal, seconds)
+            self.log.access_log.info(self.cfg.access_log_format, self.log.atoms_wrapper_class(atoms),
+                                     extra={"refused": refusal.reason})
+        except Exception:  # noqa: BLE001 - a log line never takes the worker down
+            self.log.exception("pricefeed: access log line for a door refusal failed")
 
     def timeout_ctx(self) -> Any:
         """gunicorn's keep-alive wait for the next request head: its Timeout, known while it waits."""

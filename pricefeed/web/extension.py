@@ -33,6 +33,7 @@ class PriceFeed:
         self.node: Node | None = None
         self.config: Config | None = None
         self.metrics: NodeMetrics | None = None
+        self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
         self._start_lock = threading.Lock()
         self._settings: collections.ChainMap = collections.ChainMap()
         self.gevent_check = GeventRequirement()
@@ -108,7 +109,8 @@ class PriceFeed:
         assert self.node is not None and self.config is not None, "PriceFeed.init_app() was not called"
         _keep_a_connection_reserve(self.node, worker_connections)
         self.node.direct_writes = self.config.direct_writes and direct_writes
-        return StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
+        self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
+        return self.door
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""

@@ -97,6 +97,12 @@ class NodeMetrics:
                                         "Streams dropped because the client read nothing for WRITE_TIMEOUT.")
         self.admission_refused = counter("pricefeed_admission_refused_total",
                                          "New streams refused with 503, by reason.", ("reason",))
+        self.pending = live_gauge("pricefeed_pending_connections",
+                                  "Connections accepted whose first request head is not complete yet.")
+        self.pending_refused = counter("pricefeed_pending_refused_total",
+                                       "Connections closed before a request: their address held "
+                                       "MAX_PENDING_PER_IP such (per_address), or no complete head within "
+                                       "REQUEST_HEAD_TIMEOUT (head_timeout).", ("reason",))
         self.flush_lag = live_gauge("pricefeed_flush_lag_seconds",
                                     "How late the flusher runs (smoothed; tick arrival or slot due to the end of "
                                     "the flush that wrote it): the worst worker's.", mode="livemax")
@@ -124,6 +130,8 @@ class NodeMetrics:
             self.lease_changes.labels(event)
         for reason in ("rate", "capacity", "lag"):
             self.admission_refused.labels(reason)
+        for reason in ("per_address", "head_timeout"):
+            self.pending_refused.labels(reason)
 
     # -- the sampler greenlet ----------------------------------------------------------
 
@@ -171,6 +179,11 @@ class NodeMetrics:
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
         self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
+        pending = getattr(node, "pending_connections", None)      # under pricefeed's worker only
+        if pending is not None:
+            self.pending.set(pending.pending)
+            self._advance(self.pending_refused.labels("per_address"), pending.refused_per_address)
+            self._advance(self.pending_refused.labels("head_timeout"), pending.head_timeouts)
         node.shedder.settle()       # a quiet market after an overload reads 0, not the last lag
         self.flush_lag.set(node.shedder.smoothed_lag_s)
         self.shedding.set(1 if node.shedder.shedding else 0)

@@ -5,6 +5,15 @@ door's 503 while shedding (stream_door.py) and the JSON for gunicorn's own limit
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
+
+
+class DoorRefusal(NamedTuple):
+    """The worker door's whole answer to a request head (stream_door.py), and what the access
+    log says of it."""
+    response: bytes
+    status: int
+    reason: str         # the JSON `error`: at_capacity, or the 400's (malformed_interval, …)
 
 
 def raw_json_response(status: int, reason: str, error: str, detail: str, headers: str = "") -> bytes:

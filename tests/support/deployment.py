@@ -12,7 +12,8 @@ SYMBOLS = "BTCUSDT,ETHUSDT,SOLUSDT"
 
 # Every client of these tests and benchmarks comes from 127.0.0.1: per-address limits off
 # (tests/integration/test_public_endpoint.py tests them).
-ONE_ADDRESS_LOAD = {"PRICEFEED_MAX_STREAMS_PER_IP": "1000000", "PRICEFEED_NEW_STREAMS_SHARE_PER_IP": "1"}
+ONE_ADDRESS_LOAD = {"PRICEFEED_MAX_STREAMS_PER_IP": "1000000", "PRICEFEED_NEW_STREAMS_SHARE_PER_IP": "1",
+                    "PRICEFEED_MAX_PENDING_PER_IP": "0"}
 
 
 def instance_env(sim, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:

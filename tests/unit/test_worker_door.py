@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from pricefeed.delivery.load_shedder import LoadShedder
+from pricefeed.pairs import PairError
 from pricefeed.server.accept import answered_at_the_door
 from pricefeed.web.stream_door import StreamDoor, is_plain_request_for
 
@@ -47,6 +48,15 @@ def test_only_a_plain_same_origin_stream_request_is_answered_at_the_door(request
     assert is_plain_request_for(request_head, frozenset({PATH})) is door
 
 
+class Catalog:
+    """The served catalog's part the door's query check asks: BTC/USD is served, nothing else."""
+
+    def resolve_list(self, raw, limit):
+        if raw is not None and raw != "BTC/USD":
+            raise PairError("unknown_pair", f"{raw} is not served here")
+        return [SimpleNamespace(name="BTC/USD")]
+
+
 class Door:
     """The app's door and the worker's use of it, with a connected socket pair per request."""
 
@@ -56,8 +66,10 @@ class Door:
         if shedding:
             self.shedder.observe(11, time.monotonic())      # one flush 11 s late: shedding
             assert self.shedder.shedding
-        self.node = SimpleNamespace(shedder=self.shedder, config=SimpleNamespace(referrer_policy="no-referrer"),
-                                    hub=SimpleNamespace(draining=False))
+        self.node = SimpleNamespace(shedder=self.shedder, hub=SimpleNamespace(draining=False),
+                                    config=SimpleNamespace(referrer_policy="no-referrer", max_pairs_per_request=10,
+                                                           min_update_interval=0),
+                                    catalog=Catalog())
         self.passed_on: list[bytes] = []
         self.door = StreamDoor(self.node, [prefix + "/stream"])
 
@@ -201,3 +213,30 @@ def test_a_fixed_crowd_settles_at_about_the_target_return_rate():
         bisect.insort(returns, (at + retry_after + (browser % 10) / 10, browser))
     settled = [refusals_per_second.get(second, 0) for second in range(40, 90)]
     assert 50 <= sum(settled) / len(settled) <= 200, settled      # not 2,000 every few seconds
+
+
+@pytest.mark.parametrize("query, error", [
+    (b"pairs=NOPE/USD", "unknown_pair"),
+    (b"pairs=BTC/USD&interval=7", "malformed_interval"),
+    (b"pairs=BTC/USD&lastEventId=yesterday", "malformed_last_event_id"),
+])
+def test_while_shedding_a_malformed_stream_request_gets_its_400_not_the_503(query, error):
+    door = Door(shedding=True)
+    response = door.request(head(b"GET /api/market-data/stream?" + query + b" HTTP/1.1"))
+    assert response.startswith(b"HTTP/1.1 400 BAD REQUEST\r\n"), response
+    assert json.loads(response.partition(b"\r\n\r\n")[2])["error"] == error
+    assert door.shedder.shed_total == 0 and door.passed_on == []
+    malformed_header = door.request(head(b"GET /api/market-data/stream?pairs=BTC/USD HTTP/1.1",
+                                         b"Last-Event-ID: nope"))
+    assert json.loads(malformed_header.partition(b"\r\n\r\n")[2])["error"] == "malformed_last_event_id"
+
+
+def test_while_shedding_a_kept_alive_requests_refusal_is_the_same_in_the_app():
+    door = Door(shedding=True).door
+    environ = {"QUERY_STRING": "pairs=BTC/USD&interval=7"}
+    assert door.refusal(environ).status == 400 and environ["pricefeed.refused"] == "malformed_interval"
+    environ = {"QUERY_STRING": "pairs=BTC/USD"}
+    refusal = door.refusal(environ)
+    assert (refusal.status, refusal.error, environ["pricefeed.refused"]) == (503, "at_capacity", "at_capacity")
+    assert door.refusal({"QUERY_STRING": "pairs=BTC/USD", "HTTP_ORIGIN": "https://shop.example"}) is None
+    assert Door(shedding=False).door.refusal({"QUERY_STRING": "pairs=BTC/USD"}) is None

@@ -81,6 +81,13 @@ class StreamRoutes:
         config = self.feed.config
         head = None
         try:
+            door = self.feed.door
+            if door is not None:
+                # The worker's door saw this connection's first request only: a later one on a
+                # kept-alive connection is refused here, before it takes an address slot.
+                refusal = door.refusal(environ)
+                if refusal is not None:
+                    raise refusal
             status, headers, body = stream_answer(self.feed, environ, make_transport)
             if isinstance(body, StreamSession) and getattr(body.transport, "owned", False):
                 head = own_head(status, headers)
