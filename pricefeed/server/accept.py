@@ -37,6 +37,7 @@ import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
+from pricefeed.server.handoff import served_by_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
@@ -57,17 +58,21 @@ class AcceptServer(StreamServer):
     """gevent's StreamServer with a batch per accept turn and the door in front of the handler."""
 
     def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
-                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None, **ssl_args: Any):
+                 door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None,
+                 hand_off: Any = None, **ssl_args: Any):
         super().__init__(listener, handle=handle, spawn=pool, **ssl_args)
         self.max_accept = max(1, batch)
         self._serve = handle
         self._door = door
         self._waits = keepalive_waits
+        self._hand_off = hand_off      # the app's stream hand-off (handoff.py), or None
 
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
         if door is not None and door.closed():
             greenlet = self.pool.spawn(self._at_the_door, door, client, address)
+        elif self._hand_off is not None:
+            greenlet = self.pool.spawn(self._handed_off_or_served, client, address)
         elif self._waits is None or self.ssl_enabled:
             super().do_handle(client, address)       # (TLS: gevent wraps the socket first)
             return
@@ -77,6 +82,17 @@ class AcceptServer(StreamServer):
             greenlet = self.pool.spawn(self._serve, client, address)
         if self._waits is not None:
             self._waits.serving(greenlet, client)
+
+    def _handed_off_or_served(self, client: Any, address: Any) -> None:
+        """A clean stream GET straight to the app's stream session (handoff.py); else gunicorn's handler."""
+        try:
+            if served_by_hand_off(self._hand_off, client, address, _peek_head):
+                client.close()
+                return
+        except BaseException:
+            client.close()
+            raise
+        self._serve(client, address)
 
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:

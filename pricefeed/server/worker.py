@@ -42,6 +42,7 @@ from gunicorn.workers.base import Worker as BaseWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from pricefeed.server.accept import AcceptServer
+from pricefeed.server.handoff import offers_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
 
@@ -141,7 +142,13 @@ class Worker(GeventWorker):
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
         return AcceptServer(listener, partial(self.handle, listener), Pool(self.worker_connections), batch, door,
-                            self.keepalive_waits, **ssl_args)
+                            self.keepalive_waits, self._hand_off(listener), **ssl_args)
+
+    def _hand_off(self, listener: Any) -> Any:
+        """The app's stream hand-off for this listener (server/handoff.py), or None."""
+        if self.feed is None or not offers_hand_off(self.cfg, listener):
+            return None
+        return self.feed.stream_hand_off(self.wsgi, self.cfg, listener.getsockname())
 
     def timeout_ctx(self) -> Any:
         """gunicorn's keep-alive wait for the next request head: its Timeout, known while it waits."""

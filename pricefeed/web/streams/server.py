@@ -65,6 +65,9 @@ def hang_up(sock: socket.socket | None) -> None:
 # Set by StreamRoutes when nothing stands between Flask's own __call__ and it (no middleware on
 # app.wsgi_app): with gunicorn's own start_response, the stream's bytes reach gunicorn unaltered.
 BELOW_FLASK_KEY = "pricefeed.below_flask"
+# Set in the environ of a stream the worker handed over from its accept path (handoff.py): no
+# gunicorn Response; the stream may own its connection wherever it may write to it directly.
+HANDED_OFF_KEY = "pricefeed.handed_off"
 _date_cache: list = [0, ""]
 
 
