@@ -35,11 +35,12 @@ from pricefeed.web.streams.sse_transport import SseTransport
 if TYPE_CHECKING:
     from pricefeed.web.streams.routes import StreamRoutes
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^`|~0-9A-Za-z]+$")
-_VALUE_OK = re.compile(rb"^[\t\x20-\x7e\x80-\xff]*$")
-_TARGET_OK = re.compile(rb"^[\x21-\x7e]+$")
+# Header lines gunicorn would map as they are: a token name without `_`, a value without
+# control characters; no folded line.
+_FIELDS = re.compile(rb"(?:[!#$%&'*+\-.^`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+_TARGET_OK = re.compile(rb"[\x21-\x7e]+")
 # Headers whose meaning gunicorn applies itself (a body, 100-continue, an upgrade).
-_NOT_OURS = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+_NOT_OURS = frozenset({"CONTENT-LENGTH", "TRANSFER-ENCODING", "EXPECT", "UPGRADE"})
 _EMPTY_INPUT = io.BytesIO(b"")          # a GET's body: nothing (shared: reading it gives b"")
 
 
@@ -52,7 +53,7 @@ class StreamHandOff:
         self.max_line = cfg.limit_request_line or 1 << 30
         self.max_fields = cfg.limit_request_fields
         self.max_field = cfg.limit_request_field_size or 1 << 30
-        self.not_ours = _NOT_OURS | {name.lower().encode("latin-1") for name in cfg.secure_scheme_headers}
+        self.not_ours = _NOT_OURS | {name.upper() for name in cfg.secure_scheme_headers}
         from gunicorn import SERVER_SOFTWARE
         self.base = {
             "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": _EMPTY_INPUT,
@@ -67,13 +68,19 @@ class StreamHandOff:
         routes = self.routes
         if routes.flask_app.wsgi_app is not routes:
             return None            # a middleware was put around the app after PriceFeed: it sees every stream
-        request_line, _, fields = head[:-4].partition(b"\r\n")
+        request_line, _, fields = head[:-2].partition(b"\r\n")
         if len(request_line) > self.max_line or not request_line.startswith(b"GET ") \
                 or not request_line.endswith(b" HTTP/1.1"):
             return None
         target = request_line[4:-9]
         path, _, query = target.partition(b"?")
-        if path != self.path or not _TARGET_OK.match(target) or b"#" in target:
+        if path != self.path or not _TARGET_OK.fullmatch(target) or b"#" in target:
+            return None
+        if not _FIELDS.fullmatch(fields):
+            return None            # a folded line, a bad name or value: gunicorn's parser decides
+        lines = fields.decode("latin-1").split("\r\n")
+        lines.pop()                # after the last line's CRLF
+        if len(lines) > self.max_fields or max(map(len, lines), default=0) > self.max_field:
             return None
         environ = self.base.copy()
         environ["QUERY_STRING"] = query.decode("latin-1")
@@ -81,22 +88,16 @@ class StreamHandOff:
         environ["gunicorn.socket"] = sock
         environ["REMOTE_ADDR"] = str(client_address[0])
         environ["REMOTE_PORT"] = str(client_address[1])
-        lines = fields.split(b"\r\n") if fields else []
-        if len(lines) > self.max_fields:
-            return None
         not_ours = self.not_ours
         for line in lines:
-            name, colon, value = line.partition(b":")
-            if not colon or len(line) > self.max_field or not _TOKEN.match(name) or b"_" in name \
-                    or not _VALUE_OK.match(value):
-                return None        # a folded line, a bad name or value: gunicorn's parser decides
-            lowered = name.lower()
-            if lowered in not_ours:
+            name, _, value = line.partition(":")
+            name = name.upper()
+            if name in not_ours:
                 return None
-            key = "HTTP_" + lowered.decode("latin-1").upper().replace("-", "_")
+            key = "HTTP_" + name.replace("-", "_")
             if key in environ:
                 return None        # repeated: gunicorn joins or refuses it
-            environ[key] = value.strip(b" \t").decode("latin-1")
+            environ[key] = value.strip(" \t")
         if "HTTP_HOST" not in environ:
             return None
         return environ

@@ -92,10 +92,15 @@ def may_own_connection(responder: object | None, environ: dict) -> bool:
     return cfg is not None and not getattr(cfg, "accesslog", None)
 
 
+_already_handled: list = []
+
+
 def already_handled() -> object:
-    """gunicorn's marker for a request whose connection the app took over."""
-    from gunicorn.workers.base_async import ALREADY_HANDLED
-    return ALREADY_HANDLED
+    """gunicorn's marker for a request whose connection the app took over (imported on first use)."""
+    if not _already_handled:
+        from gunicorn.workers.base_async import ALREADY_HANDLED
+        _already_handled.append(ALREADY_HANDLED)
+    return _already_handled[0]
 
 
 def own_head(status: str, headers: list[tuple[str, str]]) -> bytes | None:

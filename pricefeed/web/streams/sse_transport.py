@@ -32,7 +32,7 @@ class SseTransport:
     kind = SSE_FRAMING
 
     __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client", "watcher", "owned",
-                 "owned_head")
+                 "owned_head", "took_over")
 
     def __init__(self, node: Node, environ: dict):
         self.node = node
@@ -55,6 +55,7 @@ class SseTransport:
             self.owned = self.direct_socket is not None and may_own_connection(self.responder, environ)
         # StreamRoutes sets owned_head when the stream owns its connection.
         self.owned_head: bytes | None = None
+        self.took_over = False          # wrote its own head: the server closes the connection after it
 
     def check_server(self) -> None:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
@@ -77,6 +78,7 @@ class SseTransport:
         if self.owned_head is not None:
             # One write for the head and the preamble (a chunk), then the flusher's chunks follow.
             head, self.owned_head = self.owned_head, None
+            self.took_over = True
             data = b"%s%X\r\n%s\r\n" % (head, len(preamble), preamble)
             try:
                 # gevent keeps the socket non-blocking: one write(2), and sendall only for a rest.
@@ -150,4 +152,5 @@ class SseTransport:
             self.watcher = None
 
     def hang_up(self) -> None:
-        hang_up(self.sock)
+        if not self.took_over:
+            hang_up(self.sock)      # (a stream that took its connection over is closed as it returns)
