@@ -84,7 +84,9 @@ class AcceptServer(StreamServer):
             self._waits.serving(greenlet, client)
 
     def _handed_off_or_served(self, client: Any, address: Any) -> None:
-        """A clean stream GET straight to the app's stream session (handoff.py); else gunicorn's handler."""
+        """A clean stream GET straight to the app's stream session (handoff.py); anything else to
+        gunicorn's handler, in a greenlet of its own that takes this one's place in the pool: no
+        frame of ours stays under a connection gunicorn serves (a stream it parks for hours)."""
         try:
             if served_by_hand_off(self._hand_off, client, address, _peek_head):
                 client.close()
@@ -92,7 +94,16 @@ class AcceptServer(StreamServer):
         except BaseException:
             client.close()
             raise
-        self._serve(client, address)
+        pool, this = self.pool, gevent.getcurrent()
+        greenlet = gevent.Greenlet(self._serve, client, address)
+        if pool.free_count() > 0:
+            pool.start(greenlet)     # first: the pool never looks empty to a stopping worker's join
+            pool.discard(this)
+        else:
+            pool.discard(this)       # full: this greenlet's slot for the one that serves
+            pool.start(greenlet)
+        if self._waits is not None:
+            self._waits.serving(greenlet, client)
 
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:

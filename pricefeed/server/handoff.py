@@ -58,3 +58,22 @@ def served_by_hand_off(hand_off: HandOff, client: Any, address: Any,
         return True                     # gone already
     hand_off.serve(environ)
     return True
+
+
+class ListenerWithKeptName:
+    """gunicorn's listener for its handler, with its address read once: gunicorn's handler asks
+    `listener.getsockname()` as it starts, and a connection the hand-off passes on after waiting
+    for its head may start after a stopping worker closed its listeners (then EBADF would end it
+    unanswered)."""
+
+    __slots__ = ("listener", "name")
+
+    def __init__(self, listener: Any):
+        self.listener = listener
+        self.name = listener.getsockname()
+
+    def getsockname(self) -> Any:
+        return self.name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.listener, attribute)

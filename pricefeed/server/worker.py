@@ -42,7 +42,7 @@ from gunicorn.workers.base import Worker as BaseWorker
 from gunicorn.workers.ggevent import GeventWorker
 
 from pricefeed.server.accept import AcceptServer
-from pricefeed.server.handoff import offers_hand_off
+from pricefeed.server.handoff import ListenerWithKeptName, offers_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
 
@@ -141,8 +141,10 @@ class Worker(GeventWorker):
             batch = self.feed.config.accept_batch
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
-        return AcceptServer(listener, partial(self.handle, listener), Pool(self.worker_connections), batch, door,
-                            self.keepalive_waits, self._hand_off(listener), **ssl_args)
+        hand_off = self._hand_off(listener)
+        handle = partial(self.handle, ListenerWithKeptName(listener) if hand_off is not None else listener)
+        return AcceptServer(listener, handle, Pool(self.worker_connections), batch, door,
+                            self.keepalive_waits, hand_off, **ssl_args)
 
     def _hand_off(self, listener: Any) -> Any:
         """The app's stream hand-off for this listener (server/handoff.py), or None."""

@@ -181,6 +181,7 @@ def test_a_parked_stream_keeps_no_frame_of_the_worker(redis_server, sim):
             by_gunicorn = [stack for stack in stacks if stack[0].endswith("gunicorn/workers/ggevent.py:handle")]
             assert len(handed_off) == 2 and len(by_gunicorn) == 1, stacks
             for stack in by_gunicorn:
+                # Spawned straight into gunicorn's handler (the hand-off's greenlet gave it its place).
                 assert not [frame for frame in stack if "/pricefeed/server/" in frame], stack
             for stack in handed_off:
                 assert not [frame for frame in stack if "/pricefeed/server/" in frame
