@@ -61,6 +61,9 @@ def parse_pair(text: str, stable_quote: str = "USDT") -> Pair:
     return Pair(base, quote, exchange_quote)
 
 
+RESOLVED_LISTS_KEPT = 4096
+
+
 class PairCatalog:
     """The pairs this deployment serves: every configured pair by name (`configured`), and the
     ones it asks the exchange for by symbol (`pairs`).
@@ -81,6 +84,8 @@ class PairCatalog:
     def _index(self) -> None:
         self._by_name = {pair.name: pair for pair in self.configured}
         self._by_symbol = {pair.symbol: pair for pair in self.pairs}
+        # resolve_list's answers for this index: every stream's open asks, mostly the same few lists.
+        self._resolved: dict[tuple[str, int], tuple[Pair, ...]] = {}
 
     def adopt(self, traded: Mapping[str, Pair | None]) -> bool:
         """Take the exchange's names: per configured pair name, the Pair it trades as, or None if
@@ -114,6 +119,16 @@ class PairCatalog:
         """Parse a `pairs=` query value. None means every served pair; empty is malformed."""
         if text is None:
             return self.configured
+        resolved_before = self._resolved.get((text, limit))
+        if resolved_before is not None:
+            return resolved_before
+        resolved = self._resolve_list(text, limit)
+        if len(self._resolved) >= RESOLVED_LISTS_KEPT:
+            self._resolved.clear()
+        self._resolved[(text, limit)] = resolved
+        return resolved
+
+    def _resolve_list(self, text: str, limit: int) -> tuple[Pair, ...]:
         items = [item for item in text.split(",")]
         if not text.strip() or any(not item.strip() for item in items):
             raise PairError("malformed_pairs", "pairs must be a comma-separated list like BTC/USD,ETH/USD")

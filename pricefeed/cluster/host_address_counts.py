@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import array
 import fcntl
+import functools
 import hashlib
 import logging
 import mmap
@@ -48,6 +49,7 @@ SWEEP_SECONDS = 1.0
 _ZERO_COLUMN = array.array("I", bytes(COLUMN_COUNTERS * COUNTER.size))
 
 
+@functools.lru_cache(maxsize=4096)      # asked at every open and close, mostly for the same addresses
 def buckets_of(address: str) -> tuple[int, ...]:
     """The address's counter index in each row (a stable hash: every process must agree)."""
     digest = hashlib.blake2b(address.encode(), digest_size=4 * ROWS).digest()

@@ -44,6 +44,7 @@ from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
+from pricefeed.server.handoff import served_by_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.pending import PendingConnections
 from pricefeed.web.raw_response import DoorRefusal
@@ -73,7 +74,7 @@ class AcceptServer(StreamServer):
     def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
                  door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None,
                  pending: PendingConnections | None = None, log_refusal: LogRefusal | None = None,
-                 **ssl_args: Any):
+                 hand_off: Any = None, **ssl_args: Any):
         super().__init__(listener, handle=handle, spawn=pool, **ssl_args)
         self.max_accept = max(1, batch)
         self._serve = handle
@@ -82,6 +83,7 @@ class AcceptServer(StreamServer):
         # Plain HTTP only: a TLS connection's first bytes are a handshake, not a head.
         self._pending = None if self.ssl_enabled else pending
         self._log_refusal = log_refusal
+        self._hand_off = hand_off      # the app's stream hand-off (handoff.py), or None
 
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
@@ -94,6 +96,8 @@ class AcceptServer(StreamServer):
             greenlet = self.pool.spawn(self._first_head, pending, key, client, address)
         elif door is not None and door.closed():
             greenlet = self.pool.spawn(self._at_the_door, door, client, address)
+        elif self._hand_off is not None:
+            greenlet = self.pool.spawn(self._handed_off_or_served, client, address)
         elif self._waits is None or self.ssl_enabled:
             super().do_handle(client, address)       # (TLS: gevent wraps the socket first)
             return
@@ -121,13 +125,32 @@ class AcceptServer(StreamServer):
             door = self._door
             if head is not None and door is not None and door.closed() and self._answered(door, client, head, address):
                 return
-            greenlet = hand_over_slot(self.pool, Greenlet(self._serve, client, address))
+            if self._hand_off is not None and served_by_hand_off(self._hand_off, client, address, _peek_head):
+                return                   # a clean stream GET, served by the app's stream session
+            self._to_gunicorn(client, address)
             handed_over = True
-            if self._waits is not None:
-                self._waits.serving(greenlet, client)
         finally:
             if not handed_over:
                 client.close()
+
+    def _handed_off_or_served(self, client: Any, address: Any) -> None:
+        """A clean stream GET straight to the app's stream session (handoff.py); anything else to
+        gunicorn's handler, in a greenlet of its own that takes this one's place in the pool: no
+        frame of ours stays under a connection gunicorn serves (a stream it parks for hours)."""
+        try:
+            if served_by_hand_off(self._hand_off, client, address, _peek_head):
+                client.close()
+                return
+        except BaseException:
+            client.close()
+            raise
+        self._to_gunicorn(client, address)
+
+    def _to_gunicorn(self, client: Any, address: Any) -> None:
+        """gunicorn's handler, on a greenlet of its own that takes this one's slot in the pool."""
+        greenlet = hand_over_slot(self.pool, Greenlet(self._serve, client, address))
+        if self._waits is not None:
+            self._waits.serving(greenlet, client)
 
     def _at_the_door(self, door: Door, client: Any, address: Any) -> None:
         try:

@@ -26,6 +26,7 @@ gunicorn's own gevent worker) and must not import Flask or redis.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -43,6 +44,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from pricefeed.server.accept import AcceptServer
 from pricefeed.server.access_line import door_refusal_atoms
+from pricefeed.server.handoff import offers_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
 from pricefeed.server.pending import PendingConnections
@@ -140,6 +142,11 @@ class Worker(GeventWorker):
         try:
             if self.feed is not None:
                 self.feed.start()
+            # The heap built at boot (the app, its modules, the feed: ~54,000 objects) lives as long
+            # as the worker: frozen, the full collections that the allocations of stream opens
+            # trigger now and then no longer walk it.
+            gc.collect()
+            gc.freeze()
             self.servers = [self._server(listener) for listener in self.sockets]
             for server in self.servers:
                 server.start()
@@ -163,7 +170,7 @@ class Worker(GeventWorker):
         pending = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.pending_connections()
         return AcceptServer(listener, partial(self.handle, NamedListener(listener)), Pool(self.worker_connections),
                             batch, door,
-                            self.keepalive_waits, pending, self._log_refusal, **ssl_args)
+                            self.keepalive_waits, pending, self._log_refusal, self._hand_off(listener), **ssl_args)
 
     def pending_connections(self) -> PendingConnections | None:
         """This worker's limits on connections without a complete first head (pending.py), made
@@ -189,6 +196,12 @@ class Worker(GeventWorker):
                                      extra={"refused": refusal.reason})
         except Exception:  # noqa: BLE001 - a log line never takes the worker down
             self.log.exception("pricefeed: access log line for a door refusal failed")
+
+    def _hand_off(self, listener: Any) -> Any:
+        """The app's stream hand-off for this listener (server/handoff.py), or None."""
+        if self.feed is None or not offers_hand_off(self.cfg, listener):
+            return None
+        return self.feed.stream_hand_off(self.wsgi, self.cfg, listener.getsockname())
 
     def timeout_ctx(self) -> Any:
         """gunicorn's keep-alive wait for the next request head: its Timeout, known while it waits."""

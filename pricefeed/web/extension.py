@@ -19,6 +19,7 @@ from pricefeed.web.gevent_requirement import GeventRequirement
 from pricefeed.web.metrics import NodeMetrics
 from pricefeed.web.metrics_view import create_metrics_blueprint
 from pricefeed.web.stream_door import StreamDoor
+from pricefeed.web.streams.handoff import StreamHandOff
 from pricefeed.web.streams.routes import StreamRoutes
 from pricefeed.web.streams.server import remember_start_response
 from pricefeed.web.streams.session import Authorizer
@@ -111,6 +112,18 @@ class PriceFeed:
         self.node.direct_writes = self.config.direct_writes and direct_writes
         self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
         return self.door
+
+    def stream_hand_off(self, wsgi: object, cfg: object, server_address: tuple) -> StreamHandOff | None:
+        """Called by pricefeed's gunicorn worker for each listener it serves, where gunicorn does
+        nothing per request that a stream needs (no access log, no request hooks; the worker
+        decides): the app's side of taking a clean stream GET from the accept path straight to
+        the stream session (streams/handoff.py), or None — every request through gunicorn."""
+        routes = getattr(wsgi, "wsgi_app", None)
+        if not isinstance(routes, StreamRoutes) or routes.flask_app is not wsgi or self.node is None \
+                or not self.node.direct_writes:
+            return None
+        assert self.config is not None
+        return StreamHandOff(routes, self.config.url_prefix, cfg, server_address)
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""

@@ -156,13 +156,20 @@ def test_a_restart_with_idle_keepalive_connections_never_answers_503(redis_serve
                 sock.close()
 
 
+HAND_OFF = ("pricefeed/server/accept.py:_handed_off_or_served", "pricefeed/server/handoff.py:served_by_hand_off")
+
+
 def test_a_parked_stream_keeps_no_frame_of_the_worker(redis_server, sim):
     """Each open stream parks its greenlet for hours: the worker wraps no handler around it
-    (its door and its keep-alive tracking run outside the connection's stack)."""
+    (its door and its keep-alive tracking run outside the connection's stack). A clean stream
+    GET is handed from the accept path straight to the stream session (its only frames of the
+    worker are the hand-off's); one the hand-off does not take (here: a header with `_`, which
+    gunicorn maps itself) is spawned straight into gunicorn's handler."""
     with GunicornProcess(workers=1, env=instance_env(sim, redis_server.url, new_prefix()),
                          app="tests.support.stack_app:app") as app:
         all_live([app])
-        streams = [SSEClient(app.url + STREAM) for _ in range(3)]
+        streams = [SSEClient(app.url + STREAM) for _ in range(2)]
+        streams.append(SSEClient(app.url + STREAM, headers={"X_Gunicorn_Maps_This": "1"}))
         try:
             for stream in streams:
                 stream.wait_for(lambda c: c.of("price"), 10, "prices")
@@ -170,10 +177,16 @@ def test_a_parked_stream_keeps_no_frame_of_the_worker(redis_server, sim):
             assert status == 200
             stacks = json.loads(body)["stacks"]
             assert len(stacks) == len(streams)
-            for stack in stacks:
+            handed_off = [stack for stack in stacks if stack[0].endswith(HAND_OFF[0])]
+            by_gunicorn = [stack for stack in stacks if stack[0].endswith("gunicorn/workers/ggevent.py:handle")]
+            assert len(handed_off) == 2 and len(by_gunicorn) == 1, stacks
+            for stack in by_gunicorn:
+                # Spawned straight into gunicorn's handler (the hand-off's greenlet gave it its place).
                 assert not [frame for frame in stack if "/pricefeed/server/" in frame], stack
-                # Spawned straight into gunicorn's handler.
-                assert stack[0].endswith("gunicorn/workers/ggevent.py:handle"), stack
+            for stack in handed_off:
+                assert not [frame for frame in stack if "/pricefeed/server/" in frame
+                            and not frame.endswith(HAND_OFF)], stack
+                assert not [frame for frame in stack if "/gunicorn/" in frame or "/flask/" in frame], stack
         finally:
             for stream in streams:
                 stream.close()

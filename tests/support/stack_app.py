@@ -2,7 +2,8 @@
 has on its stack, read from the worker that serves the request.
 
 The test looks at the frames a parked stream keeps (the worker must not wrap each
-connection's handler); the product never walks frames.
+connection's handler) and which path it came by (gunicorn's handler, or the worker's
+hand-off of a clean stream GET); the product never walks frames.
 """
 from __future__ import annotations
 
@@ -25,6 +26,6 @@ def stream_stacks():
         while frame is not None:
             frames.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
             frame = frame.f_back
-        if any(f.endswith(":handle_request") for f in frames) and any("/pricefeed/web/" in f for f in frames):
+        if any(f.endswith("pricefeed/web/streams/session.py:_deliver") for f in frames):
             stacks.append(frames[::-1])       # outermost first
     return jsonify(stacks=stacks)

@@ -65,6 +65,9 @@ def hang_up(sock: socket.socket | None) -> None:
 # Set by StreamRoutes when nothing stands between Flask's own __call__ and it (no middleware on
 # app.wsgi_app): with gunicorn's own start_response, the stream's bytes reach gunicorn unaltered.
 BELOW_FLASK_KEY = "pricefeed.below_flask"
+# Set in the environ of a stream the worker handed over from its accept path (handoff.py): no
+# gunicorn Response; the stream may own its connection wherever it may write to it directly.
+HANDED_OFF_KEY = "pricefeed.handed_off"
 _date_cache: list = [0, ""]
 
 
@@ -89,10 +92,15 @@ def may_own_connection(responder: object | None, environ: dict) -> bool:
     return cfg is not None and not getattr(cfg, "accesslog", None)
 
 
+_already_handled: list = []
+
+
 def already_handled() -> object:
-    """gunicorn's marker for a request whose connection the app took over."""
-    from gunicorn.workers.base_async import ALREADY_HANDLED
-    return ALREADY_HANDLED
+    """gunicorn's marker for a request whose connection the app took over (imported on first use)."""
+    if not _already_handled:
+        from gunicorn.workers.base_async import ALREADY_HANDLED
+        _already_handled.append(ALREADY_HANDLED)
+    return _already_handled[0]
 
 
 def own_head(status: str, headers: list[tuple[str, str]]) -> bytes | None:

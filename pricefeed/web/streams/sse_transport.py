@@ -20,8 +20,8 @@ from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.node import Node
 from pricefeed.web.streams.answers import Headers, common_headers
 from pricefeed.web.streams.request import SSE
-from pricefeed.web.streams.server import (direct_socket, framed_by_gunicorn, hang_up, may_own_connection,
-                                          server_response)
+from pricefeed.web.streams.server import (HANDED_OFF_KEY, direct_socket, framed_by_gunicorn, hang_up,
+                                          may_own_connection, server_response)
 from pricefeed.web.streams.session import stream_lifetime, write_backlog
 
 _HEAD = [("Content-Type", sse.CONTENT_TYPE), *sse.HEADERS.items()]
@@ -32,22 +32,30 @@ class SseTransport:
     kind = SSE_FRAMING
 
     __slots__ = ("node", "sock", "responder", "direct_socket", "lifetime", "client", "watcher", "owned",
-                 "owned_head")
+                 "owned_head", "took_over")
 
     def __init__(self, node: Node, environ: dict):
         self.node = node
         self.sock: socket.socket | None = environ.get("gunicorn.socket")
-        self.responder = server_response(environ)
-        # Direct writes only where gunicorn itself frames the body; confirmed once the preamble is out.
-        self.direct_socket = (direct_socket(node.direct_writes, self.sock, environ)
-                              if self.responder is not None else None)
         self.lifetime = stream_lifetime(node)
         self.client: StreamClient | None = None
         self.watcher = None
-        # The stream may write its own head and take the connection over (server.may_own_connection);
-        # StreamRoutes sets owned_head when it does.
-        self.owned = self.direct_socket is not None and may_own_connection(self.responder, environ)
+        if environ.get(HANDED_OFF_KEY):
+            # Taken from the worker's accept path (handoff.py): no gunicorn Response; the stream
+            # owns its connection whenever it may write to it directly.
+            self.responder = None
+            self.direct_socket = direct_socket(node.direct_writes, self.sock, environ)
+            self.owned = self.direct_socket is not None
+        else:
+            self.responder = server_response(environ)
+            # Direct writes only where gunicorn itself frames the body; confirmed once the preamble is out.
+            self.direct_socket = (direct_socket(node.direct_writes, self.sock, environ)
+                                  if self.responder is not None else None)
+            # The stream may write its own head and take the connection over (server.may_own_connection).
+            self.owned = self.direct_socket is not None and may_own_connection(self.responder, environ)
+        # StreamRoutes sets owned_head when the stream owns its connection.
         self.owned_head: bytes | None = None
+        self.took_over = False          # wrote its own head: the server closes the connection after it
 
     def check_server(self) -> None:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
@@ -70,6 +78,7 @@ class SseTransport:
         if self.owned_head is not None:
             # One write for the head and the preamble (a chunk), then the flusher's chunks follow.
             head, self.owned_head = self.owned_head, None
+            self.took_over = True
             data = b"%s%X\r\n%s\r\n" % (head, len(preamble), preamble)
             try:
                 # gevent keeps the socket non-blocking: one write(2), and sendall only for a rest.
@@ -143,4 +152,5 @@ class SseTransport:
             self.watcher = None
 
     def hang_up(self) -> None:
-        hang_up(self.sock)
+        if not self.took_over:
+            hang_up(self.sock)      # (a stream that took its connection over is closed as it returns)
