@@ -81,7 +81,7 @@ def _asset(text: str) -> str:
     return text
 
 
-# -- issue 15: Redis Sentinel URLs -------------------------------------------------------------
+# -- Redis Sentinel URLs -------------------------------------------------------------
 
 SENTINEL_SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -294,7 +294,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Test only: expose POST {prefix}/_fault/block-hub?seconds=N[&worker=ID] to freeze a worker. Never in production."),
     Setting("SIMULATED", _bool, False,
             "Label every price as simulated even if the exchange does not identify as the simulator."),
-    # -- issue 10: the exchange connection against a real peer --------------------------------
+    # -- the exchange connection against a real peer --------------------------------
     Setting("UPSTREAM_PROBE_TIMEOUT", float, 3.0,
             "Seconds a quiet exchange connection has to answer its LIST_SUBSCRIPTIONS probe before it is "
             "replaced (it is probed after PRICEFEED_UPSTREAM_SILENCE_TIMEOUT, or half PRICEFEED_STALE_AFTER "
@@ -328,7 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
             "attempts (PRICEFEED_UPSTREAM_MAX_ATTEMPTS_PER_5MIN per host). Empty: <tmp>/pricefeed-<uid>."),
     Setting("ALLOW_INSECURE_UPSTREAM", _bool, False,
             "Allow ws:// and http:// exchange URLs to hosts other than loopback (TLS is otherwise required)."),
-    # issue 15: Sentinel credentials and the leader's yield
+    # Sentinel credentials and the leader's yield
     Setting("REDIS_SENTINEL_USERNAME", _optional_text, None,
             "Username for the sentinels themselves (redis+sentinel:// URLs; the URL's credentials are the master's)."),
     Setting("REDIS_SENTINEL_PASSWORD", _optional_text, None,
@@ -336,7 +336,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEADER_YIELD_AFTER", float, 30.0,
             "Seconds a leader's exchange connection may stay down (while Redis works) before it yields the "
             "lease so another host, whose route may work, tries. 0: never yield.", minimum=0, maximum=3600),
-    # -- issue 11: a public endpoint ---------------------------------------------------
+    # -- a public endpoint ---------------------------------------------------
     Setting("MAX_STREAMS_PER_IP", int, 100,
             "Concurrent streams one client address may hold across the whole deployment (counted in Redis; "
             "without Redis, or while it is unreachable, across the instance's workers); beyond it 429 "
@@ -419,7 +419,7 @@ SETTINGS: tuple[Setting, ...] = (
             "closed; above PRICEFEED_HEARTBEAT_INTERVAL.", minimum=1, maximum=3600),
     Setting("HISTORY_WINDOW", float, 900.0, "Seconds of one-point-per-second price history kept per pair "
             "for {prefix}/history.", minimum=1, maximum=86400),
-    # issue 12: capacity by default, logs
+    # capacity by default, logs
     Setting("WORKER_CONNECTIONS", int, None,
             "gunicorn worker_connections (read by pricefeed's worker at start). Unset: derived from the "
             "open-files limit, raised to the hard limit at start (capacity.py: open files − 128).",
@@ -489,7 +489,7 @@ class Config:
     redis_sentinel_username: str | None
     redis_sentinel_password: str | None
     leader_yield_after: float
-    # issue 11
+    # the public endpoint
     max_streams_per_ip: int
     new_streams_share_per_ip: float
     trusted_proxies: tuple
@@ -517,7 +517,7 @@ class Config:
     ws_ops_burst: int
     ws_idle_timeout: float
     history_window: float
-    # issue 12
+    # capacity and logs
     worker_connections: int | None
     log_format: str
     metrics: bool

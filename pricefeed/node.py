@@ -363,7 +363,7 @@ class Node:
         want = self.leading or self.fallback.local or (cut_off and self.feed.running)
         if self.host_tier is not None:
             # Outside the lease, one connection per host: the worker holding the host's lock runs it
-            # and shares its ticks; the others serve theirs (issue 15).
+            # and shares its ticks; the others serve theirs.
             # A holder that becomes leader keeps the lock (and keeps telling its siblings its
             # connection is live) until its connection stops: a sibling still in the local tier
             # must not open one of its own in the seconds before it rejoins.
@@ -487,7 +487,7 @@ class Node:
 
     def _yield_if_exchange_unreachable(self, now: float) -> None:
         """Redis works but our exchange connection has been down for LEADER_YIELD_AFTER: let
-        another worker, perhaps on a host whose route works, lead (issue 15)."""
+        another worker, perhaps on a host whose route works, lead."""
         after = self.config.leader_yield_after
         if (after and self.election is not None and self.election.leading and not self.election.redis_failing
                 and self._feed_down_since is not None and now - self._feed_down_since >= after):

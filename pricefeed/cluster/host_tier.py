@@ -6,7 +6,7 @@ the instance to need one takes a host-wide lock (`flock` on a file in a director
 the gunicorn master's pid) and runs the connection; it hands every tick it delivers locally
 to its siblings as one datagram each, over Unix sockets in the same directory, and tells them
 every moment whether its connection is live. The siblings serve their own browsers from
-those ticks. At most one extra exchange connection per isolated host (issue 15).
+those ticks. At most one extra exchange connection per isolated host.
 
 Datagrams are fire-and-forget and never block the sender: a sibling that is gone or slow
 loses ticks, not the source's time. The lock dies with its holder's process, so a crashed

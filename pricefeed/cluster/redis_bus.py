@@ -112,7 +112,7 @@ class RedisBus(Bus):
 
     def publish_many(self, ticks: list[PriceTick]) -> list[PriceTick | None]:
         """Publish ticks in order in one round trip (a pipeline of the fenced script): with 100 ms
-        to Redis, one round trip per tick would cap the leader at 10 ticks/s (issue 15)."""
+        to Redis, one round trip per tick would cap the leader at 10 ticks/s."""
         token, epoch = self.lease.token, self.lease.epoch
         if not ticks or token is None or not self.lease.held():
             return [None] * len(ticks)
