@@ -38,7 +38,7 @@ limit_request_field_size = 8190
 preload_app = False
 accesslog = os.environ.get("PRICEFEED_ACCESS_LOG") or None
 # gunicorn's combined format, then why the door refused a stream request (at_capacity, or the
-# 400's error), "-" for every other request: pricefeed/web/stream_door.py.
+# 400's error), "-" for every other request: pricefeed/web/streams/door.py.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({pricefeed.refused}e)s'
 errorlog = "-"
 loglevel = os.environ.get("PRICEFEED_LOG_LEVEL", "info").lower()

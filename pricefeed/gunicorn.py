@@ -48,20 +48,20 @@ def __getattr__(name: str) -> Any:
 def on_starting(server: Any) -> None:
     """In the master, before any worker: one directory for every worker's metric files
     (PROMETHEUS_MULTIPROC_DIR, made fresh when unset, emptied when given)."""
-    from pricefeed.web.metrics_process import on_starting as prepare
+    from pricefeed.web.metrics.process_files import on_starting as prepare
     prepare(server)
 
 
 def on_exit(server: Any) -> None:
     """In the master, last: remove the metrics directory if on_starting made it."""
-    from pricefeed.web.metrics_process import on_exit as clean_up
+    from pricefeed.web.metrics.process_files import on_exit as clean_up
     clean_up(server)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """In the master, after a worker exited (clean exit, crash or SIGKILL): forget its
-    per-process state kept outside it — its Prometheus live-gauge files (metrics_process.py)."""
-    from pricefeed.web.metrics_process import child_exit as forget
+    per-process state kept outside it — its Prometheus live-gauge files (pricefeed/web/metrics/process_files.py)."""
+    from pricefeed.web.metrics.process_files import child_exit as forget
     forget(server, worker)
 
 

@@ -30,7 +30,7 @@ from pricefeed.cluster.bus import Bus
 from pricefeed.cluster.memory_bus import InProcessBus
 from pricefeed.config import Config, reduce_url
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS, FallbackChain, Observation
-from pricefeed.delivery.drain import close_spread, farewell_retry, wait_for_successor
+from pricefeed.delivery.farewell import close_spread, farewell_retry, wait_for_successor
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.history import PriceHistory
 from pricefeed.delivery.hub import Hub
@@ -178,7 +178,7 @@ class Node:
         self._last_ping = clock()
         self.started_at: float | None = None
         self.handover_s: float | None = None     # the stop sequence's lease handover (seconds)
-        self.drained: dict | None = None         # what the spread close did (close_spread)
+        self.farewell_summary: dict | None = None         # what the spread close did (close_spread)
 
     @property
     def worker_id(self) -> str:
@@ -216,7 +216,7 @@ class Node:
     def stop(self, spread_s: float = 0.0, delay_s: float = 0.0) -> None:
         """Graceful shutdown: stop publishing and hand the lease over at once, then close every
         stream — after `delay_s` more seconds of streaming, over `spread_s` seconds, each with a
-        jittered `retry:` (delivery/drain.py), while the bus and the flusher keep the streams not
+        jittered `retry:` (delivery/farewell.py), while the bus and the flusher keep the streams not
         yet closed live."""
         self._stopping = True
         for greenlet in self._greenlets + [self._heartbeat]:
@@ -240,14 +240,14 @@ class Node:
             # With Redis the wait ends as soon as a successor on this host leads (bench/restart.py:
             # 0.5-0.6 s after the HUP, not 2 s).
             waited = 0.0
-            if len(self.hub.drain()) > self.config.new_streams_burst:
+            if len(self.hub.begin_stopping()) > self.config.new_streams_burst:
                 waited = wait_for_successor(self._successor_on_this_host(), delay_s, self._clock)
-            self.drained = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
+            self.farewell_summary = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
                 self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
-            self.drained["waited_s"] = round(waited, 3)
+            self.farewell_summary["waited_s"] = round(waited, 3)
             log.warning("pricefeed: handed over in %.2f s, kept streaming %.2f s, then closed %d streams over "
-                        "%.2f s in %d slices", self.handover_s, waited, self.drained["streams"],
-                        self.drained["took_s"], self.drained["slices"])
+                        "%.2f s in %d slices", self.handover_s, waited, self.farewell_summary["streams"],
+                        self.farewell_summary["took_s"], self.farewell_summary["slices"])
         if self.host_tier is not None:
             self.host_tier.stop()
         self.bus.stop()

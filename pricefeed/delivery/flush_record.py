@@ -3,12 +3,12 @@
 Two bounded lists, filled once per flush — never per client or per write — and
 taken whole by one reader: how long each flush took, and how old each price it
 wrote was (exchange event time → the flush that wrote it finished). Bounded, so
-nothing grows when no reader drains them: past the limit a sample is counted as
+nothing grows when no reader takes them: past the limit a sample is counted as
 dropped instead of kept.
 """
 from __future__ import annotations
 
-SAMPLES_LIMIT = 20_000    # per list between two drains (the metrics reader drains every second)
+SAMPLES_LIMIT = 20_000    # per list between two takes (the metrics reader takes them every second)
 
 
 class FlushRecord:
@@ -33,8 +33,8 @@ class FlushRecord:
         else:
             self.dropped += 1
 
-    def drain(self) -> tuple[list[float], list[float]]:
-        """Everything recorded since the previous drain: (flush durations, tick ages)."""
+    def take(self) -> tuple[list[float], list[float]]:
+        """Everything recorded since the previous take: (flush durations, tick ages)."""
         durations, self.durations = self.durations, []
         ages, self.tick_ages = self.tick_ages, []
         return durations, ages

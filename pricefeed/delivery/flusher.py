@@ -105,7 +105,7 @@ def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
         # Kept up so far: every tick of its pairs since the previous flush, in order.
         frames = [(version, frame) for version, pair, frame in batch.journal if pair in pairs]
     else:
-        # Newly ready, or drained after falling behind: the latest price of each pair it
+        # Newly ready, or caught up after falling behind: the latest price of each pair it
         # has not been sent.
         frames = [entry for pair in pairs if (entry := batch.book.get(pair)) is not None and entry[0] > since]
     conflated = 0 if use_journal else _ticks_between(batch, since, pairs) - len(frames)
@@ -184,9 +184,9 @@ class Flusher:
         self._flushing_due: float | None = None
         # When the next conflated slot falls due on the timer (None: no conflated clients).
         self._next_slot_due: float | None = None
-        # Test only (PRICEFEED_FAULT_INJECTION): a cooperative pause after every flush,
-        # to push the worker past its lag bound without thousands of clients.
-        self.test_delay_s = 0.0
+        # Called after every flush, inside its measured lag (None: nothing). Set by the
+        # fault-injection switch (web/testing.py) to slow this worker down at will.
+        self.after_flush: Callable[[], None] | None = None
         self.record = FlushRecord()
         # Per flush position: the newest price whose age was recorded.
         self._aged_version: dict[int, int] = {}
@@ -219,8 +219,8 @@ class Flusher:
             self.record.add_flush(time.perf_counter() - started)
             if written:
                 self._record_tick_ages(batch, position)
-            if self.test_delay_s:
-                gevent.sleep(self.test_delay_s)
+            if self.after_flush is not None:
+                self.after_flush()
         finally:
             self._flushing_due = None
         now = self.flushed_at = self._clock()     # the flush's one clock read

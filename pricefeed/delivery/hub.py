@@ -83,7 +83,7 @@ class Hub:
         self.events_written = 0
         self.conflated = 0
         self.slow_client_disconnects = 0
-        self.draining = False                       # stopping: no new streams, open ones closing
+        self.stopping = False                       # no new streams, open ones closing in turn (farewell.py)
         self._pending: set[StreamClient] = set()
         self._full_pass = False
         self._work = gevent.event.Event()
@@ -110,7 +110,7 @@ class Hub:
                 transport: int = SSE) -> StreamClient:
         """Register a stream. With `sock`, the flusher writes to it directly (see stream_client.py).
         `pace_ms`: the pace in force (pace.pace_in_force); None: the deployment's."""
-        if self.closed or self.draining:
+        if self.closed or self.stopping:
             raise HubClosed()
         if len(self._clients) >= self.max_clients:
             self.clients_refused += 1
@@ -231,10 +231,10 @@ class Hub:
         for client in list(self._clients):
             client.close()
 
-    def drain(self) -> list[StreamClient]:
-        """Stopping with a spread (delivery/drain.py): refuse new streams and wake those waiting
+    def begin_stopping(self) -> list[StreamClient]:
+        """Stopping with a spread (farewell.py): refuse new streams and wake those waiting
         for admission, but keep flushing to the open ones; returns them, to be closed in turn."""
-        self.draining = True
+        self.stopping = True
         self._closed.set()
         return list(self._clients)
 

@@ -12,12 +12,12 @@ The flusher writes a client's chunk in one of two ways:
 
 If a direct write does not go through whole (the client's socket buffer is
 full), the rest becomes the client's backlog and its greenlet finishes it with
-an ordinary blocking write. Meanwhile the flusher skips the client; once drained
+an ordinary blocking write. Meanwhile the flusher skips the client; once its backlog is written
 it is sent the latest price of each of its pairs.
 
 A client is "behind" from its first partial write until the kernel's queue for it
-has drained (most of its send buffer free again), not merely until one backlog is
-written: a client that reads a few bytes now and then drains each backlog just in
+has emptied (most of its send buffer free again), not merely until one backlog is
+written: a client that reads a few bytes now and then takes each backlog just in
 time and would otherwise stay connected forever, minutes behind. Past WRITE_TIMEOUT
 behind, its greenlet drops it (write_backlog raises TimeoutError).
 

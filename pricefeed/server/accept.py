@@ -17,7 +17,7 @@ things in the stock gunicorn gevent worker make a shedding worker slow at the do
    in, so a batch accepted at once is not a batch of snapshots at once.
 2. A refusal through gunicorn's parser and Flask costs ~0.5 ms of CPU: the streams already
    open need that CPU more. While the door is closed (the app's StreamDoor: shedding, not
-   draining), a new connection's request head is peeked; if the app recognises it as a plain
+   stopping), a new connection's request head is peeked; if the app recognises it as a plain
    request for a new stream it is consumed and answered with the app's bytes, and the
    connection closed. Anything else — another path, a head not yet complete, bytes after
    the head — takes gunicorn's normal path, untouched.
@@ -47,14 +47,14 @@ from gevent.socket import wait_read
 from pricefeed.server.handoff import served_by_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.pending import PendingConnections
-from pricefeed.web.raw_response import DoorRefusal
+from pricefeed.web.streams.raw_response import DoorRefusal
 
 PEEK_BYTES = 8192       # a stream request head is a few hundred bytes; a longer one takes the normal path
 HEAD_WAIT_S = 0.1       # how long a shedding worker waits for a just-accepted connection's request head
 
 
 class Door(Protocol):
-    """What the app tells the worker's door (pricefeed/web/stream_door.py)."""
+    """What the app tells the worker's door (pricefeed/web/streams/door.py)."""
 
     def closed(self) -> bool:
         """True while new streams are refused before the app (shedding load)."""
@@ -89,8 +89,8 @@ class AcceptServer(StreamServer):
         door = self._door
         pending = self._pending
         if pending is not None:
-            admitted, key = pending.admit(address)
-            if not admitted:
+            counted, key = pending.acquire(address)
+            if not counted:
                 client.close()       # at once: no greenlet, no parser, no answer to a request never made
                 return
             greenlet = self.pool.spawn(self._first_head, pending, key, client, address)
@@ -117,7 +117,7 @@ class AcceptServer(StreamServer):
             try:
                 state, head = wait_for_head(client, pending.head_timeout)
             finally:
-                pending.done(key)
+                pending.release(key)
             if state == TIMED_OUT:
                 pending.head_timeouts += 1
             if state in (TIMED_OUT, GONE):

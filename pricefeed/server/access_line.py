@@ -10,7 +10,7 @@ import datetime
 import os
 from typing import Any
 
-REFUSED_ATOM = "{pricefeed.refused}e"      # web/stream_door.py REFUSED_KEY, as an environ atom
+REFUSED_ATOM = "{pricefeed.refused}e"      # web/streams/door.py REFUSED_KEY, as an environ atom
 
 
 def door_refusal_atoms(logger: Any, head: bytes, peer: Any, refusal: Any, seconds: float) -> dict:

@@ -13,7 +13,7 @@ from typing import Any
 
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 
-from pricefeed.web.raw_response import raw_json_response
+from pricefeed.web.streams.raw_response import raw_json_response
 
 _REFUSALS = (
     (LimitRequestLine, 414, "URI Too Long", "query_too_long",

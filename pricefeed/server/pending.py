@@ -63,9 +63,9 @@ class PendingConnections:
             return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
         return host
 
-    def admit(self, peer: Any) -> tuple[bool, str | None]:
-        """(admitted, key) for a connection just accepted from `peer` (its socket address).
-        Admitted ones are counted until `done(key)`."""
+    def acquire(self, peer: Any) -> tuple[bool, str | None]:
+        """(counted, key) for a connection just accepted from `peer` (its socket address): False
+        if its address already holds its limit. Counted ones are held until `release(key)`."""
         host = peer[0] if isinstance(peer, tuple) and peer else None
         key = self.key_of(host) if isinstance(host, str) else None
         if key is not None and self.limit:
@@ -77,8 +77,8 @@ class PendingConnections:
         self.pending += 1
         return True, key
 
-    def done(self, key: str | None) -> None:
-        """The connection admitted under `key` sent its head, timed out or left."""
+    def release(self, key: str | None) -> None:
+        """The connection counted under `key` sent its head, timed out or left."""
         self.pending -= 1
         if key is not None and self.limit:
             held = self._counts.get(key, 0) - 1

@@ -16,7 +16,7 @@ done in the methods it overrides (as uvicorn's and gevent-websocket's workers do
   keep-alive connections, hand the lease over and close the streams in a spread, wait for
   the requests still being answered — all inside gunicorn's graceful_timeout.
 
-What the app and the worker tell each other is `PriceFeed.served_by` (pricefeed/web/extension.py).
+What the app and the worker tell each other is `PriceFeedState.served_by` (pricefeed/web/extension.py).
 The gunicorn internals relied on, per version, are in docs/gunicorn-worker.md; another
 gunicorn version is refused at boot (log, then exit with gunicorn's boot-error code, which
 stops the master rather than respawning).
@@ -48,11 +48,10 @@ from pricefeed.server.handoff import offers_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
 from pricefeed.server.pending import PendingConnections
+from pricefeed.web import EXTENSION_KEY      # the package's own module: no Flask in the master
 
 # [from, to) of gunicorn's version_info; pyproject.toml states the same range.
 SUPPORTED_GUNICORN = ((27, 0), (28, 0))
-# pricefeed.web.api.EXTENSION_KEY, repeated: importing it would load Flask in the master.
-EXTENSION_KEY = "pricefeed"
 # Of graceful_timeout: the last part, for the exit itself once the pool is done (the master
 # SIGKILLs a worker still there at graceful_timeout).
 EXIT_ALLOWANCE_S = 0.5
@@ -96,8 +95,8 @@ class Worker(GeventWorker):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.feed: Any = None              # the app's PriceFeed extension, once the app is loaded
-        self.door: Any = None              # the app's StreamDoor (pricefeed/web/stream_door.py)
+        self.feed: Any = None              # the app's PriceFeedState (app.extensions), once the app is loaded
+        self.door: Any = None              # the app's StreamDoor (pricefeed/web/streams/door.py)
         self.servers: list[AcceptServer] = []
         self.keepalive_waits = KeepAliveWaits()
         self._pending: PendingConnections | None = None
@@ -256,7 +255,7 @@ class Worker(GeventWorker):
             idle = self.keepalive_waits.close_idle()
             self.log.warning("pricefeed: stopping: %d listener(s) closed, %d idle keep-alive connection(s) closed "
                              "in %.3f s", len(self.servers), idle, time.monotonic() - started)
-            # 3. Hand the lease over; 4. close the streams over PRICEFEED_RESTART_SPREAD (delivery/drain.py),
+            # 3. Hand the lease over; 4. close the streams over PRICEFEED_RESTART_SPREAD (delivery/farewell.py),
             # so that browsers come back spread out, not all in one second.
             if self.feed is not None:
                 config = self.feed.config

@@ -1,18 +1,24 @@
-"""The web layer: what Flask and gunicorn see.
+"""The web layer: what Flask and gunicorn see. A folder per concern:
 
-`extension` is the Flask extension (`PriceFeed(app)`), `api` the API blueprint,
-`streams/` one stream's session and its two transports (SSE, WebSocket), served below
-Flask, `dashboard` the page,
-`health` the /health documents (public and detailed) built from the node, `errors`
-the JSON error answers, and `stream_door` the app's side of the worker's door
-(pricefeed's gunicorn worker, pricefeed/server/, starts and stops the node).
-The public endpoint's rules: `client_address` (who a request is from, trusted
-proxies), `origins` (which pages may use the API), `access` (who sees the operator's
-view), `security_headers` (nosniff, referrer policy, the dashboard's CSP),
-`client_presence` (a waiting client that leaves), `stream_admission` (who may open a stream, both transports),
-`ws_operations` (a WebSocket client's messages). Metrics: `metrics`,
-`metrics_view`, `metrics_process` (the master's share). `assets` finds the
-dashboard's files (wheel or checkout), `cli` is `flask pricefeed …` (with
-`status_report` and `serve_app`), and `gevent_requirement` is what a server without
-gevent tells.
+- `extension` — the Flask extension (`PriceFeed(app)`), its state kept per app.
+- `http/` — the Flask surface: `api` (the blueprint: /prices, /history, /health and the
+  JSON answers for every other path under the prefix), `health` (the /health documents),
+  `dashboard` and `assets` (the page and where its files are), and `security_headers`.
+- `policy/` — the public endpoint's rules, none of them Flask's or a transport's:
+  `client_address` (who a request is from, trusted proxies), `origins` (which pages may use
+  the API), `access` (who sees the operator's view), `stream_entry` (who may open a stream,
+  both transports) and `client_presence` (a waiting client that leaves).
+- `streams/` — one stream's session and its two transports (SSE, WebSocket), served below
+  Flask; `door` is the app's side of pricefeed's gunicorn worker's door (pricefeed/server/)
+  and `raw_response` its answer written straight to the socket, `ws_operations` a WebSocket
+  client's messages, `gevent_requirement` what a server without gevent tells.
+- `metrics/` — `series` (a worker's Prometheus series), `view` (/metrics) and
+  `process_files` (the gunicorn master's share).
+- `cli/` — `flask pricefeed …`: `commands`, `status_report`, `serve_app`.
+- `errors` — the client errors every room answers with; `testing` — the fault-injection
+  routes, registered only under PRICEFEED_FAULT_INJECTION.
 """
+
+# The key of the extension's per-app state in `app.extensions`. Here, where importing it loads
+# nothing else: pricefeed's gunicorn worker reads it in a process that must not load Flask yet.
+EXTENSION_KEY = "pricefeed"

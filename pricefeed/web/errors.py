@@ -1,13 +1,13 @@
-"""JSON error answers: every error a client can cause is `{"error": ..., "detail": ...}` with a 4xx.
+"""Client errors: every error a client can cause is `{"error": ..., "detail": ...}` with a 4xx.
 
 Nothing a client sends reaches a 500. The 503s that tell a browser to come back
 later are built here, each in one place, with the Retry-After the browser honours.
+Written out by the blueprint (http/api.py json_error) or, below Flask, by the stream
+routes (streams/answers.py error_answer).
 """
 from __future__ import annotations
 
 import random
-
-from flask import jsonify
 
 AT_CAPACITY_RETRY_AFTER_S = 5
 
@@ -37,11 +37,3 @@ def too_many_streams(limit: int | None) -> ApiError:
 def shutting_down() -> ApiError:
     # A short Retry-After: the browser should reconnect at once, to another worker.
     return ApiError(503, "shutting_down", "this server is restarting; reconnect", {"Retry-After": "1"})
-
-
-def json_error(status: int, error: str, detail: str, headers: dict | None = None):
-    response = jsonify({"error": error, "detail": detail})
-    response.status_code = status
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response

@@ -94,7 +94,7 @@ def test_an_editable_install_finds_the_assets_in_the_source_tree(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e", str(source)], check=True,
                    capture_output=True, text=True)
-    probe = ("from pricefeed.web.assets import asset_folder; import pricefeed; "
+    probe = ("from pricefeed.web.http.assets import asset_folder; import pricefeed; "
              "print(pricefeed.__file__); print(asset_folder('templates')); print(asset_folder('static'))")
     module, templates, static = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
                                                env=_clean_env(), capture_output=True, text=True,
@@ -110,7 +110,7 @@ def installed(tmp_path_factory):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"pricefeed/_assets/templates/dashboard.html", "pricefeed/_assets/static/pricefeed.js",
-            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli.py"} <= names
+            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli/commands.py"} <= names
     return venv_with(wheel)
 
 

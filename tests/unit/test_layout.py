@@ -156,7 +156,7 @@ def test_nothing_below_the_web_layer_imports_flask():
 def test_the_walk_sees_the_whole_package():
     """A guard for the tests above: an import walk that found nothing would pass them all."""
     graph = _graph()
-    assert {"pricefeed.node", "pricefeed.web.api", "pricefeed.exchange.feed", "pricefeed.cluster.redis_bus",
+    assert {"pricefeed.node", "pricefeed.web.http.api", "pricefeed.exchange.feed", "pricefeed.cluster.redis_bus",
             "pricefeed.delivery.hub"} <= set(graph)
     assert "pricefeed.delivery.hub" in graph["pricefeed.node"]
-    assert "pricefeed.node" in graph["pricefeed.web.api"]
+    assert "pricefeed.node" in graph["pricefeed.web.http.api"]

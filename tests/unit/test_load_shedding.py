@@ -10,7 +10,7 @@ import time
 
 import gevent
 
-from pricefeed.delivery.drain import close_spread, farewell_retry
+from pricefeed.delivery.farewell import close_spread, farewell_retry
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub, HubClosed
 from pricefeed.delivery.load_shedder import LoadShedder, lag_bound
@@ -118,7 +118,7 @@ def test_a_slowed_flusher_sheds_while_its_clients_keep_receiving_and_admits_agai
     flusher = Flusher(hub, load)
     load._oldest_unwritten = flusher.oldest_unwritten
     wire = Wire(hub, ("BTC/USD",))
-    flusher.test_delay_s = 0.1
+    flusher.after_flush = lambda: gevent.sleep(0.1)    # a slow flusher, as the fault switch makes it
     flusher.start()
     try:
         seq = 0
@@ -130,7 +130,7 @@ def test_a_slowed_flusher_sheds_while_its_clients_keep_receiving_and_admits_agai
             assert time.monotonic() < deadline, "never shed"
         assert load.refuse() is not None
         assert prices(wire.body())                     # its client still receives
-        flusher.test_delay_s = 0
+        flusher.after_flush = None
         deadline = time.monotonic() + 3
         while load.refuse() is not None:
             seq += 1
@@ -160,7 +160,7 @@ def test_a_spread_close_sends_each_stream_a_retry_and_closes_them_in_slices_whil
     closer = gevent.spawn(close_spread, hub, 5.0, 80, farewell_retry(500, 2500))
     gevent.sleep(0.05)
     with pytest.raises(HubClosed):
-        hub.connect(("BTC/USD",))                      # no new streams once draining
+        hub.connect(("BTC/USD",))                      # no new streams once stopping
     hub.publish(tick(price="7.00", seq=1))             # the streams still open still get prices
     result = closer.get(timeout=3)
     watcher.get(timeout=1)
@@ -187,7 +187,7 @@ def test_a_spread_close_of_few_streams_is_quick_at_the_close_rate():
 
 
 def test_the_wait_before_the_closes_ends_when_a_successor_is_seen_or_at_its_bound():
-    from pricefeed.delivery.drain import wait_for_successor
+    from pricefeed.delivery.farewell import wait_for_successor
     seen_after = time.monotonic() + 0.15
     waited = wait_for_successor(lambda: time.monotonic() >= seen_after, 5.0)
     assert 0.14 <= waited < 1.0                    # not the 5 s bound: the successor was up

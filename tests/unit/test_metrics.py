@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pricefeed import PriceFeed
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub
-from pricefeed.web import metrics_process
-from pricefeed.web.metrics import TICK_TO_WRITE_BUCKETS, observe_many
+from pricefeed.web.metrics import process_files
+from pricefeed.web.metrics.series import TICK_TO_WRITE_BUCKETS, observe_many
 from tests.unit.test_hub import Wire, prices, tick
 
 
@@ -74,16 +74,16 @@ def test_each_flush_records_its_duration_and_the_age_of_every_tick_it_wrote():
     Wire(hub, ("BTC/USD",))
     flusher = Flusher(hub)
     flusher.flush(hub.take_batch())                # the newcomer's first flush: steady from now on
-    flusher.record.drain()
+    flusher.record.take()
     now_ms = int(time.time() * 1000)
     hub.publish(tick(seq=1, ts=now_ms - 3000))
     hub.publish(tick(seq=2, ts=now_ms - 2000))     # the steady client is sent both
     flusher.flush(hub.take_batch())
     flusher.flush(hub.take_batch())                # nothing new: a duration, no age
-    durations, ages = flusher.record.drain()
+    durations, ages = flusher.record.take()
     assert len(durations) == 2 and all(0 <= d < 1 for d in durations)
     assert [round(age) for age in ages] == [2, 3]
-    assert flusher.record.drain() == ([], [])
+    assert flusher.record.take() == ([], [])
 
 
 def test_a_paced_flush_records_the_age_of_the_latest_price_only_the_others_were_never_written():
@@ -95,7 +95,7 @@ def test_a_paced_flush_records_the_age_of_the_latest_price_only_the_others_were_
     hub.publish(tick(seq=2, ts=now_ms - 2000))
     flusher = Flusher(hub)
     flusher.flush(hub.take_batch(wire.client.slot), position=wire.client.slot)
-    assert [round(age) for age in flusher.record.drain()[1]] == [2]
+    assert [round(age) for age in flusher.record.take()[1]] == [2]
 
 
 def test_observing_in_bulk_gives_the_same_histogram_as_observing_one_by_one():
@@ -122,7 +122,7 @@ def test_the_master_forgets_exactly_the_files_prometheus_client_would(tmp_path):
         for kind in kinds:
             for pid in (41, 4242):
                 (folder / f"{kind}_{pid}.db").write_bytes(b"")
-    metrics_process.mark_worker_dead(41, str(ours))
+    process_files.mark_worker_dead(41, str(ours))
     prometheus_multiprocess.mark_process_dead(41, str(theirs))
     assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs))
     assert "gauge_livesum_41.db" not in os.listdir(ours) and "counter_41.db" in os.listdir(ours)
@@ -134,10 +134,10 @@ def test_the_master_wipes_a_given_directory_and_makes_a_fresh_one_when_none_is_g
     (given / "counter_1.db").write_bytes(b"old")
     (given / "keep.txt").write_text("not a metrics file")
     environ = {"PROMETHEUS_MULTIPROC_DIR": str(given)}
-    assert metrics_process.prepare_multiprocess_dir(environ) == str(given)
+    assert process_files.prepare_multiprocess_dir(environ) == str(given)
     assert os.listdir(given) == ["keep.txt"]
     environ = {}
-    made = metrics_process.prepare_multiprocess_dir(environ)
+    made = process_files.prepare_multiprocess_dir(environ)
     try:
         assert environ["PROMETHEUS_MULTIPROC_DIR"] == made and os.listdir(made) == []
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEAVY = ("gevent", "flask", "werkzeug", "redis", "ssl", "websocket", "pybreaker", "pricefeed.node",
-         "pricefeed.web.api", "pythonjsonlogger")
+         "pricefeed.web.http.api", "pythonjsonlogger")
 
 
 def _pyproject() -> dict:
@@ -113,14 +113,18 @@ def test_a_composed_hook_runs_both_and_keeps_the_arity():
         compose()
 
 
-def test_the_worker_names_the_same_extension_key_as_the_api():
+def test_the_worker_finds_the_apps_state_under_the_extensions_key():
+    from flask import Flask
+
     from pricefeed.server import worker
-    from pricefeed.web import api
-    assert worker.EXTENSION_KEY == api.EXTENSION_KEY
+    from pricefeed.web.extension import PriceFeed, PriceFeedState
+    app = Flask(__name__)
+    PriceFeed(app)
+    assert isinstance(app.extensions[worker.EXTENSION_KEY], PriceFeedState)
 
 
 def test_a_checkout_finds_its_templates_and_static_files_beside_the_package():
-    from pricefeed.web.assets import asset_folder
+    from pricefeed.web.http.assets import asset_folder
     assert pathlib.Path(asset_folder("templates"), "dashboard.html").is_file()
     assert pathlib.Path(asset_folder("static"), "pricefeed.js").is_file()
     with pytest.raises(ValueError):

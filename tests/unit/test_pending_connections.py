@@ -14,26 +14,26 @@ from pricefeed.server.pending import PendingConnections
 
 def test_an_address_holds_at_most_its_limit_until_one_is_done():
     pending = PendingConnections(2, 5.0)
-    first, second = pending.admit(("198.51.100.7", 1000)), pending.admit(("198.51.100.7", 1001))
+    first, second = pending.acquire(("198.51.100.7", 1000)), pending.acquire(("198.51.100.7", 1001))
     assert first == (True, "198.51.100.7") and second[0]
-    assert pending.admit(("198.51.100.7", 1002)) == (False, "198.51.100.7")
-    assert pending.admit(("198.51.100.8", 1000))[0]           # another address is not affected
+    assert pending.acquire(("198.51.100.7", 1002)) == (False, "198.51.100.7")
+    assert pending.acquire(("198.51.100.8", 1000))[0]           # another address is not affected
     assert pending.refused_per_address == 1 and pending.pending == 3
-    pending.done("198.51.100.7")
-    assert pending.admit(("198.51.100.7", 1003))[0]
-    pending.done("198.51.100.7"), pending.done("198.51.100.7"), pending.done("198.51.100.8")
+    pending.release("198.51.100.7")
+    assert pending.acquire(("198.51.100.7", 1003))[0]
+    pending.release("198.51.100.7"), pending.release("198.51.100.7"), pending.release("198.51.100.8")
     assert pending.pending == 0 and pending.held("198.51.100.7") == 0 and not pending._counts
 
 
 def test_ipv6_counts_per_64_and_a_trusted_proxy_is_exempt():
     pending = PendingConnections(1, 5.0, (ipaddress.ip_network("10.0.0.0/8"),))
-    assert pending.admit(("2001:db8:1:2::1", 1, 0, 0)) == (True, "2001:db8:1:2::/64")
-    assert pending.admit(("2001:db8:1:2::99", 1, 0, 0))[0] is False      # same /64
-    assert pending.admit(("::ffff:198.51.100.7", 1, 0, 0)) == (True, "198.51.100.7")
+    assert pending.acquire(("2001:db8:1:2::1", 1, 0, 0)) == (True, "2001:db8:1:2::/64")
+    assert pending.acquire(("2001:db8:1:2::99", 1, 0, 0))[0] is False      # same /64
+    assert pending.acquire(("::ffff:198.51.100.7", 1, 0, 0)) == (True, "198.51.100.7")
     for _ in range(5):
-        assert pending.admit(("10.1.2.3", 1)) == (True, None)            # nginx: no per-address count
+        assert pending.acquire(("10.1.2.3", 1)) == (True, None)            # nginx: no per-address count
     assert pending.pending == 7
-    assert PendingConnections(0, 5.0).admit(("198.51.100.7", 1)) == (True, "198.51.100.7")  # 0: no limit
+    assert PendingConnections(0, 5.0).acquire(("198.51.100.7", 1)) == (True, "198.51.100.7")  # 0: no limit
 
 
 def test_a_handed_over_slot_stays_one_slot_and_the_pool_never_looks_empty():

@@ -11,7 +11,7 @@ from pricefeed import ConfigError
 from pricefeed.config import Config, reduce_url
 from pricefeed.delivery.admission import AdmissionGate, StreamsPerAddress
 from pricefeed.logs import RateLimitedLog, outside
-from pricefeed.web.client_address import client_ip, client_key, is_direct_loopback
+from pricefeed.web.policy.client_address import client_ip, client_key, is_direct_loopback
 from tests.unit.test_admission import ManualClock
 from tests.unit.test_http_surface import PREFIX, make_app
 

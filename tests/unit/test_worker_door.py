@@ -1,4 +1,4 @@
-"""The door of a shedding worker (server/accept.py with the app's web/stream_door.py): which
+"""The door of a shedding worker (server/accept.py with the app's web/streams/door.py): which
 requests it answers, and the bytes it sends.
 
 Real sockets (a connected pair) and a real LoadShedder; gunicorn's normal path is a stand-in
@@ -19,7 +19,7 @@ import pytest
 from pricefeed.delivery.load_shedder import LoadShedder
 from pricefeed.pairs import PairError
 from pricefeed.server.accept import answered_at_the_door
-from pricefeed.web.stream_door import StreamDoor, is_plain_request_for
+from pricefeed.web.streams.door import StreamDoor, is_plain_request_for
 
 PATH = b"/api/market-data/stream"
 
@@ -66,7 +66,7 @@ class Door:
         if shedding:
             self.shedder.observe(11, time.monotonic())      # one flush 11 s late: shedding
             assert self.shedder.shedding
-        self.node = SimpleNamespace(shedder=self.shedder, hub=SimpleNamespace(draining=False),
+        self.node = SimpleNamespace(shedder=self.shedder, hub=SimpleNamespace(stopping=False),
                                     config=SimpleNamespace(referrer_policy="no-referrer", max_pairs_per_request=10,
                                                            min_update_interval=0),
                                     catalog=Catalog())
@@ -149,7 +149,7 @@ def test_bytes_after_the_head_or_a_stopping_worker_take_the_normal_path():
     pipelined = head() + head(b"GET /api/market-data/prices HTTP/1.1")
     door.request(pipelined)
     assert door.passed_on == [pipelined]            # closing with them unread would reset the connection
-    door.node.hub.draining = True
+    door.node.hub.stopping = True
     door.request(head())
     assert door.passed_on[-1] == head()             # the view answers 503 shutting_down, Retry-After: 1
     assert door.shedder.shed_at_door == 0

@@ -9,7 +9,7 @@ import pytest
 from pricefeed.delivery import ws_frames
 from pricefeed.delivery.history import PriceHistory
 from pricefeed.pairs import PairCatalog
-from pricefeed.web.ws_operations import OperationError, parse_operation
+from pricefeed.web.streams.ws_operations import OperationError, parse_operation
 from tests.unit.test_hub import tick
 
 

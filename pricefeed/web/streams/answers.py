@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 from pricefeed.config import Config
 from pricefeed.web.errors import ApiError
-from pricefeed.web.origins import cors_headers
+from pricefeed.web.policy.origins import cors_headers
 from pricefeed.web.streams.request import host_url
 
 Headers = list[tuple[str, str]]

@@ -7,7 +7,7 @@ sees a just-accepted connection's complete request head, it asks `environ_for(he
 for a clean `GET {prefix}/stream?...` over HTTP/1.1 that is the minimal WSGI environ
 gunicorn would have built; the worker consumes the head and `serve` runs the same
 StreamRoutes.serve on it — the same session, so every rule of the public endpoint holds
-(origins, caps, admission, shedding, draining, @feed.authorize, lifetime, resume). The
+(origins, caps, admission, shedding, stopping, @feed.authorize, lifetime, resume). The
 stream owns its connection as it does under gunicorn when nothing rewrites its response;
 an error answer is written here, JSON as always, and the connection closed.
 
@@ -28,7 +28,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from pricefeed.web.stream_door import encoded_path
+from pricefeed.web.streams.door import encoded_path
 from pricefeed.web.streams.server import HANDED_OFF_KEY, already_handled, http_date
 from pricefeed.web.streams.sse_transport import SseTransport
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.wsgi import ClosingIterator
 
 from pricefeed.node import Node
@@ -30,7 +30,7 @@ from pricefeed.web.streams.sse_transport import SseTransport
 from pricefeed.web.streams.ws_transport import WsTransport, is_websocket_request
 
 if TYPE_CHECKING:
-    from pricefeed.web.extension import PriceFeed
+    from pricefeed.web.extension import PriceFeedState
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +42,24 @@ def _wsgi_path(path: str) -> str:
     return path.encode("utf-8").decode("latin-1")
 
 
-def stream_answer(feed: "PriceFeed", environ: dict, make_transport: MakeTransport) -> tuple[str, list, Iterable]:
-    """(status, headers, body) of a stream request, or an ApiError to answer in JSON."""
-    feed.start_on_first_request()
-    refusal = feed.gevent_check.refusal(environ)
+def stream_answer(state: "PriceFeedState", environ: dict, make_transport: MakeTransport) -> tuple[str, list, Iterable]:
+    """(status, headers, body) of a stream request of the app `state` is of, or an ApiError to answer in JSON."""
+    state.start_on_first_request()
+    refusal = state.gevent_check.refusal(environ)
     if refusal is not None:
         raise refusal
-    assert feed.node is not None
-    return open_stream(feed.node, environ, make_transport, feed.authorizer)
+    return open_stream(state.node, environ, make_transport, state.authorizer)
 
 
 class StreamRoutes:
     """WSGI: stream routes served on the environ, everything else by `wsgi_app` (Flask's own)."""
 
-    def __init__(self, wsgi_app, feed: "PriceFeed", flask_app):
-        assert feed.config is not None
+    def __init__(self, wsgi_app, state: "PriceFeedState", flask_app):
         self.flask_app = flask_app
         self.wsgi_app = wsgi_app
         self.__wrapped__ = wsgi_app
-        self.feed = feed
-        prefix = feed.config.url_prefix.rstrip("/")
+        self.state = state
+        prefix = state.config.url_prefix.rstrip("/")
         self.sse_path = _wsgi_path(prefix + "/stream")
         self.ws_path = _wsgi_path(prefix + "/ws")
 
@@ -78,17 +76,17 @@ class StreamRoutes:
         environ[START_RESPONSE_KEY] = start_response
         if self.flask_app.wsgi_app is self:
             environ[BELOW_FLASK_KEY] = True      # no middleware of the host's between Flask and us
-        config = self.feed.config
+        config = self.state.config
         head = None
         try:
-            door = self.feed.door
+            door = self.state.door
             if door is not None:
                 # The worker's door saw this connection's first request only: a later one on a
                 # kept-alive connection is refused here, before it takes an address slot.
                 refusal = door.refusal(environ)
                 if refusal is not None:
                     raise refusal
-            status, headers, body = stream_answer(self.feed, environ, make_transport)
+            status, headers, body = stream_answer(self.state, environ, make_transport)
             if isinstance(body, StreamSession) and getattr(body.transport, "owned", False):
                 head = own_head(status, headers)
         except ApiError as exc:
@@ -133,11 +131,11 @@ class UpgradeResponse(Response):
         return ClosingIterator(self.iter_encoded(), self.close)
 
 
-def add_stream_routes(api: Blueprint, extension_key: str) -> None:
+def add_stream_routes(api: Blueprint, current_state: Callable[[], "PriceFeedState"]) -> None:
     """/stream and /ws on the blueprint (see the module docstring for when they serve)."""
 
     def _answer(make_transport: MakeTransport) -> tuple[int, list, Iterable]:
-        status, headers, body = stream_answer(current_app.extensions[extension_key], request.environ,
+        status, headers, body = stream_answer(current_state(), request.environ,
                                               make_transport)
         return int(status.split(" ", 1)[0]), headers, body
 

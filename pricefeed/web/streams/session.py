@@ -11,7 +11,7 @@ public endpoint's rules and the order they are applied in — is here, once:
 2. the request parses (request.py: pairs, interval, Last-Event-ID; 400s), and the
    transport's own preconditions hold (the WebSocket handshake);
 3. the host's `@feed.authorize` callback, if any, lets it in (401/403);
-4. admission (stream_admission.py): shutting down, capacity, the per-address cap,
+4. entry (policy/stream_entry.py): shutting down, capacity, the per-address cap,
    load shedding, the admission gate;
 5. connected to the hub and snapshotted without yielding in between, so no tick
    falls in the gap; the snapshot says whether a resume had a gap;
@@ -25,14 +25,14 @@ import socket
 import time
 from typing import Callable, Iterator, Protocol
 
-from pricefeed.delivery.drain import farewell_retry
+from pricefeed.delivery.farewell import farewell_retry
 from pricefeed.delivery.hub import Hub, HubClosed, HubFull
 from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.node import Node
-from pricefeed.web.access import operator_allowed
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down
-from pricefeed.web.origins import origin_allowed
-from pricefeed.web.stream_admission import admit, hold_stream_slot
+from pricefeed.web.policy.access import operator_allowed
+from pricefeed.web.policy.origins import origin_allowed
+from pricefeed.web.policy.stream_entry import hold_stream_slot, pass_the_gate
 from pricefeed.web.streams.answers import Headers
 from pricefeed.web.streams.request import SSE, StreamRequest, host_url, parse_stream_request
 from pricefeed.web.streams.server import bound_writes, discard_unsent
@@ -99,13 +99,13 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         # Headers only, and no mailbox: a server never writes a HEAD body, so a stream opened
         # here would never notice its client leave and would hold a slot forever.
         return transport.head_only(environ)
-    if (node.hub.draining or node.hub.closed) and transport.name == SSE:
+    if (node.hub.stopping or node.hub.closed) and transport.name == SSE:
         return farewell_only(node, transport, environ)
     transport.check_server()
     authorized(authorizer, request)
     release = hold_stream_slot(node, request.address)
     try:
-        admit(node, request.address, transport.sock)
+        pass_the_gate(node, request.address, transport.sock)
         client = node.hub.connect(request.pairs, transport.direct_socket, request.pace_ms, transport.kind)
     except HubFull:
         release()

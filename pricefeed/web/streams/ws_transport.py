@@ -28,7 +28,7 @@ from pricefeed.web.streams.answers import Headers, common_headers
 from pricefeed.web.streams.request import WEBSOCKET
 from pricefeed.web.streams.server import hang_up, server_response
 from pricefeed.web.streams.session import write_backlog
-from pricefeed.web.ws_operations import OperationError, parse_operation
+from pricefeed.web.streams.ws_operations import OperationError, parse_operation
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from pricefeed.node import Node
 from pricefeed.web.errors import ApiError, at_capacity
-from pricefeed.web.raw_response import DoorRefusal, raw_json_response
+from pricefeed.web.streams.raw_response import DoorRefusal, raw_json_response
 from pricefeed.web.streams.request import parse_last_event_id, parse_pairs, parse_interval, query_arguments
 
 # The environ key naming a door refusal's reason, for an access_log_format's `%({pricefeed.refused}e)s`.
@@ -45,7 +45,7 @@ class StreamDoor:
         self._common_headers = f"Vary: Origin\r\nReferrer-Policy: {node.config.referrer_policy}\r\n"
 
     def closed(self) -> bool:
-        return self.node.shedder.shedding and not self.node.hub.draining
+        return self.node.shedder.shedding and not self.node.hub.stopping
 
     def answer(self, head: bytes) -> DoorRefusal | None:
         if not is_plain_request_for(head, self.stream_paths):

@@ -51,7 +51,7 @@ def close_spread(hub: Hub, max_window_s: float, closes_per_s: float, farewell: C
     """Close every open stream of `hub` at about `closes_per_s`, within `max_window_s` seconds,
     then close the hub. Returns what it did: streams closed, slices, and how long it took."""
     started = clock()
-    clients = hub.drain()
+    clients = hub.begin_stopping()
     random.shuffle(clients)
     window_s = min(max_window_s, len(clients) / closes_per_s)
     slices = max(1, math.ceil(window_s / SLICE_S)) if clients else 1

@@ -1,4 +1,4 @@
-"""Waiting for an admission slot while watching whether the client is still there.
+"""Waiting for a turn at the admission gate while watching whether the client is still there.
 
 A browser that gives up during its wait (a closed tab, a reload) closes its
 connection. Its slot should go to whoever comes next, not be held until the wait
@@ -18,7 +18,7 @@ from pricefeed.delivery.hub import Hub
 # The hub's closing is checked at least this often while a socket is watched.
 POLL_SECONDS = 0.25
 
-ADMITTED, GONE, CLOSED = "admitted", "gone", "closed"
+TURN, GONE, CLOSED = "turn", "gone", "closed"
 
 
 def peer_left(sock: socket.socket) -> bool:
@@ -32,7 +32,7 @@ def peer_left(sock: socket.socket) -> bool:
 
 
 def wait_for_turn(hub: Hub, seconds: float, sock: socket.socket | None) -> str:
-    """Sleep `seconds`: ADMITTED at the end, GONE if the client left, CLOSED if the hub closed."""
+    """Sleep `seconds`: TURN at the end (the client's turn came), GONE if the client left, CLOSED if the hub closed."""
     deadline = time.monotonic() + seconds
     watching = sock is not None
     while True:
@@ -40,7 +40,7 @@ def wait_for_turn(hub: Hub, seconds: float, sock: socket.socket | None) -> str:
         if hub.closed:
             return CLOSED
         if remaining <= 0:
-            return ADMITTED
+            return TURN
         if not watching:
             if hub.wait_closed(remaining):
                 return CLOSED

@@ -10,12 +10,8 @@ from __future__ import annotations
 import functools
 import hmac
 
-from flask import Request, current_app
-
 from pricefeed.config import Config
-from pricefeed.web.client_address import is_direct_loopback
-
-EXTENSION_KEY = "pricefeed"
+from pricefeed.web.policy.client_address import is_direct_loopback
 
 
 def bearer_token(environ: dict) -> str | None:
@@ -47,14 +43,8 @@ def _direct_loopback(remote: str | None, forwarding: bool, trusted: tuple) -> bo
     return is_direct_loopback(environ, trusted)
 
 
-def admin_allowed(request: Request) -> bool:
-    """The request may see the operator's view (see the module docstring)."""
-    return operator_allowed(request.environ, current_app.extensions[EXTENSION_KEY].config)
-
-
-def test_switch_allowed(request: Request) -> bool:
+def test_switch_allowed(environ: dict, config: Config) -> bool:
     """Test-only switches (fault injection): a direct loopback peer, and the token when one is set."""
-    config = current_app.extensions[EXTENSION_KEY].config
-    if not is_direct_loopback(request.environ, config.trusted_proxies):
+    if not is_direct_loopback(environ, config.trusted_proxies):
         return False
-    return config.admin_token is None or token_matches(request.environ, config.admin_token)
+    return config.admin_token is None or token_matches(environ, config.admin_token)

@@ -10,4 +10,6 @@ import os
 
 from flask.cli import ScriptInfo
 
-app = ScriptInfo(app_import_path=os.environ.get("PRICEFEED_SERVE_APP") or None).load_app()
+from pricefeed.web.cli.commands import SERVE_APP_VARIABLE
+
+app = ScriptInfo(app_import_path=os.environ.get(SERVE_APP_VARIABLE) or None).load_app()

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, url_for
 
-from pricefeed.web.api import API_BLUEPRINT, current_node
-from pricefeed.web.assets import asset_folder
-from pricefeed.web.security_headers import add_dashboard_headers
+from pricefeed.web.http.api import API_BLUEPRINT, current_node
+from pricefeed.web.http.assets import asset_folder
+from pricefeed.web.http.security_headers import add_dashboard_headers
 
 DASHBOARD_BLUEPRINT = "pricefeed_dashboard"
 

@@ -21,7 +21,7 @@ def _overall(node: Node) -> str:
 
 def public_health_report(node: Node) -> tuple[dict, int]:
     """What anyone may see: status, mode, and each pair's age and staleness. Nothing that names a
-    host, a process, an upstream or a setting (the detailed report is the operator's, access.py)."""
+    host, a process, an upstream or a setting (the detailed report is the operator's, policy/access.py)."""
     now_wall = time.time()
     hub = node.hub
     overall = _overall(node)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from pricefeed.web.access import admin_allowed
-from pricefeed.web.errors import json_error
-from pricefeed.web.metrics import CONTENT_TYPE
+from pricefeed.web.http.api import admin_allowed, current_state, json_error
+from pricefeed.web.metrics.series import CONTENT_TYPE
 
 METRICS_BLUEPRINT = "pricefeed_metrics"
 
 
-def create_metrics_blueprint(extension_key: str) -> Blueprint:
+def create_metrics_blueprint() -> Blueprint:
     metrics = Blueprint(METRICS_BLUEPRINT, __name__)
 
     @metrics.route("/metrics", methods=["GET"], provide_automatic_options=False)
@@ -21,7 +20,8 @@ def create_metrics_blueprint(extension_key: str) -> Blueprint:
             return json_error(403, "forbidden",
                               "metrics need Authorization: Bearer <PRICEFEED_ADMIN_TOKEN>, or (with no token "
                               "set) a direct request from loopback")
-        node_metrics = current_app.extensions[extension_key].metrics
+        node_metrics = current_state().metrics
+        assert node_metrics is not None       # registered only with metrics on
         started = time.perf_counter()
         body = node_metrics.exposition()
         response = Response(body, content_type=CONTENT_TYPE)

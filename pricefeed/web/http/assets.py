@@ -20,7 +20,7 @@ def asset_folder(name: str) -> str:
     packaged = importlib.resources.files("pricefeed") / "_assets" / name
     if packaged.is_dir():
         return str(packaged)
-    checkout = Path(__file__).resolve().parents[2] / name
+    checkout = Path(__file__).resolve().parents[3] / name
     if checkout.is_dir():
         return str(checkout)
     raise FileNotFoundError(f"pricefeed's {name}/ is neither in the package ({packaged}) nor in a checkout "

@@ -20,10 +20,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
-from pricefeed.web.api import EXTENSION_KEY
-from pricefeed.web.status_report import StatusUnreadable, render, status_from_health, status_from_redis
+from pricefeed.web import EXTENSION_KEY
+from pricefeed.web.cli.status_report import StatusUnreadable, render, status_from_health, status_from_redis
 
-SERVE_APP_VARIABLE = "PRICEFEED_SERVE_APP"   # read by pricefeed.web.serve_app in the worker
+SERVE_APP_VARIABLE = "PRICEFEED_SERVE_APP"   # read by pricefeed.web.cli.serve_app in the worker
 EXIT_LIVE, EXIT_NOT_LIVE, EXIT_UNREADABLE = 0, 1, 2
 
 
@@ -85,7 +85,7 @@ def create_cli_group() -> AppGroup:
                 "--workers", str(workers), "--no-control-socket", "--graceful-timeout", "5"]
         if reload:
             args.append("--reload")
-        _exec_python([*args, "pricefeed.web.serve_app:app"], env)
+        _exec_python([*args, "pricefeed.web.cli.serve_app:app"], env)
 
     return group
 

@@ -1,5 +1,5 @@
 """An HTTP answer written straight to a socket, without gunicorn's response or Flask: the
-door's 503 while shedding (stream_door.py) and the JSON for gunicorn's own limit errors
+door's 503 while shedding (door.py) and the JSON for gunicorn's own limit errors
 (pricefeed/server/limits.py). Standard library only: the master loads it with the worker class.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 
 class DoorRefusal(NamedTuple):
-    """The worker door's whole answer to a request head (stream_door.py), and what the access
+    """The worker door's whole answer to a request head (door.py), and what the access
     log says of it."""
     response: bytes
     status: int

@@ -5,11 +5,11 @@ count what they do (the feed, the bus, the hub, admission, the election); one
 greenlet per worker (`NodeMetrics.run_forever`) reads those numbers every
 SAMPLE_INTERVAL_S, adds their growth to the Prometheus counters and sets the
 gauges. The two histograms are fed from the flusher's per-flush record
-(delivery/flush_record.py), drained here in bulk.
+(delivery/flush_record.py), taken here in bulk.
 
 Across gunicorn workers prometheus_client runs in multiprocess mode: each worker
 writes its values to files in PROMETHEUS_MULTIPROC_DIR (set up by the gunicorn
-config: metrics_process.py) and a scrape on any worker sums them all. Live gauges
+config: process_files.py) and a scrape on any worker sums them all. Live gauges
 (`multiprocess_mode="livesum"`) count only living workers: the master removes a
 dead worker's files in `child_exit`. Without that directory (one process, `flask
 pricefeed serve`, tests) each instance keeps its own in-memory registry.
@@ -30,11 +30,11 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS
 from pricefeed.node import Node
+from pricefeed.web.metrics.process_files import MULTIPROC_DIR_VARIABLE
 
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
-MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TRANSPORTS = ("sse", "ws")
 MODES = (LIVE, REDIS, LOCAL, DEGRADED)
@@ -197,7 +197,7 @@ class NodeMetrics:
             if entry is not None:
                 self.price_age.labels(pair.name).set(max(0.0, now - entry.tick.ts / 1000))
         self.workers.set(1)
-        durations, ages = node.flusher.record.drain()
+        durations, ages = node.flusher.record.take()
         observe_many(self.flush_seconds, durations)
         observe_many(self.tick_to_write, ages)
         self.samples += 1
@@ -231,7 +231,7 @@ def _clients_by_transport(hub) -> dict[str, int]:
 def observe_many(histogram: Histogram, values: list[float]) -> None:
     """`histogram.observe(v)` for each value, as one increment per bucket.
 
-    A drain can hold thousands of values; observed one by one in multiprocess mode each
+    One take can hold thousands of values; observed one by one in multiprocess mode each
     is a locked write to the shared file. Uses prometheus_client's bucket internals (the
     version is pinned; tests/unit/test_metrics.py checks this equals observe()).
     """

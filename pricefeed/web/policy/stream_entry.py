@@ -14,8 +14,8 @@ import socket
 from typing import Callable
 
 from pricefeed.node import Node
-from pricefeed.web.client_presence import ADMITTED, CLOSED, GONE, wait_for_turn
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down, too_many_streams
+from pricefeed.web.policy.client_presence import CLOSED, GONE, TURN, wait_for_turn
 
 
 def hold_stream_slot(node: Node, address: str) -> Callable[[], None]:
@@ -38,9 +38,10 @@ def hold_stream_slot(node: Node, address: str) -> Callable[[], None]:
     return release
 
 
-def admit(node: Node, address: str, sock: socket.socket | None) -> None:
-    """Steps 3-4, for an address already holding a slot. Returns when the stream may connect."""
-    if node.hub.draining:
+def pass_the_gate(node: Node, address: str, sock: socket.socket | None) -> None:
+    """Steps 3-4, for an address already holding a slot: the shedder, then the admission gate.
+    Returns when the stream may connect."""
+    if node.hub.stopping:
         raise shutting_down()       # stopping: "reconnect now, elsewhere", not "come back later"
     shed_retry_after = node.shedder.refuse()
     if shed_retry_after is not None:
@@ -56,7 +57,7 @@ def admit(node: Node, address: str, sock: socket.socket | None) -> None:
         # A reconnect storm is admitted at a bounded rate (admission.py); shutdown ends the
         # wait, and a client that leaves gives its slot back.
         outcome = wait_for_turn(node.hub, admission.wait, sock)
-        if outcome != ADMITTED:
+        if outcome != TURN:
             node.admission.cancel(address)
             if outcome == CLOSED:
                 raise shutting_down()

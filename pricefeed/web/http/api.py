@@ -1,27 +1,31 @@
 """The API blueprint: /prices, /history, /health (and /stream, /ws: streams/) under the configured prefix.
 
 Requests are parsed into checked values (streams/request.py); everything below
-trusts them. Every error a client can cause is a JSON 4xx (errors.py).
+trusts them. Every error a client can cause is a JSON 4xx (errors.py, json_error here).
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Request, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
 
 from pricefeed.node import Node
-from pricefeed.web.access import EXTENSION_KEY, admin_allowed, test_switch_allowed
-from pricefeed.web.errors import ApiError, json_error
-from pricefeed.web.health import health_report, public_health_report
-from pricefeed.web.origins import cors_headers, origin_allowed, preflight_headers
-from pricefeed.web.security_headers import add_common_headers
+from pricefeed.web import EXTENSION_KEY
+from pricefeed.web.errors import ApiError
+from pricefeed.web.http.health import health_report, public_health_report
+from pricefeed.web.http.security_headers import add_common_headers
+from pricefeed.web.policy.access import operator_allowed
+from pricefeed.web.policy.origins import cors_headers, origin_allowed, preflight_headers
 from pricefeed.web.streams.request import parse_pairs
 from pricefeed.web.streams.routes import add_stream_routes
 from pricefeed.web.streams.snapshot import snapshot_body
+
+if TYPE_CHECKING:
+    from pricefeed.web.extension import PriceFeedState
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +42,34 @@ class _AnyPath(BaseConverter):
     part_isolating = False
 
 
+def current_state() -> "PriceFeedState":
+    """The current app's pricefeed (extension.py)."""
+    return current_app.extensions[EXTENSION_KEY]
+
+
 def current_node() -> Node:
-    return current_app.extensions[EXTENSION_KEY].node
+    return current_state().node
+
+
+def admin_allowed(request: Request) -> bool:
+    """The request may see the operator's view (policy/access.py)."""
+    return operator_allowed(request.environ, current_state().config)
+
+
+def json_error(status: int, error: str, detail: str, headers: dict | None = None) -> Response:
+    """An ApiError's answer: `{"error": ..., "detail": ...}` with `status` and `headers`."""
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
 
 
 def create_api_blueprint() -> Blueprint:
     api = Blueprint(API_BLUEPRINT, __name__)
     api.record(_route_every_path_and_method)
     # /stream and /ws: served below Flask by streams/routes.StreamRoutes; declared here too.
-    add_stream_routes(api, EXTENSION_KEY)
+    add_stream_routes(api, current_state)
 
     @api.before_request
     def _reject_oversized_query() -> None:
@@ -120,38 +143,6 @@ def create_api_blueprint() -> Blueprint:
         response.status_code = status
         response.headers["Cache-Control"] = "no-cache"
         return response
-
-    @api.route("/_fault/block-hub", methods=["POST"], provide_automatic_options=False)
-    def block_hub():
-        # Test-only: freezes this worker's whole gevent hub, as a CPU-bound request or a
-        # blocking call would, so the fault suite can push a leader past its renew deadline.
-        node = current_node()
-        if not node.config.fault_injection or not test_switch_allowed(request):
-            raise ApiError(404, "not_found", "fault injection is disabled")
-        target = request.args.get("worker")
-        if target is not None and target != node.worker_id:
-            # Requests land on any worker; a test aiming at one (the leader) retries.
-            raise ApiError(409, "other_worker", f"this is {node.worker_id}, not {target[:80]}")
-        raw = request.args.get("seconds", "1")
-        if not re.fullmatch(r"[0-9]{1,2}", raw) or not 0 < int(raw) <= 30:
-            raise ApiError(400, "malformed_seconds", "seconds must be a whole number from 1 to 30")
-        seconds = int(raw)
-        from gevent import monkey
-        monkey.get_original("time", "sleep")(seconds)
-        return jsonify({"blocked_s": seconds, "worker": node.worker_id})
-
-    @api.route("/_fault/slow-flush", methods=["POST"], provide_automatic_options=False)
-    def slow_flush():
-        # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
-        # bound (load shedding) without thousands of clients. ms=0 ends it.
-        node = current_node()
-        if not node.config.fault_injection or not test_switch_allowed(request):
-            raise ApiError(404, "not_found", "fault injection is disabled")
-        raw = request.args.get("ms", "")
-        if not re.fullmatch(r"[0-9]{1,4}", raw):
-            raise ApiError(400, "malformed_ms", "ms must be a whole number from 0 to 9999")
-        node.flusher.test_delay_s = int(raw) / 1000
-        return jsonify({"flush_delay_ms": int(raw), "worker": node.worker_id})
 
     return api
 

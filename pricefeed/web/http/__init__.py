@@ -1,0 +1,1 @@
+"""The Flask surface: the API blueprint, /health, the dashboard and the headers they carry."""
