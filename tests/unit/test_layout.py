@@ -2,6 +2,10 @@
 
     server → web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
 
+Inside the web layer, a room per concern, pointing one way too:
+
+    extension → {cli, metrics, testing} → http → streams → policy → errors
+
 Read from the source with `ast` (every import, including those inside functions),
 so the rule holds for what the code could import, not only for what one test run loads.
 """
@@ -151,6 +155,68 @@ def test_nothing_below_the_web_layer_imports_flask():
             if target.split(".")[0] in WEB_ONLY_LIBRARIES:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "\n".join(sorted(wrong))
+
+
+# The web layer's rooms: a subpackage, or a top-level module of pricefeed.web.
+WEB_ROOMS = {
+    "errors": set(),                                             # the client errors, no Flask
+    "policy": {"errors"},                                        # the public endpoint's rules
+    "streams": {"policy", "errors"},                             # one stream's session, below Flask
+    "http": {"streams", "policy", "errors"},                     # the Flask surface
+    "metrics": {"http"},
+    "cli": set(),
+    "testing": {"http", "policy", "errors"},                     # test-only switches
+    "extension": {"http", "streams", "metrics", "cli", "testing"},
+}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["pricefeed", "web"]:
+        return None
+    return parts[2] if len(parts) > 2 else "web"     # "web": the package's own __init__ (EXTENSION_KEY)
+
+
+@pytest.mark.parametrize("room", sorted(WEB_ROOMS))
+def test_web_rooms_point_one_way(room):
+    wrong = []
+    for module, targets in _graph().items():
+        if _room(module) != room:
+            continue
+        for target in targets:
+            other = _room(target)
+            if other not in (None, "web", room) and other not in WEB_ROOMS[room]:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+@pytest.mark.parametrize("room", ["errors", "policy"])
+def test_the_rules_and_errors_know_no_flask(room):
+    """The endpoint's rules are plain functions of an environ, a config and the node: the stream
+    path below Flask and the worker's door apply them without a request object."""
+    wrong = []
+    for path in (PACKAGE / "web").rglob("*.py"):
+        module = _module_name(path)
+        if _room(module) == room:
+            wrong.extend(f"{module} imports {target}" for target in _imports(path)
+                         if target.split(".")[0] in WEB_ONLY_LIBRARIES)
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_only_the_extension_loads_the_test_switches():
+    importers = sorted(module for module, targets in _graph().items() if "pricefeed.web.testing" in targets)
+    assert importers == ["pricefeed.web.extension"]
+
+
+def test_what_the_gunicorn_master_loads_from_the_web_layer_is_standard_library_only():
+    """The worker class and the master's hooks import these before any worker has patched."""
+    for module in ("pricefeed.web", "pricefeed.web.streams", "pricefeed.web.streams.raw_response",
+                   "pricefeed.web.metrics", "pricefeed.web.metrics.process_files"):
+        path = _path_of(module)
+        assert path is not None, module
+        assert {t for t in _imports(path) if t.startswith("pricefeed")} <= {"pricefeed.web", "pricefeed"}, module
+        assert not {t.split(".")[0] for t in _imports(path)} & {"flask", "werkzeug", "gevent", "prometheus_client",
+                                                                "redis"}, module
 
 
 def test_the_walk_sees_the_whole_package():

@@ -33,6 +33,51 @@ def test_two_apps_in_one_process_do_not_share_state():
     assert second.test_client().get("/b/prices?pairs=SOL/USD").status_code == 200
 
 
+def test_one_extension_instance_on_two_apps_keeps_a_node_for_each():
+    feed = PriceFeed()
+    first, second = Flask("first"), Flask("second")
+    first.config["PRICEFEED_PAIRS"] = "BTC/USD"
+    second.config.update({"PRICEFEED_PAIRS": "SOL/USD", "PRICEFEED_URL_PREFIX": "/b"})
+    feed.init_app(first)
+    feed.init_app(second)
+    first_node, second_node = feed.state(first).node, feed.state(second).node
+    assert first_node is not second_node
+    assert [p.name for p in first_node.catalog.configured] == ["BTC/USD"]
+    assert [p.name for p in second_node.catalog.configured] == ["SOL/USD"]
+    with first.app_context():
+        assert feed.node is first_node
+    with second.app_context():
+        assert feed.node is second_node and feed.config.url_prefix == "/b"
+    # Each app's routes serve its own node.
+    assert first.test_client().get("/api/market-data/prices?pairs=SOL/USD").status_code == 400
+    assert second.test_client().get("/b/prices?pairs=SOL/USD").status_code == 200
+    # Outside an app context, with two apps, the instance cannot guess which one is meant.
+    import pytest
+    with pytest.raises(RuntimeError, match="serves 2 apps"):
+        feed.node
+
+
+def test_a_second_registration_on_the_same_app_is_refused():
+    import pytest
+    app, feed = make_app()
+    node = feed.node
+    with pytest.raises(RuntimeError, match="A 'pricefeed' extension is already registered on this app"):
+        feed.init_app(app)
+    with pytest.raises(RuntimeError, match="already registered"):
+        PriceFeed(app)
+    assert feed.node is node and app.extensions["pricefeed"].extension is feed
+
+
+def test_an_app_the_extension_is_not_registered_on_has_no_state_of_it():
+    import pytest
+    _, feed = make_app()
+    other = Flask("other")
+    with pytest.raises(RuntimeError, match="not registered on the app 'other'"):
+        feed.state(other)
+    with other.app_context(), pytest.raises(RuntimeError, match="not registered"):
+        feed.node
+
+
 def test_an_invalid_setting_stops_start_up_naming_the_variable():
     import pytest
 
