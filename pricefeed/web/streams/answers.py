@@ -1,9 +1,9 @@
 """The heads of a stream route's answers, built for WSGI without a Flask response object.
 
-The same headers the blueprint's after_request gives every API answer (api.py):
+The same headers the blueprint's after_request gives every API answer (http/api.py):
 `Vary: Origin` and, for an allowed cross-site page, `Access-Control-Allow-Origin`
-(origins.py); `nosniff` and the referrer policy (security_headers.py). Errors are
-the JSON bodies of errors.json_error, byte for byte what Flask's jsonify writes.
+(policy/origins.py); `nosniff` and the referrer policy (http/security_headers.py). Errors are
+the JSON bodies of http/api.py json_error, byte for byte what Flask's jsonify writes.
 """
 from __future__ import annotations
 

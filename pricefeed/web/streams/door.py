@@ -4,7 +4,7 @@ answer a shedding worker gives them before gunicorn's parser and Flask.
 The worker (pricefeed/server/accept.py) asks `closed()` for each connection it accepts;
 while it is closed, it peeks the connection's complete request head and asks `answer()`.
 Only a plain same-origin `GET` of a stream route is answered (no Origin header, whose
-answer would need CORS headers — origins.py; no body, which would be left unread): its
+answer would need CORS headers — policy/origins.py; no body, which would be left unread): its
 query checked first, as the view checks it (a malformed one is the view's JSON 400 whatever
 the load: retrying it later would not help), then the `503 at_capacity` JSON the view would
 send, with the shedder's jittered Retry-After.

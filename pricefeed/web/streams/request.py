@@ -3,7 +3,7 @@
 Both transports (/stream and /ws) and the JSON endpoints that share the query's
 syntax (/prices, /history) parse here; everything after trusts the values. Any
 malformed part is a JSON 400 naming it (errors.ApiError). Read straight from the
-environ: a stream is opened without Flask's request object (dispatcher.py).
+environ: a stream is opened without Flask's request object (routes.py).
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class StreamRequest:
         self.pace_ms = pace_ms
         self.resume_from = resume_from
         self.origin: str | None = environ.get("HTTP_ORIGIN")
-        # The per-address limits' key: an IPv4 address or an IPv6 /64 (client_address.py).
+        # The per-address limits' key: an IPv4 address or an IPv6 /64 (policy/client_address.py).
         self.address = address_key(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
                                    trusted_proxies)
         self._trusted = trusted_proxies

@@ -15,7 +15,7 @@ import time
 from email.utils import formatdate
 
 # The server's start_response, kept in the environ by whatever sits first in front of the
-# app's own WSGI callable (dispatcher.py), so a stream can find gunicorn's Response object.
+# app's own WSGI callable (routes.py), so a stream can find gunicorn's Response object.
 START_RESPONSE_KEY = "pricefeed.start_response"
 
 
