@@ -87,6 +87,13 @@ class SlowHeaders:
             selector.close()
 
 
+def accept_queue(port: int) -> int:
+    """Connections the kernel completed on the listening socket that no worker has accepted yet
+    (the listen socket's Recv-Q): held by the kernel, not by the server."""
+    out = subprocess.run(["ss", "-Htln", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines() if line.strip())
+
+
 def held_from(port: int, source: str) -> int:
     """Established connections the server holds from `source` (ss, the server's side)."""
     out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} and dst {source} )"],
