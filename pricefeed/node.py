@@ -81,12 +81,12 @@ class Node:
         self.catalog = PairCatalog(config.pairs, config.stable_quote)
         self._clock = clock
         self.hub = Hub((p.name for p in self.catalog.configured), config.max_clients, config.stale_after,
-                       config.resume_window, config.min_update_interval, clock)
+                       config.resume_window, config.min_update_interval, clock,
+                       history=PriceHistory((p.name for p in self.catalog.configured),
+                                            window_ms=int(config.history_window * 1000)))
         # The open-files limit, worker_connections and client cap in force (capacity.py), set by
         # the web layer once gunicorn's numbers are known; /health shows them.
         self.capacity: dict = {}
-        self.hub.history = PriceHistory((p.name for p in self.catalog.configured),
-                                        window_ms=int(config.history_window * 1000))
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
                                    config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,

@@ -173,11 +173,12 @@ class NodeMetrics:
         self._advance(self.bus_malformed, getattr(bus, "malformed", 0))
         for transport, count in _clients_by_transport(hub).items():
             self.clients.labels(transport).set(count)
-        self._advance(self.events_written, hub.events_written)
-        self._advance(self.conflated, hub.conflated)
-        self._advance(self.slow_disconnects, hub.slow_client_disconnects)
+        counters = hub.counters
+        self._advance(self.events_written, counters.events_written)
+        self._advance(self.conflated, counters.conflated)
+        self._advance(self.slow_disconnects, counters.slow_client_disconnects)
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
-        self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
+        self._advance(self.admission_refused.labels("capacity"), counters.clients_refused)
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
         pending = getattr(node, "pending_connections", None)      # under pricefeed's worker only
         if pending is not None:
