@@ -35,6 +35,10 @@ class PriceFeed:
         self.config: Config | None = None
         self.metrics: NodeMetrics | None = None
         self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
+        # What the node asks of the app when it needs it (Node's `capacity`, `direct_writes`):
+        # both change once pricefeed's gunicorn worker serves the app (served_by).
+        self._in_force: dict = {}
+        self._direct_writes = False
         self._start_lock = threading.Lock()
         self._settings: collections.ChainMap = collections.ChainMap()
         self.gevent_check = GeventRequirement()
@@ -49,8 +53,8 @@ class PriceFeed:
             {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
         in_force = self._capacity(config)
         self.config = dataclasses.replace(config, max_clients=in_force.max_clients)
-        self.node = Node(self.config)
-        self.node.capacity = in_force.as_dict()
+        self._in_force = in_force.as_dict()
+        self.node = Node(self.config, capacity=lambda: self._in_force, direct_writes=lambda: self._direct_writes)
         app.extensions[EXTENSION_KEY] = self
         if self.config.metrics:
             # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
@@ -108,8 +112,8 @@ class PriceFeed:
         while shedding (stream_door.py).
         """
         assert self.node is not None and self.config is not None, "PriceFeed.init_app() was not called"
-        _keep_a_connection_reserve(self.node, worker_connections)
-        self.node.direct_writes = self.config.direct_writes and direct_writes
+        self._in_force = _keep_a_connection_reserve(self._in_force, self.config.connection_reserve, worker_connections)
+        self._direct_writes = self.config.direct_writes and direct_writes
         self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
         return self.door
 
@@ -152,8 +156,9 @@ class PriceFeed:
                 log.error("%s", exc)
 
 
-def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
-    """Streams may take at most worker_connections minus PRICEFEED_CONNECTION_RESERVE connections.
+def _keep_a_connection_reserve(in_force: dict, reserve_setting: int, worker_connections: int) -> dict:
+    """The capacity in force (`in_force`, capacity.Capacity.as_dict), with streams capped at
+    worker_connections minus PRICEFEED_CONNECTION_RESERVE (`reserve_setting`) connections.
 
     The worker serves at most worker_connections at once; past that a new connection waits in
     the kernel's backlog, unanswered. Streams never end by themselves, so if they could take
@@ -161,11 +166,11 @@ def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
     would wait behind them. Capping the hub below the pool keeps `reserve` connections for
     short requests, which finish and hand their slot on.
     """
-    reserve = min(node.config.connection_reserve, worker_connections // 2)    # a small pool keeps half for streams
+    reserve = min(reserve_setting, worker_connections // 2)    # a small pool keeps half for streams
     cap = max(1, worker_connections - reserve)
-    if node.hub.max_clients > cap:
+    if in_force["max_clients"] > cap:
         log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
                     "for /health and /prices; streams capped at %d per worker",
-                    node.hub.max_clients, reserve, worker_connections, cap)
-        node.hub.max_clients = cap
-        node.capacity = {**node.capacity, "max_clients": cap}
+                    in_force["max_clients"], reserve, worker_connections, cap)
+        return {**in_force, "max_clients": cap}
+    return in_force

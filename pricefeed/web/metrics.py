@@ -167,10 +167,8 @@ class NodeMetrics:
         lease = node.election.lease if node.election is not None else None
         self._advance(self.lease_changes.labels("acquired"), lease.acquisitions if lease else 0)
         self._advance(self.lease_changes.labels("lost"), lease.losses if lease else 0)
-        # The Redis bus counts what its subscriber received; the in-process bus hands every
-        # published tick straight to this worker's hub.
-        self._advance(self.bus_received, getattr(bus, "received", getattr(bus, "published", 0)))
-        self._advance(self.bus_malformed, getattr(bus, "malformed", 0))
+        self._advance(self.bus_received, bus.received)
+        self._advance(self.bus_malformed, bus.malformed)
         for transport, count in _clients_by_transport(hub).items():
             self.clients.labels(transport).set(count)
         counters = hub.counters
