@@ -363,7 +363,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FRAME_ANCESTORS", _frame_ancestors, "'none'",
             "The dashboard's CSP frame-ancestors: who may embed it in a frame ('none', 'self' or origins)."),
     Setting("REFERRER_POLICY", _token, "no-referrer", "Referrer-Policy sent on every response of pricefeed."),
-    # Issue 14: shedding on lag, and restarts without a reconnect storm.
+    # Shedding on lag, and restarts without a reconnect storm.
     Setting("LAG_BOUND", float, 0.0,
             "Seconds the flusher may run late (tick arrival, or slot due, to the end of its flush) before new "
             "streams get 503 at_capacity. 0: from the pace (0.25 every tick; conflated: half the interval, >= 0.25).",
@@ -406,7 +406,7 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, maximum=600000),
     Setting("RESTART_RETRY_JITTER_MS", int, 3000, "Random extra per stream added to RESTART_RETRY_MS, ms.",
             minimum=0, maximum=600000),
-    # Issue 13 (server side): the WebSocket transport and the price history.
+    # The WebSocket transport and the price history.
     Setting("WS_MAX_MESSAGE_BYTES", int, 4096, "Largest WebSocket message a client may send, bytes (close 1009).",
             minimum=128, maximum=1_048_576),
     Setting("WS_OPS_PER_SECOND", float, 10.0,
@@ -427,7 +427,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", lambda t: _choice(t, ("text", "json")), "text",
             "app.py and the service's gunicorn.conf.py: `text` (one line per event, key=value fields) or `json` "
             "(one JSON object per line, python-json-logger). The extension itself configures no handlers."),
-    # Issue 12: Prometheus metrics.
+    # Prometheus metrics.
     Setting("METRICS", _bool, True,
             "Serve Prometheus metrics at {prefix}/metrics (operators only, like the detailed health report). "
             "Across gunicorn workers they are summed through PROMETHEUS_MULTIPROC_DIR, which the bundled "
