@@ -10,7 +10,9 @@ ticks from a deposed publisher.
 Besides ticks, a bus carries the leader's heartbeat (is a leader alive, and is
 its exchange connection live?) and the news that a leader released its lease.
 The node asks these of whichever backend it has; a backend with no other
-publisher than this process answers them plainly.
+publisher than this process answers them plainly. Every backend counts the same
+things (`published`, `fenced`, `received`, `malformed`), so no caller needs to know
+which backend it has.
 """
 from __future__ import annotations
 
@@ -22,17 +24,27 @@ from pricefeed.ticks import PriceTick
 Deliver = Callable[[PriceTick], None]
 
 
+def _nothing() -> None:
+    pass
+
+
+def _ignore(heartbeat: dict) -> None:
+    pass
+
+
 class Bus(ABC):
     """Publish ticks; deliver every published tick to this worker's subscriber."""
 
-    #: Called when the leader announces that it released its lease (a standby may take it now).
-    on_release: Callable[[], None]
-    #: Called with each heartbeat the leader publishes.
-    on_heartbeat: Callable[[dict], None]
-
-    def __init__(self) -> None:
-        self.on_release = lambda: None
-        self.on_heartbeat = lambda heartbeat: None
+    def __init__(self, on_release: Callable[[], None] | None = None,
+                 on_heartbeat: Callable[[dict], None] | None = None) -> None:
+        #: Called when the leader announces that it released its lease (a standby may take it now).
+        self.on_release = on_release or _nothing
+        #: Called with each heartbeat the leader publishes.
+        self.on_heartbeat = on_heartbeat or _ignore
+        self.published = 0    # ticks this process published
+        self.fenced = 0       # publishes refused because the lease holds another epoch
+        self.received = 0     # messages this worker's subscription received
+        self.malformed = 0    # of those, rejected as malformed
 
     @abstractmethod
     def start(self, deliver: Deliver) -> None:
@@ -45,6 +57,11 @@ class Bus(ABC):
     @abstractmethod
     def publish(self, tick: PriceTick) -> PriceTick | None:
         """Stamp and publish `tick`; None if this publisher may not publish (fenced out)."""
+
+    @abstractmethod
+    def publish_many(self, ticks: list[PriceTick]) -> list[PriceTick | None]:
+        """Stamp and publish `ticks` in order, in as few round trips as the backend allows; per
+        tick, as `publish`."""
 
     @abstractmethod
     def publish_heartbeat(self, body: dict) -> bool:

@@ -25,7 +25,6 @@ class InProcessBus(Bus):
         self._seq = itertools.count(1)
         self._deliver: Deliver | None = None
         self._last: dict[str, PriceTick] = {}
-        self.published = 0
 
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -38,8 +37,12 @@ class InProcessBus(Bus):
         self._last[stamped.pair] = stamped
         self.published += 1
         if self._deliver is not None:
+            self.received += 1      # handed straight to this worker's hub
             self._deliver(stamped)
         return stamped
+
+    def publish_many(self, ticks: list[PriceTick]) -> list[PriceTick | None]:
+        return [self.publish(tick) for tick in ticks]
 
     def publish_heartbeat(self, body: dict) -> bool:
         return True   # nobody else to tell: every tick goes straight to this process's hub

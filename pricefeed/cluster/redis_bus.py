@@ -54,8 +54,10 @@ RESUBSCRIBE_BACKOFF_CAP = 2.0
 
 class RedisBus(Bus):
     def __init__(self, client: redis.Redis, prefix: str, lease: Lease, heartbeat_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, breaker: pybreaker.CircuitBreaker | None = None):
-        super().__init__()
+                 clock: Callable[[], float] = time.monotonic, breaker: pybreaker.CircuitBreaker | None = None,
+                 max_clock_skew_ms: int | None = None, on_release: Callable[[], None] | None = None,
+                 on_heartbeat: Callable[[dict], None] | None = None):
+        super().__init__(on_release, on_heartbeat)
         self.client = client
         self.breaker = breaker
         self.lease = lease
@@ -76,12 +78,8 @@ class RedisBus(Bus):
         self.last_message_at: float | None = None
         self._leader_heartbeat: dict | None = None
         self.leader_heartbeat_at: float | None = None
-        self.published = 0
-        self.fenced = 0
-        self.received = 0
-        self.malformed = 0
         # Ticks read back from Redis are checked like the exchange's (None: no time window).
-        self.max_clock_skew_ms: int | None = None
+        self.max_clock_skew_ms = max_clock_skew_ms
         self.rejected: Counter[str] = Counter()
         self._rejections_log = RateLimitedLog(log)
 

@@ -279,12 +279,12 @@ class Flusher:
                 written += chunk.writes
                 events += chunk.events * chunk.writes
                 conflated += chunk.conflated * chunk.writes
-        hub = self.hub
-        hub.flushes += 1
-        hub.writes += written
-        hub.events_written += events
-        hub.conflated += conflated
-        hub.skipped_busy += skipped
+        counters = self.hub.counters
+        counters.flushes += 1
+        counters.writes += written
+        counters.events_written += events
+        counters.conflated += conflated
+        counters.skipped_busy += skipped
         return written
 
     def _record_tick_ages(self, batch: Batch, position: int) -> None:

@@ -20,7 +20,7 @@ import gevent
 import pybreaker
 
 from pricefeed.exchange.access import AccessRefusals
-from pricefeed.exchange.catalogue import (EXCHANGE_INFO_PATH, EXCHANGE_INFO_WEIGHT, ExchangeCatalogue,
+from pricefeed.exchange.catalogue import (EXCHANGE_INFO_PATH, EXCHANGE_INFO_WEIGHT, TRADING, ExchangeCatalogue,
                                           parse_exchange_info)
 from pricefeed.exchange.request_weight import RequestWeight
 from pricefeed.exchange.rest_request import ExchangeServerError, error_reply, get, retry_after
@@ -83,6 +83,11 @@ class CatalogueReader:
         """The first read was tried (read, or failed): the stream may open now, on its result or on
         the configured pairs as named."""
         return self._settled
+
+    def is_trading(self, symbol: str) -> bool:
+        """What the catalogue last said (True before it was read: the configured pairs as named)."""
+        listed = self.catalogue.symbols.get(symbol) if self.catalogue is not None else None
+        return listed is None or listed.status == TRADING
 
     def read_once(self) -> float:
         """One attempt; the seconds until the next. Workers spread their refreshes (+-10 %)."""

@@ -73,11 +73,12 @@ class BinanceFeed:
                  breaker: pybreaker.CircuitBreaker | None = None, probe_after: float | None = None,
                  probe_timeout: float = 3.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  max_clock_skew_ms: int | None = DEFAULT_MAX_CLOCK_SKEW_MS,
-                 group: StreamGroup | None = None, numbering: Iterator[int] | None = None):
+                 group: StreamGroup | None = None, numbering: Iterator[int] | None = None,
+                 access: AccessRefusals | None = None):
         self.group = group if group is not None else one_group(url, catalog.pairs)
         self.url = self.group.url
-        # Set by the node: where a 451 or 403 on the handshake goes (exchange/access.py).
-        self.access: AccessRefusals | None = None
+        # Where a 451 or 403 on the handshake goes (exchange/access.py).
+        self.access = access
         # Quiet this long, a connection is asked whether it still works (never later than the
         # silence timeout); it is replaced only if that goes unanswered for `probe_timeout`.
         self.probe_after = min(silence_timeout, probe_after) if probe_after else silence_timeout

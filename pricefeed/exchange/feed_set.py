@@ -57,7 +57,8 @@ class FeedSet:
     def __init__(self, url: str, catalog: PairCatalog, on_tick: Callable[[PriceTick], None], *,
                  policy: ReconnectPolicy, rotate_after: float = 23 * 3600.0,
                  max_streams: int = MAX_STREAMS_PER_CONNECTION, max_target_chars: int = MAX_TARGET_CHARS,
-                 start_spacing: float = START_SPACING_SECONDS, **feed_options: Any):
+                 start_spacing: float = START_SPACING_SECONDS, access: AccessRefusals | None = None,
+                 **feed_options: Any):
         self.url = stream_root(url) + "/stream"
         self.policy = policy
         self.start_spacing = start_spacing
@@ -68,7 +69,7 @@ class FeedSet:
         self._limits = {"max_streams": max_streams, "max_target_chars": max_target_chars}
         self._feed_options = feed_options
         self._numbering = itertools.count(1)
-        self._access: AccessRefusals | None = None
+        self._access = access
         self.groups = self._plan()
         self.feeds = [self._new_feed(index, group) for index, group in enumerate(self.groups)]
         self._starter: gevent.Greenlet | None = None
@@ -81,8 +82,8 @@ class FeedSet:
         stagger = min(ROTATION_STAGGER_SECONDS, 0.1 * self._rotate_after / max(1, len(self.groups)))
         feed = BinanceFeed(self._base_url, self._catalog, self._on_tick, group=group, numbering=self._numbering,
                            policy=self.policy if index == 0 else self.policy.sibling(),
-                           rotate_after=self._rotate_after - index * stagger, **self._feed_options)
-        feed.access = self._access
+                           rotate_after=self._rotate_after - index * stagger, access=self._access,
+                           **self._feed_options)
         return feed
 
     def _log_plan(self) -> None:
@@ -95,12 +96,6 @@ class FeedSet:
     def access(self) -> AccessRefusals | None:
         """Where a 451 or 403 on any connection's handshake goes (exchange/access.py)."""
         return self._access
-
-    @access.setter
-    def access(self, access: AccessRefusals | None) -> None:
-        self._access = access
-        for feed in self.feeds:
-            feed.access = access
 
     def retarget(self) -> None:
         """The catalog's symbols changed (the catalogue was read, a pair was delisted): plan

@@ -152,8 +152,11 @@ class PriceFeedState:
             {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
         in_force = self._capacity(config)
         self.config: Config = dataclasses.replace(config, max_clients=in_force.max_clients)
-        self.node = Node(self.config)
-        self.node.capacity = in_force.as_dict()
+        # What the node asks of the app when it needs it (Node's `capacity`, `direct_writes`):
+        # both change once pricefeed's gunicorn worker serves the app (served_by).
+        self._in_force: dict = in_force.as_dict()
+        self._direct_writes = False
+        self.node = Node(self.config, capacity=lambda: self._in_force, direct_writes=lambda: self._direct_writes)
         self.metrics: NodeMetrics | None = NodeMetrics(self.node) if self.config.metrics else None
         self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
         self.gevent_check = GeventRequirement()
@@ -185,8 +188,8 @@ class PriceFeedState:
         socket and framing, streams/server.py direct_socket). Returns the door the worker consults
         while shedding (streams/door.py).
         """
-        _keep_a_connection_reserve(self.node, worker_connections)
-        self.node.direct_writes = self.config.direct_writes and direct_writes
+        self._in_force = _keep_a_connection_reserve(self._in_force, self.config.connection_reserve, worker_connections)
+        self._direct_writes = self.config.direct_writes and direct_writes
         self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
         return self.door
 
@@ -226,8 +229,9 @@ class PriceFeedState:
                 log.error("%s", exc)
 
 
-def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
-    """Streams may take at most worker_connections minus PRICEFEED_CONNECTION_RESERVE connections.
+def _keep_a_connection_reserve(in_force: dict, reserve_setting: int, worker_connections: int) -> dict:
+    """The capacity in force (`in_force`, capacity.Capacity.as_dict), with streams capped at
+    worker_connections minus PRICEFEED_CONNECTION_RESERVE (`reserve_setting`) connections.
 
     The worker serves at most worker_connections at once; past that a new connection waits in
     the kernel's backlog, unanswered. Streams never end by themselves, so if they could take
@@ -235,11 +239,11 @@ def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
     would wait behind them. Capping the hub below the pool keeps `reserve` connections for
     short requests, which finish and hand their slot on.
     """
-    reserve = min(node.config.connection_reserve, worker_connections // 2)    # a small pool keeps half for streams
+    reserve = min(reserve_setting, worker_connections // 2)    # a small pool keeps half for streams
     cap = max(1, worker_connections - reserve)
-    if node.hub.max_clients > cap:
+    if in_force["max_clients"] > cap:
         log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
                     "for /health and /prices; streams capped at %d per worker",
-                    node.hub.max_clients, reserve, worker_connections, cap)
-        node.hub.max_clients = cap
-        node.capacity = {**node.capacity, "max_clients": cap}
+                    in_force["max_clients"], reserve, worker_connections, cap)
+        return {**in_force, "max_clients": cap}
+    return in_force

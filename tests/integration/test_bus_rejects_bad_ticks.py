@@ -18,8 +18,7 @@ DAY_MS = 86_400_000
 def bus():
     with RedisServer() as server:
         client = command_client(server.url)
-        bus = RedisBus(client, "t", Lease(client, "t", LeaseTimings(2, 0.5, 1.5)))
-        bus.max_clock_skew_ms = DAY_MS
+        bus = RedisBus(client, "t", Lease(client, "t", LeaseTimings(2, 0.5, 1.5)), max_clock_skew_ms=DAY_MS)
         yield server, bus
 
 

@@ -172,7 +172,7 @@ def test_a_client_that_stops_reading_is_skipped_and_then_sent_only_the_latest_pe
         hub.publish(tick(price=f"{seq}.00", seq=seq))
         flush(hub)
     assert prices(fast.body())[-1] == f"{seq}.00"
-    assert hub.skipped_busy >= 50
+    assert hub.counters.skipped_busy >= 50
     hub.publish(tick("ETH/USD", "0.50", seq=seq + 1))
     # The client's greenlet finishes the backlog (views._stream_events does this) ...
     received = slow.body()
@@ -303,14 +303,14 @@ def test_capacity_is_enforced():
 
 
 def test_a_flusher_far_behind_falls_back_to_the_latest_price_per_pair():
-    from pricefeed.delivery import hub as hub_module
+    from pricefeed.delivery import subscribers
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
     wire = Wire(hub, ("BTC/USD",))
     flush(hub)
-    for seq in range(1, hub_module.JOURNAL_LIMIT + 10):
+    for seq in range(1, subscribers.JOURNAL_LIMIT + 10):
         hub.publish(tick(price=f"{seq}.00", seq=seq))
     flush(hub)
-    assert prices(wire.body()) == [f"{hub_module.JOURNAL_LIMIT + 9}.00"]
+    assert prices(wire.body()) == [f"{subscribers.JOURNAL_LIMIT + 9}.00"]
 
 
 # -- the book: fencing, staleness, resume --------------------------------------------------------
@@ -321,7 +321,7 @@ def test_ticks_from_an_older_epoch_are_dropped():
     flush(hub)
     hub.publish(tick(price="2.00", epoch=2, seq=1))
     assert hub.publish(tick(price="1.00", epoch=1, seq=99)) is False
-    assert hub.ticks_fenced == 1
+    assert hub.counters.ticks_fenced == 1
     flush(hub)
     assert prices(wire.body()) == ["2.00"]
 

@@ -27,8 +27,8 @@ def test_a_paced_client_sent_only_the_latest_price_counts_the_ticks_it_was_spare
     flusher = Flusher(hub)
     flusher.flush(hub.take_batch(wire.client.slot), position=wire.client.slot)
     assert prices(wire.body()) == ["105.00"]
-    assert hub.events_written == 1
-    assert hub.conflated == 4
+    assert hub.counters.events_written == 1
+    assert hub.counters.conflated == 4
 
 
 def test_a_client_that_keeps_up_is_sent_every_tick_and_nothing_counts_as_conflated():
@@ -41,7 +41,7 @@ def test_a_client_that_keeps_up_is_sent_every_tick_and_nothing_counts_as_conflat
         hub.publish(tick(seq=seq, price=f"{seq}.00"))
     flusher.flush(hub.take_batch())
     assert prices(wire.body()) == ["1.00", "2.00", "3.00", "4.00"]
-    assert (hub.events_written, hub.conflated) == (4, 0)
+    assert (hub.counters.events_written, hub.counters.conflated) == (4, 0)
 
 
 def test_a_client_stuck_past_the_walk_limit_still_has_its_conflation_counted():
@@ -51,7 +51,7 @@ def test_a_client_stuck_past_the_walk_limit_still_has_its_conflation_counted():
         hub.publish(tick("BTC/USD" if seq % 2 else "ETH/USD", f"{seq}.00", seq=seq))
     Flusher(hub).flush(hub.take_batch(wire.client.slot), wire.client.slot)
     assert prices(wire.body()) == ["999.00"]
-    assert hub.conflated == 499
+    assert hub.counters.conflated == 499
 
 
 def test_clients_stuck_since_different_moments_each_count_their_own_conflated_ticks():
@@ -65,7 +65,7 @@ def test_clients_stuck_since_different_moments_each_count_their_own_conflated_ti
     hub.publish(tick("ETH/USD", "5.00", seq=1401))
     Flusher(hub).flush(hub.take_batch())
     assert prices(early.body()) == prices(late.body()) == ["1400.00"]
-    assert hub.conflated == 1399 + 699
+    assert hub.counters.conflated == 1399 + 699
 
 
 def test_each_flush_records_its_duration_and_the_age_of_every_tick_it_wrote():

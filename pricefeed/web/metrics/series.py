@@ -173,17 +173,16 @@ class NodeMetrics:
         lease = node.election.lease if node.election is not None else None
         self._advance(self.lease_changes.labels("acquired"), lease.acquisitions if lease else 0)
         self._advance(self.lease_changes.labels("lost"), lease.losses if lease else 0)
-        # The Redis bus counts what its subscriber received; the in-process bus hands every
-        # published tick straight to this worker's hub.
-        self._advance(self.bus_received, getattr(bus, "received", getattr(bus, "published", 0)))
-        self._advance(self.bus_malformed, getattr(bus, "malformed", 0))
+        self._advance(self.bus_received, bus.received)
+        self._advance(self.bus_malformed, bus.malformed)
         for transport, count in _clients_by_transport(hub).items():
             self.clients.labels(transport).set(count)
-        self._advance(self.events_written, hub.events_written)
-        self._advance(self.conflated, hub.conflated)
-        self._advance(self.slow_disconnects, hub.slow_client_disconnects)
+        counters = hub.counters
+        self._advance(self.events_written, counters.events_written)
+        self._advance(self.conflated, counters.conflated)
+        self._advance(self.slow_disconnects, counters.slow_client_disconnects)
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
-        self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
+        self._advance(self.admission_refused.labels("capacity"), counters.clients_refused)
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
         self._advance(self.address_refused.labels("too_many_streams"), node.admission.streams.refused)
         self._advance(self.address_refused.labels("too_many_new_streams"), node.admission.refused_address)

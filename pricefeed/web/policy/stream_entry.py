@@ -24,7 +24,7 @@ def hold_stream_slot(node: Node, address: str) -> Callable[[], None]:
     if node.hub.closed:
         raise shutting_down()
     if node.hub.full:
-        node.hub.clients_refused += 1
+        node.hub.counters.clients_refused += 1
         raise at_capacity()
     streams = node.admission.streams
     if not streams.acquire(address):

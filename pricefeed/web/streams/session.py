@@ -156,7 +156,7 @@ def write_backlog(hub: Hub, client: StreamClient, sock: socket.socket, write_tim
         client.write_backlog(sock, write_timeout)
     except OSError as exc:                 # includes the timeout
         if isinstance(exc, TimeoutError):
-            hub.slow_client_disconnects += 1
+            hub.counters.slow_client_disconnects += 1
             discard_unsent(sock)
         client.drop()
         return False
