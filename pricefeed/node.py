@@ -78,28 +78,28 @@ class Node:
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         self.config = config
-        self.catalog = PairCatalog(config.pairs, config.stable_quote)
+        self.catalog = PairCatalog(config.upstream.pairs, config.upstream.stable_quote)
         self._clock = clock
-        self.hub = Hub((p.name for p in self.catalog.configured), config.max_clients, config.stale_after,
-                       config.resume_window, config.min_update_interval, clock)
+        self.hub = Hub((p.name for p in self.catalog.configured), config.delivery.max_clients, config.delivery.stale_after,
+                       config.delivery.resume_window, config.delivery.min_update_interval, clock)
         # The open-files limit, worker_connections and client cap in force (capacity.py), set by
         # the web layer once gunicorn's numbers are known; /health shows them.
         self.capacity: dict = {}
         self.hub.history = PriceHistory((p.name for p in self.catalog.configured),
-                                        window_ms=int(config.history_window * 1000))
+                                        window_ms=int(config.delivery.history_window * 1000))
         self.flusher = Flusher(self.hub, clock=clock)
-        self.shedder = LoadShedder(lag_bound(config.lag_bound, config.min_update_interval),
-                                   config.shed_after_flushes, config.shed_retry_after, config.shed_retry_jitter,
-                                   clock, self._oldest_unwritten, config.shed_after_seconds)
+        self.shedder = LoadShedder(lag_bound(config.delivery.lag_bound, config.delivery.min_update_interval),
+                                   config.delivery.shed_after_flushes, config.delivery.shed_retry_after, config.delivery.shed_retry_jitter,
+                                   clock, self._oldest_unwritten, config.delivery.shed_after_seconds)
         self.flusher.shedder = self.shedder
-        self.admission = AdmissionGate(config.new_streams_per_second, config.new_streams_burst,
-                                       config.new_stream_max_wait, clock,
-                                       address_share=config.new_streams_share_per_ip,
+        self.admission = AdmissionGate(config.delivery.new_streams_per_second, config.delivery.new_streams_burst,
+                                       config.delivery.new_stream_max_wait, clock,
+                                       address_share=config.endpoint.new_streams_share_per_ip,
                                        # The cap counts for the whole deployment (Redis), else the host.
-                                       streams=AddressLimits(config.max_streams_per_ip,
-                                                             HostAddressCounts(config.redis_prefix),
+                                       streams=AddressLimits(config.endpoint.max_streams_per_ip,
+                                                             HostAddressCounts(config.cluster.redis_prefix),
                                                              clock=clock,
-                                                             host_rates=HostAddressRates(config.redis_prefix)))
+                                                             host_rates=HostAddressRates(config.cluster.redis_prefix)))
         # Set by pricefeed's gunicorn worker, which knows the response framing (PriceFeed.served_by).
         self.direct_writes = False
         self.breakers: dict[str, pybreaker.CircuitBreaker] = {
@@ -110,31 +110,31 @@ class Node:
         }
         # As many exchange connections as the pairs need (stream_plan.py); one for ~200 pairs.
         self.feed = FeedSet(
-            config.upstream_url, self.catalog, self._publish,
-            max_streams=config.upstream_max_streams_per_connection,
-            max_target_chars=config.upstream_max_target_length,
-            silence_timeout=config.upstream_silence_timeout,
-            connect_timeout=config.upstream_connect_timeout,
-            rotate_after=config.upstream_rotate_after,
-            policy=ReconnectPolicy(config.upstream_backoff_base, config.upstream_backoff_cap,
-                                   config.upstream_max_attempts_per_5min,
-                                   host_budget=HostAttemptBudget(config.upstream_attempt_budget_dir,
-                                                                 urlsplit(config.upstream_url).netloc.rpartition("@")[2],
-                                                                 config.upstream_max_attempts_per_5min)),
-            force_simulated=config.simulated, clock=clock, breaker=self.breakers["upstream"],
+            config.upstream.upstream_url, self.catalog, self._publish,
+            max_streams=config.upstream.upstream_max_streams_per_connection,
+            max_target_chars=config.upstream.upstream_max_target_length,
+            silence_timeout=config.upstream.upstream_silence_timeout,
+            connect_timeout=config.upstream.upstream_connect_timeout,
+            rotate_after=config.upstream.upstream_rotate_after,
+            policy=ReconnectPolicy(config.upstream.upstream_backoff_base, config.upstream.upstream_backoff_cap,
+                                   config.upstream.upstream_max_attempts_per_5min,
+                                   host_budget=HostAttemptBudget(config.upstream.upstream_attempt_budget_dir,
+                                                                 urlsplit(config.upstream.upstream_url).netloc.rpartition("@")[2],
+                                                                 config.upstream.upstream_max_attempts_per_5min)),
+            force_simulated=config.upstream.simulated, clock=clock, breaker=self.breakers["upstream"],
             # Probed before its prices would turn stale: a quiet market stays current.
-            probe_after=min(config.upstream_silence_timeout, config.stale_after / 2),
-            probe_timeout=config.upstream_probe_timeout, max_frame_bytes=config.upstream_max_frame_bytes,
-            max_clock_skew_ms=int(config.max_clock_skew * 1000) or None)
+            probe_after=min(config.upstream.upstream_silence_timeout, config.delivery.stale_after / 2),
+            probe_timeout=config.upstream.upstream_probe_timeout, max_frame_bytes=config.upstream.upstream_max_frame_bytes,
+            max_clock_skew_ms=int(config.upstream.max_clock_skew * 1000) or None)
         # What the exchange refuses us (451/403), and the REST weight the catalogue and the REST
         # tier share; the catalogue says which pairs it lists, under which symbols, in which status.
-        self.access = AccessRefusals(config.refused_retry_interval, clock)
+        self.access = AccessRefusals(config.upstream.refused_retry_interval, clock)
         self.feed.access = self.access
         self.rest_weight = RequestWeight(clock=clock)
-        self.rest = RestPoller(config.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
-                               clock=clock, max_body_bytes=config.rest_max_body_bytes, weight=self.rest_weight,
+        self.rest = RestPoller(config.upstream.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
+                               clock=clock, max_body_bytes=config.upstream.rest_max_body_bytes, weight=self.rest_weight,
                                access=self.access, is_trading=self._is_trading)
-        self.catalogue = CatalogueReader(config.rest_url, self._adopt_catalogue, refresh=config.catalogue_refresh,
+        self.catalogue = CatalogueReader(config.upstream.rest_url, self._adopt_catalogue, refresh=config.upstream.catalogue_refresh,
                                          breaker=self.breakers["rest"], weight=self.rest_weight,
                                          access=self.access, clock=clock, on_settled=self._sync_feed)
         self._standings_version = 0
@@ -143,26 +143,26 @@ class Node:
         self.election: Election | None = None
         self.publisher: TickPublisher | None = None     # Redis only: publishing off the feed's loop
         self.host_tier: HostTier | None = None          # Redis only: one local-tier connection per host
-        if config.redis_url:
+        if config.cluster.redis_url:
             # Two breakers, because pybreaker holds its lock for the whole call: per-tick
             # publishing must never queue the lease renewal behind it.
             self.breakers["redis_lease"] = new_breaker("redis_lease", fail_max=3, reset_timeout=2)
             self.breakers["redis_bus"] = new_breaker("redis_bus", fail_max=3, reset_timeout=2)
-            client = redis_client(config.redis_url, sentinel_username=config.redis_sentinel_username,
-                                  sentinel_password=config.redis_sentinel_password)
-            lease = Lease(client, config.redis_prefix,
-                          LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline),
+            client = redis_client(config.cluster.redis_url, sentinel_username=config.cluster.redis_sentinel_username,
+                                  sentinel_password=config.cluster.redis_sentinel_password)
+            lease = Lease(client, config.cluster.redis_prefix,
+                          LeaseTimings(config.cluster.lease_ttl, config.cluster.lease_renew_interval, config.cluster.lease_renew_deadline),
                           clock)
-            self.bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval, clock,
+            self.bus = RedisBus(client, config.cluster.redis_prefix, lease, config.cluster.bus_heartbeat_interval, clock,
                                 breaker=self.breakers["redis_bus"])
-            self.bus.max_clock_skew_ms = int(config.max_clock_skew * 1000) or None
+            self.bus.max_clock_skew_ms = int(config.upstream.max_clock_skew * 1000) or None
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
                                      epoch_floor=self._epoch_floor, breaker=self.breakers["redis_lease"])
             self.bus.on_release = self.election.wake
             self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
-            self.host_tier = HostTier(config.redis_prefix, deliver=self._on_sibling_tick, clock=clock)
+            self.host_tier = HostTier(config.cluster.redis_prefix, deliver=self._on_sibling_tick, clock=clock)
             self.bus.on_heartbeat = self._on_leader_heartbeat
-            self.admission.streams.redis = RedisAddressCounts(client, config.redis_prefix, lambda: self.worker_id)
+            self.admission.streams.redis = RedisAddressCounts(client, config.cluster.redis_prefix, lambda: self.worker_id)
         else:
             self.bus = InProcessBus()
         self.fallback = FallbackChain(clock)
@@ -240,10 +240,10 @@ class Node:
             # With Redis the wait ends as soon as a successor on this host leads (bench/restart.py:
             # 0.5-0.6 s after the HUP, not 2 s).
             waited = 0.0
-            if len(self.hub.drain()) > self.config.new_streams_burst:
+            if len(self.hub.drain()) > self.config.delivery.new_streams_burst:
                 waited = wait_for_successor(self._successor_on_this_host(), delay_s, self._clock)
-            self.drained = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
-                self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
+            self.drained = close_spread(self.hub, spread_s, self.config.restart.restart_closes_per_second, farewell_retry(
+                self.config.restart.restart_retry_ms, self.config.restart.restart_retry_jitter_ms), self._clock)
             self.drained["waited_s"] = round(waited, 3)
             log.warning("pricefeed: handed over in %.2f s, kept streaming %.2f s, then closed %d streams over "
                         "%.2f s in %d slices", self.handover_s, waited, self.drained["streams"],
@@ -408,7 +408,7 @@ class Node:
         if self.host_tier is not None:
             self.host_tier.share_status(self.feed.is_live(), self.feed.data_age())
         if self.election is not None and self.election.leading \
-                and now - self._last_heartbeat >= self.config.bus_heartbeat_interval \
+                and now - self._last_heartbeat >= self.config.cluster.bus_heartbeat_interval \
                 and (self._heartbeat is None or self._heartbeat.dead):
             self._last_heartbeat = now
             # Published from its own greenlet: on a Redis that stopped answering it waits out
@@ -435,7 +435,7 @@ class Node:
         if announcement != self._announced:
             self._announced = announcement
             self.hub.broadcast_status(self.status_body())
-        if now - self._last_ping >= self.config.heartbeat_interval:
+        if now - self._last_ping >= self.config.delivery.heartbeat_interval:
             self._last_ping = now
             self.hub.ping_all()
 
@@ -488,7 +488,7 @@ class Node:
     def _yield_if_exchange_unreachable(self, now: float) -> None:
         """Redis works but our exchange connection has been down for LEADER_YIELD_AFTER: let
         another worker, perhaps on a host whose route works, lead."""
-        after = self.config.leader_yield_after
+        after = self.config.cluster.leader_yield_after
         if (after and self.election is not None and self.election.leading and not self.election.redis_failing
                 and self._feed_down_since is not None and now - self._feed_down_since >= after):
             log.warning("exchange unreachable for %.0fs while Redis works: yielding the lease", after)
@@ -511,7 +511,7 @@ class Node:
 
     @property
     def simulated(self) -> bool:
-        if self.config.simulated or self.feed.simulated:
+        if self.config.upstream.simulated or self.feed.simulated:
             return True
         heartbeat = self.bus.leader_heartbeat
         if heartbeat and heartbeat.get("simulated"):
@@ -539,7 +539,7 @@ class Node:
         """Serve each configured pair as the exchange lists it (exchange/listing_log.py); new
         symbols go on a replacement connection, and clients hear of every status change."""
         standings, resubscribe = adopt_listing(self.catalog, catalogue, self.hub.standings,
-                                               self.config.rest_url)
+                                               self.config.upstream.rest_url)
         if resubscribe:
             self.feed.retarget()
         if self.hub.set_standings(standings):

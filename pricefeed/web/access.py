@@ -33,10 +33,10 @@ def token_matches(environ: dict, expected: str) -> bool:
 
 def operator_allowed(environ: dict, config: Config) -> bool:
     """The request (its WSGI environ) may see the operator's view (see the module docstring)."""
-    if config.admin_token:
-        return token_matches(environ, config.admin_token)
+    if config.endpoint.admin_token:
+        return token_matches(environ, config.endpoint.admin_token)
     forwarding = "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ
-    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.trusted_proxies)
+    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.endpoint.trusted_proxies)
 
 
 @functools.lru_cache(maxsize=4096)      # asked on every stream's open, mostly for the same few peers
@@ -55,6 +55,6 @@ def admin_allowed(request: Request) -> bool:
 def test_switch_allowed(request: Request) -> bool:
     """Test-only switches (fault injection): a direct loopback peer, and the token when one is set."""
     config = current_app.extensions[EXTENSION_KEY].config
-    if not is_direct_loopback(request.environ, config.trusted_proxies):
+    if not is_direct_loopback(request.environ, config.endpoint.trusted_proxies):
         return False
-    return config.admin_token is None or token_matches(request.environ, config.admin_token)
+    return config.endpoint.admin_token is None or token_matches(request.environ, config.endpoint.admin_token)

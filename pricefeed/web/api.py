@@ -50,7 +50,7 @@ def create_api_blueprint() -> Blueprint:
 
     @api.before_request
     def _reject_oversized_query() -> None:
-        limit = current_node().config.max_query_length
+        limit = current_node().config.endpoint.max_query_length
         if len(request.query_string) > limit:
             raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
 
@@ -126,7 +126,7 @@ def create_api_blueprint() -> Blueprint:
         # Test-only: freezes this worker's whole gevent hub, as a CPU-bound request or a
         # blocking call would, so the fault suite can push a leader past its renew deadline.
         node = current_node()
-        if not node.config.fault_injection or not test_switch_allowed(request):
+        if not node.config.endpoint.fault_injection or not test_switch_allowed(request):
             raise ApiError(404, "not_found", "fault injection is disabled")
         target = request.args.get("worker")
         if target is not None and target != node.worker_id:
@@ -145,7 +145,7 @@ def create_api_blueprint() -> Blueprint:
         # Test-only: a cooperative pause after every flush of this worker, to push it past its lag
         # bound (load shedding) without thousands of clients. ms=0 ends it.
         node = current_node()
-        if not node.config.fault_injection or not test_switch_allowed(request):
+        if not node.config.endpoint.fault_injection or not test_switch_allowed(request):
             raise ApiError(404, "not_found", "fault injection is disabled")
         raw = request.args.get("ms", "")
         if not re.fullmatch(r"[0-9]{1,4}", raw):

@@ -1,16 +1,14 @@
 """The Flask extension object: PriceFeed(app) or PriceFeed().init_app(app)."""
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
-import os
 import threading
 
 from flask import Flask
 
 from pricefeed import capacity
-from pricefeed.config import PREFIX, Config
+from pricefeed.config import Config
 from pricefeed.node import Node
 from pricefeed.web.api import EXTENSION_KEY, create_api_blueprint
 from pricefeed.web.cli import create_cli_group
@@ -32,11 +30,11 @@ class PriceFeed:
 
     def __init__(self, app: Flask | None = None):
         self.node: Node | None = None
-        self.config: Config | None = None
+        self.config: Config | None = None         # in force: the client cap filled in (capacity.py)
+        self.loaded_config: Config | None = None  # as loaded from app.config and the environment
         self.metrics: NodeMetrics | None = None
         self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
         self._start_lock = threading.Lock()
-        self._settings: collections.ChainMap = collections.ChainMap()
         self.gevent_check = GeventRequirement()
         self.authorizer: Authorizer | None = None
         if app is not None:
@@ -44,20 +42,20 @@ class PriceFeed:
 
     def init_app(self, app: Flask) -> None:
         """Validate configuration (raising ConfigError naming the variable) and register the routes."""
-        config = Config.load(app.config)
-        self._settings = collections.ChainMap(
-            {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
-        in_force = self._capacity(config)
-        self.config = dataclasses.replace(config, max_clients=in_force.max_clients)
+        config = self.loaded_config = Config.load(app.config)
+        # Until a pricefeed worker serves the app with its own (served_by): the open-files limit as found.
+        in_force = capacity.derive(config.delivery, capacity.open_files_limit())
+        self.config = _with_max_clients(config, in_force.max_clients)
         self.node = Node(self.config)
         self.node.capacity = in_force.as_dict()
         app.extensions[EXTENSION_KEY] = self
-        if self.config.metrics:
+        endpoint = self.config.endpoint
+        if self.config.observability.metrics:
             # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
             self.metrics = NodeMetrics(self.node)
-            app.register_blueprint(create_metrics_blueprint(EXTENSION_KEY), url_prefix=self.config.url_prefix)
-        app.register_blueprint(create_api_blueprint(), url_prefix=self.config.url_prefix)
-        if self.config.dashboard:
+            app.register_blueprint(create_metrics_blueprint(EXTENSION_KEY), url_prefix=endpoint.url_prefix)
+        app.register_blueprint(create_api_blueprint(), url_prefix=endpoint.url_prefix)
+        if endpoint.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
         app.before_request(self.start_on_first_request)
         wsgi_app = app.wsgi_app
@@ -86,31 +84,25 @@ class PriceFeed:
         self.authorizer = callback
         return callback
 
-    def _capacity(self, config: Config) -> capacity.Capacity:
-        """This process's capacity (derived once: by pricefeed's gunicorn worker before it loaded
-        the app, else here), with an explicit PRICEFEED_MAX_CLIENTS from the app's config winning.
-        /health shows it under `capacity`."""
-        in_force = capacity.for_this_process(self._settings, config.worker_connections)
-        if config.max_clients is not None:
-            in_force = dataclasses.replace(in_force, max_clients=config.max_clients,
-                                           max_clients_source=capacity.MAX_CLIENTS_VARIABLE)
-        return in_force
-
-    def served_by(self, worker_connections: int, direct_writes: bool) -> StreamDoor:
+    def served_by(self, in_force: capacity.Capacity, direct_writes: bool) -> StreamDoor:
         """Called once by pricefeed's gunicorn worker (pricefeed/server/worker.py) after it loaded
         the app and before it serves: what the worker offers, and the door it asks the app for.
 
-        `worker_connections`: connections the worker serves at once; streams are kept
-        PRICEFEED_CONNECTION_RESERVE below it. `direct_writes`: the worker frames responses with
+        `in_force`: the worker's capacity, derived from this app's settings (capacity.py): the
+        connections it serves at once, and the streams it may hold, PRICEFEED_CONNECTION_RESERVE
+        below them; /health shows it under `capacity`. `direct_writes`: the worker frames responses with
         gunicorn's own chunked Response over a plain socket, so the flusher may write a stream's
         chunks to its socket itself (node.direct_writes; each stream still checks its own
         socket and framing, streams/server.py direct_socket). Returns the door the worker consults
         while shedding (stream_door.py).
         """
         assert self.node is not None and self.config is not None, "PriceFeed.init_app() was not called"
-        _keep_a_connection_reserve(self.node, worker_connections)
-        self.node.direct_writes = self.config.direct_writes and direct_writes
-        self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
+        self.config = _with_max_clients(self.config, in_force.max_clients)
+        self.node.config = self.config
+        self.node.hub.max_clients = in_force.max_clients
+        self.node.capacity = in_force.as_dict()
+        self.node.direct_writes = self.config.delivery.direct_writes and direct_writes
+        self.door = StreamDoor(self.node, [self.config.endpoint.url_prefix.rstrip("/") + "/stream"])
         return self.door
 
     def stream_hand_off(self, wsgi: object, cfg: object, server_address: tuple) -> StreamHandOff | None:
@@ -123,7 +115,7 @@ class PriceFeed:
                 or not self.node.direct_writes:
             return None
         assert self.config is not None
-        return StreamHandOff(routes, self.config.url_prefix, cfg, server_address)
+        return StreamHandOff(routes, self.config.endpoint.url_prefix, cfg, server_address)
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""
@@ -152,20 +144,6 @@ class PriceFeed:
                 log.error("%s", exc)
 
 
-def _keep_a_connection_reserve(node: Node, worker_connections: int) -> None:
-    """Streams may take at most worker_connections minus PRICEFEED_CONNECTION_RESERVE connections.
-
-    The worker serves at most worker_connections at once; past that a new connection waits in
-    the kernel's backlog, unanswered. Streams never end by themselves, so if they could take
-    every connection, /health and /prices (and the 503 that tells a browser to come back)
-    would wait behind them. Capping the hub below the pool keeps `reserve` connections for
-    short requests, which finish and hand their slot on.
-    """
-    reserve = min(node.config.connection_reserve, worker_connections // 2)    # a small pool keeps half for streams
-    cap = max(1, worker_connections - reserve)
-    if node.hub.max_clients > cap:
-        log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
-                    "for /health and /prices; streams capped at %d per worker",
-                    node.hub.max_clients, reserve, worker_connections, cap)
-        node.hub.max_clients = cap
-        node.capacity = {**node.capacity, "max_clients": cap}
+def _with_max_clients(config: Config, max_clients: int) -> Config:
+    """`config` with the client cap in force (the setting may be unset: derived, capacity.py)."""
+    return dataclasses.replace(config, delivery=dataclasses.replace(config.delivery, max_clients=max_clients))

@@ -74,7 +74,7 @@ def health_report(node: Node) -> tuple[dict, int]:
         # or not configured: this instance's workers) or "worker".
         "address_limits": node.admission.streams.scope,
         "pairs": pairs,
-        "stale_after_s": node.config.stale_after,
+        "stale_after_s": node.config.delivery.stale_after,
         "config": node.config.public(),
         "server_time": int(now_wall * 1000),
     }

@@ -53,9 +53,9 @@ def origin_allowed(origin: str | None, host_url: str, config: Config) -> bool:
     """May a page from `origin` use the API served at `host_url`? None (no Origin header): yes."""
     if origin is None:
         return True
-    if ANY in config.allowed_origins:
+    if ANY in config.endpoint.allowed_origins:
         return True
-    if origin.strip().lower().rstrip("/") in config.allowed_origins:
+    if origin.strip().lower().rstrip("/") in config.endpoint.allowed_origins:
         return True
     return same_origin(origin, host_url)
 
@@ -66,7 +66,7 @@ def cors_headers(origin: str | None, host_url: str, config: Config) -> dict[str,
     if origin is None or not origin_allowed(origin, host_url, config) or same_origin(origin, host_url):
         return headers
     # `*` as written only when the operator wrote `*`; otherwise the one origin that asked.
-    headers["Access-Control-Allow-Origin"] = ANY if ANY in config.allowed_origins else origin.strip()
+    headers["Access-Control-Allow-Origin"] = ANY if ANY in config.endpoint.allowed_origins else origin.strip()
     return headers
 
 

@@ -1,6 +1,6 @@
 """The package layout is the architecture: imports point one way and nothing below the web layer knows Flask.
 
-    server → web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
+    server → web → node → {exchange, cluster, delivery} → {config, settings, pairs, ticks, breakers}
 
 Read from the source with `ast` (every import, including those inside functions),
 so the rule holds for what the code could import, not only for what one test run loads.
@@ -15,7 +15,10 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
 
 BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers",
-        "pricefeed.validation", "pricefeed.logs", "pricefeed.capacity", "pricefeed.log_format"}
+        "pricefeed.validation", "pricefeed.logs", "pricefeed.capacity", "pricefeed.log_format",
+        "pricefeed.redis_urls", "pricefeed.shown_urls"}
+# The settings groups are part of config: every layer reads its own.
+BASE_PACKAGES = ("pricefeed.settings",)
 SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
 WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
 
@@ -77,7 +80,7 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> str:
-    if module in BASE:
+    if module in BASE or any(module == p or module.startswith(p + ".") for p in BASE_PACKAGES):
         return "base"
     for side in SIDES:
         if module == side or module.startswith(side + "."):

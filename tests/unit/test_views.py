@@ -22,7 +22,7 @@ def test_a_worker_that_is_shutting_down_answers_a_stream_with_its_farewell_retry
     assert response.mimetype == "text/event-stream"
     retry_ms = int(response.get_data(as_text=True).removeprefix("retry: ").strip())
     config = feed.node.config
-    assert config.restart_retry_ms <= retry_ms <= config.restart_retry_ms + config.restart_retry_jitter_ms
+    assert config.restart.restart_retry_ms <= retry_ms <= config.restart.restart_retry_ms + config.restart.restart_retry_jitter_ms
 
 
 def test_two_apps_in_one_process_do_not_share_state():

@@ -34,7 +34,7 @@ def common_headers(environ: dict, config: Config) -> Headers:
     else:
         headers = list(cors_headers(origin, host_url(environ), config).items())
     headers.append(("X-Content-Type-Options", "nosniff"))
-    headers.append(("Referrer-Policy", config.referrer_policy))
+    headers.append(("Referrer-Policy", config.endpoint.referrer_policy))
     return headers
 
 

@@ -61,7 +61,7 @@ class StreamRoutes:
         self.wsgi_app = wsgi_app
         self.__wrapped__ = wsgi_app
         self.feed = feed
-        prefix = feed.config.url_prefix.rstrip("/")
+        prefix = feed.config.endpoint.url_prefix.rstrip("/")
         self.sse_path = _wsgi_path(prefix + "/stream")
         self.ws_path = _wsgi_path(prefix + "/ws")
 

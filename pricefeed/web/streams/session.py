@@ -66,7 +66,7 @@ class Transport(Protocol):
 
 def check_public_rules(node: Node, environ: dict) -> None:
     """Step 1's query bound and Origin check (the blueprint applies the same to /prices and /history)."""
-    limit = node.config.max_query_length
+    limit = node.config.endpoint.max_query_length
     if len(environ.get("QUERY_STRING", "")) > limit:
         raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
     origin = environ.get("HTTP_ORIGIN")
@@ -117,7 +117,7 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         release()
         raise
     try:
-        bound_writes(transport.sock, node.config.write_timeout, node.config.stream_send_buffer)
+        bound_writes(transport.sock, node.config.delivery.write_timeout, node.config.delivery.stream_send_buffer)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         extra: dict = {"interval_ms": client.pace_ms}
         if request.resume_from is not None:
@@ -138,13 +138,13 @@ def farewell_only(node: Node, transport: Transport, environ: dict) -> tuple[str,
     `retry:` and the end of the stream, so the browser comes back after it to a new worker. A 503
     would end a native EventSource for good."""
     status, headers = transport.head(environ)
-    farewell = farewell_retry(node.config.restart_retry_ms, node.config.restart_retry_jitter_ms)()
+    farewell = farewell_retry(node.config.restart.restart_retry_ms, node.config.restart.restart_retry_jitter_ms)()
     return status, headers, [farewell]
 
 
 def stream_lifetime(node: Node) -> float | None:
     """PRICEFEED_MAX_STREAM_LIFETIME with its jitter, or None (no limit)."""
-    lifetime = node.config.max_stream_lifetime
+    lifetime = node.config.endpoint.max_stream_lifetime
     return lifetime * (1 + random.uniform(0, LIFETIME_JITTER)) if lifetime else None
 
 
