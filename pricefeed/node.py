@@ -80,8 +80,9 @@ class Node:
         self.config = config
         self.catalog = PairCatalog(config.upstream.pairs, config.upstream.stable_quote)
         self._clock = clock
-        self.hub = Hub((p.name for p in self.catalog.configured), config.delivery.max_clients, config.delivery.stale_after,
-                       config.delivery.resume_window, config.delivery.min_update_interval, clock)
+        self.hub = Hub((p.name for p in self.catalog.configured), config.delivery.max_clients,
+                       config.delivery.stale_after, config.delivery.resume_window,
+                       config.delivery.min_update_interval, clock)
         # The open-files limit, worker_connections and client cap in force (capacity.py), set by
         # the web layer once gunicorn's numbers are known; /health shows them.
         self.capacity: dict = {}
@@ -89,7 +90,8 @@ class Node:
                                         window_ms=int(config.delivery.history_window * 1000))
         self.flusher = Flusher(self.hub, clock=clock)
         self.shedder = LoadShedder(lag_bound(config.delivery.lag_bound, config.delivery.min_update_interval),
-                                   config.delivery.shed_after_flushes, config.delivery.shed_retry_after, config.delivery.shed_retry_jitter,
+                                   config.delivery.shed_after_flushes, config.delivery.shed_retry_after,
+                                   config.delivery.shed_retry_jitter,
                                    clock, self._oldest_unwritten, config.delivery.shed_after_seconds)
         self.flusher.shedder = self.shedder
         self.admission = AdmissionGate(config.delivery.new_streams_per_second, config.delivery.new_streams_burst,
@@ -119,12 +121,14 @@ class Node:
             policy=ReconnectPolicy(config.upstream.upstream_backoff_base, config.upstream.upstream_backoff_cap,
                                    config.upstream.upstream_max_attempts_per_5min,
                                    host_budget=HostAttemptBudget(config.upstream.upstream_attempt_budget_dir,
-                                                                 urlsplit(config.upstream.upstream_url).netloc.rpartition("@")[2],
+                                                                 urlsplit(config.upstream.upstream_url)
+                                                                 .netloc.rpartition("@")[2],
                                                                  config.upstream.upstream_max_attempts_per_5min)),
             force_simulated=config.upstream.simulated, clock=clock, breaker=self.breakers["upstream"],
             # Probed before its prices would turn stale: a quiet market stays current.
             probe_after=min(config.upstream.upstream_silence_timeout, config.delivery.stale_after / 2),
-            probe_timeout=config.upstream.upstream_probe_timeout, max_frame_bytes=config.upstream.upstream_max_frame_bytes,
+            probe_timeout=config.upstream.upstream_probe_timeout,
+            max_frame_bytes=config.upstream.upstream_max_frame_bytes,
             max_clock_skew_ms=int(config.upstream.max_clock_skew * 1000) or None)
         # What the exchange refuses us (451/403), and the REST weight the catalogue and the REST
         # tier share; the catalogue says which pairs it lists, under which symbols, in which status.
@@ -134,7 +138,8 @@ class Node:
         self.rest = RestPoller(config.upstream.rest_url, self.catalog, self._publish, breaker=self.breakers["rest"],
                                clock=clock, max_body_bytes=config.upstream.rest_max_body_bytes, weight=self.rest_weight,
                                access=self.access, is_trading=self._is_trading)
-        self.catalogue = CatalogueReader(config.upstream.rest_url, self._adopt_catalogue, refresh=config.upstream.catalogue_refresh,
+        self.catalogue = CatalogueReader(config.upstream.rest_url, self._adopt_catalogue,
+                                         refresh=config.upstream.catalogue_refresh,
                                          breaker=self.breakers["rest"], weight=self.rest_weight,
                                          access=self.access, clock=clock, on_settled=self._sync_feed)
         self._standings_version = 0
@@ -151,9 +156,11 @@ class Node:
             client = redis_client(config.cluster.redis_url, sentinel_username=config.cluster.redis_sentinel_username,
                                   sentinel_password=config.cluster.redis_sentinel_password)
             lease = Lease(client, config.cluster.redis_prefix,
-                          LeaseTimings(config.cluster.lease_ttl, config.cluster.lease_renew_interval, config.cluster.lease_renew_deadline),
+                          LeaseTimings(config.cluster.lease_ttl, config.cluster.lease_renew_interval,
+                                       config.cluster.lease_renew_deadline),
                           clock)
-            self.bus = RedisBus(client, config.cluster.redis_prefix, lease, config.cluster.bus_heartbeat_interval, clock,
+            self.bus = RedisBus(client, config.cluster.redis_prefix, lease, config.cluster.bus_heartbeat_interval,
+                                clock,
                                 breaker=self.breakers["redis_bus"])
             self.bus.max_clock_skew_ms = int(config.upstream.max_clock_skew * 1000) or None
             self.election = Election(lease, on_elected=self._sync_feed, on_demoted=self._sync_feed,
@@ -162,7 +169,8 @@ class Node:
             self.publisher = TickPublisher(self.bus.publish_many, on_failed=self.hub.publish_local)
             self.host_tier = HostTier(config.cluster.redis_prefix, deliver=self._on_sibling_tick, clock=clock)
             self.bus.on_heartbeat = self._on_leader_heartbeat
-            self.admission.streams.redis = RedisAddressCounts(client, config.cluster.redis_prefix, lambda: self.worker_id)
+            self.admission.streams.redis = RedisAddressCounts(client, config.cluster.redis_prefix,
+                                                              lambda: self.worker_id)
         else:
             self.bus = InProcessBus()
         self.fallback = FallbackChain(clock)
@@ -242,8 +250,9 @@ class Node:
             waited = 0.0
             if len(self.hub.drain()) > self.config.delivery.new_streams_burst:
                 waited = wait_for_successor(self._successor_on_this_host(), delay_s, self._clock)
-            self.drained = close_spread(self.hub, spread_s, self.config.restart.restart_closes_per_second, farewell_retry(
-                self.config.restart.restart_retry_ms, self.config.restart.restart_retry_jitter_ms), self._clock)
+            restart = self.config.restart
+            self.drained = close_spread(self.hub, spread_s, restart.restart_closes_per_second, farewell_retry(
+                restart.restart_retry_ms, restart.restart_retry_jitter_ms), self._clock)
             self.drained["waited_s"] = round(waited, 3)
             log.warning("pricefeed: handed over in %.2f s, kept streaming %.2f s, then closed %d streams over "
                         "%.2f s in %d slices", self.handover_s, waited, self.drained["streams"],

@@ -1,4 +1,6 @@
-"""docs/configuration.md, generated from the declarations: `python -m pricefeed.settings.reference > docs/configuration.md`.
+"""docs/configuration.md, generated from the declarations:
+
+    python -m pricefeed.settings.reference > docs/configuration.md
 
 tests/unit/test_configuration_reference.py fails while the committed file differs from what
 this prints.

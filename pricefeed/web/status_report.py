@@ -71,10 +71,11 @@ def render(report: dict[str, Any]) -> str:
 
 
 def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
-    client = redis.Redis.from_url(config.cluster.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    lease = Lease(client, config.cluster.redis_prefix,
-                  LeaseTimings(config.cluster.lease_ttl, config.cluster.lease_renew_interval, config.cluster.lease_renew_deadline))
-    bus = RedisBus(client, config.cluster.redis_prefix, lease, config.cluster.bus_heartbeat_interval)
+    cluster = config.cluster
+    client = redis.Redis.from_url(cluster.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    lease = Lease(client, cluster.redis_prefix,
+                  LeaseTimings(cluster.lease_ttl, cluster.lease_renew_interval, cluster.lease_renew_deadline))
+    bus = RedisBus(client, cluster.redis_prefix, lease, cluster.bus_heartbeat_interval)
     try:
         holder = lease.current_holder()
         ttl_ms = client.pttl(lease.key) if holder else None
@@ -82,7 +83,7 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
         ticks = bus.last_prices()
         heartbeat = _one_heartbeat(client, bus.channel, bus.quiet_after) if holder else None
     except redis.RedisError as exc:
-        raise StatusUnreadable(f"Redis {reduce_url(config.cluster.redis_url)}: {exc}") from None
+        raise StatusUnreadable(f"Redis {reduce_url(cluster.redis_url)}: {exc}") from None
     finally:
         client.close()
     now_ms = int(time.time() * 1000)
@@ -96,7 +97,7 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
     # The node's own mode names (cluster/fallback.py): seen from Redis, either the leader's
     # heartbeat says its upstream is live, or Redis works without live ticks.
     mode = "live" if holder is not None and heartbeat is not None and heartbeat.get("live") else "redis"
-    return {"source": f"{reduce_url(config.cluster.redis_url)} (prefix {config.cluster.redis_prefix})", "mode": mode,
+    return {"source": f"{reduce_url(cluster.redis_url)} (prefix {cluster.redis_prefix})", "mode": mode,
             "leader": holder[0] if holder else None, "epoch": holder[1] if holder else None,
             "epoch_counter": int(epoch_counter) if epoch_counter else None,
             "lease_ttl_s": ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,

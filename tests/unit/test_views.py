@@ -21,8 +21,8 @@ def test_a_worker_that_is_shutting_down_answers_a_stream_with_its_farewell_retry
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
     retry_ms = int(response.get_data(as_text=True).removeprefix("retry: ").strip())
-    config = feed.node.config
-    assert config.restart.restart_retry_ms <= retry_ms <= config.restart.restart_retry_ms + config.restart.restart_retry_jitter_ms
+    restart = feed.node.config.restart
+    assert restart.restart_retry_ms <= retry_ms <= restart.restart_retry_ms + restart.restart_retry_jitter_ms
 
 
 def test_two_apps_in_one_process_do_not_share_state():

@@ -68,8 +68,8 @@ class SseTransport:
 
     def preamble(self, snapshot_json: str, event_id: str) -> bytes:
         # Jittered per connection: after a restart browsers do not all come back in the same second.
-        config = self.node.config
-        retry_ms = config.delivery.retry_ms + random.randint(0, config.delivery.retry_jitter_ms)
+        delivery = self.node.config.delivery
+        retry_ms = delivery.retry_ms + random.randint(0, delivery.retry_jitter_ms)
         return sse.retry(retry_ms) + sse.event_json("snapshot", snapshot_json, event_id)
 
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
@@ -136,7 +136,8 @@ class SseTransport:
     def finish_backlog(self) -> bool:
         client = self.client
         assert client is not None
-        return client.backlog is None or write_backlog(self.node.hub, client, self.sock, self.node.config.delivery.write_timeout)   # type: ignore[arg-type]
+        return client.backlog is None or write_backlog(self.node.hub, client, self.sock,   # type: ignore[arg-type]
+                                                       self.node.config.delivery.write_timeout)
 
     def farewell(self) -> Iterator[bytes]:
         """The `retry:` of a spread shutdown, where the flusher handed it over (the WSGI path);

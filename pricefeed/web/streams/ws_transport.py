@@ -133,7 +133,8 @@ class WsTransport:
         client = self.client
         assert client is not None
         while client.backlog is not None or client.outbox is not None:
-            if client.backlog is not None and not write_backlog(self.hub, client, self.sock, self.config.delivery.write_timeout):   # type: ignore[arg-type]
+            if client.backlog is not None and not write_backlog(self.hub, client, self.sock,   # type: ignore[arg-type]
+                                                                self.config.delivery.write_timeout):
                 return False
             if client.outbox is not None:
                 # Still busy for the flusher while this greenlet writes it.
