@@ -12,7 +12,7 @@ import hmac
 
 from flask import Request, current_app
 
-from pricefeed.config import Config
+from pricefeed.settings.endpoint import EndpointSettings
 from pricefeed.web.client_address import is_direct_loopback
 
 EXTENSION_KEY = "pricefeed"
@@ -31,12 +31,12 @@ def token_matches(environ: dict, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode())
 
 
-def operator_allowed(environ: dict, config: Config) -> bool:
+def operator_allowed(environ: dict, endpoint: EndpointSettings) -> bool:
     """The request (its WSGI environ) may see the operator's view (see the module docstring)."""
-    if config.endpoint.admin_token:
-        return token_matches(environ, config.endpoint.admin_token)
+    if endpoint.admin_token:
+        return token_matches(environ, endpoint.admin_token)
     forwarding = "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ
-    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.endpoint.trusted_proxies)
+    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, endpoint.trusted_proxies)
 
 
 @functools.lru_cache(maxsize=4096)      # asked on every stream's open, mostly for the same few peers
@@ -49,12 +49,12 @@ def _direct_loopback(remote: str | None, forwarding: bool, trusted: tuple) -> bo
 
 def admin_allowed(request: Request) -> bool:
     """The request may see the operator's view (see the module docstring)."""
-    return operator_allowed(request.environ, current_app.extensions[EXTENSION_KEY].config)
+    return operator_allowed(request.environ, current_app.extensions[EXTENSION_KEY].config.endpoint)
 
 
 def test_switch_allowed(request: Request) -> bool:
     """Test-only switches (fault injection): a direct loopback peer, and the token when one is set."""
-    config = current_app.extensions[EXTENSION_KEY].config
-    if not is_direct_loopback(request.environ, config.endpoint.trusted_proxies):
+    endpoint = current_app.extensions[EXTENSION_KEY].config.endpoint
+    if not is_direct_loopback(request.environ, endpoint.trusted_proxies):
         return False
-    return config.endpoint.admin_token is None or token_matches(request.environ, config.endpoint.admin_token)
+    return endpoint.admin_token is None or token_matches(request.environ, endpoint.admin_token)

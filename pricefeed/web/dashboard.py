@@ -19,7 +19,7 @@ def create_dashboard_blueprint() -> Blueprint:
     @dashboard.after_request
     def _headers(response: Response) -> Response:
         # The page and its static files: a CSP without inline script, nosniff, no referrer.
-        return add_dashboard_headers(response, current_node().config)
+        return add_dashboard_headers(response, current_node().config.endpoint)
 
     @dashboard.route("/")
     @dashboard.route("/dashboard")

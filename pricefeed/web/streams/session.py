@@ -70,7 +70,7 @@ def check_public_rules(node: Node, environ: dict) -> None:
     if len(environ.get("QUERY_STRING", "")) > limit:
         raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
     origin = environ.get("HTTP_ORIGIN")
-    if origin is not None and not origin_allowed(origin, host_url(environ), node.config):
+    if origin is not None and not origin_allowed(origin, host_url(environ), node.config.endpoint):
         raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
 
 
@@ -122,7 +122,7 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         extra: dict = {"interval_ms": client.pace_ms}
         if request.resume_from is not None:
             extra["resume"] = node.hub.resume(request.resume_from, request.pairs)
-        snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config), extra)
+        snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config.endpoint), extra)
         preamble = transport.preamble(snapshot, node.hub.last_event_id)
         status, headers = transport.head(environ)
     except BaseException:

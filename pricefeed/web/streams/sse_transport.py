@@ -61,10 +61,10 @@ class SseTransport:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
 
     def head(self, environ: dict) -> tuple[str, Headers]:
-        return "200 OK", _HEAD + common_headers(environ, self.node.config)
+        return "200 OK", _HEAD + common_headers(environ, self.node.config.endpoint)
 
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
-        return "200 OK", _HEAD + [("Content-Length", "0")] + common_headers(environ, self.node.config), [b""]
+        return "200 OK", _HEAD + [("Content-Length", "0")] + common_headers(environ, self.node.config.endpoint), [b""]
 
     def preamble(self, snapshot_json: str, event_id: str) -> bytes:
         # Jittered per connection: after a restart browsers do not all come back in the same second.

@@ -106,7 +106,7 @@ class WsTransport:
     def head(self, environ: dict) -> tuple[str, Headers]:
         return "101 SWITCHING PROTOCOLS", [
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", ws_frames.accept_key(self.key)), *common_headers(environ, self.config)]
+            ("Sec-WebSocket-Accept", ws_frames.accept_key(self.key)), *common_headers(environ, self.config.endpoint)]
 
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
         raise ApiError(405, "method_not_allowed", "a WebSocket opens with GET", {"Allow": "GET, HEAD, OPTIONS"})
