@@ -16,6 +16,18 @@ from pricefeed.settings.parsers import TYPE_NAMES
 COMMAND = "python -m pricefeed.settings.reference > docs/configuration.md"
 
 
+# Variables that gunicorn.conf.py, app.py and run.sh read themselves (not settings of Config).
+READ_ELSEWHERE: tuple[tuple[str, str, str], ...] = (
+    ("PRICEFEED_BIND", "`127.0.0.1:8000`", "gunicorn.conf.py: the address(es) to listen on, comma-separated."),
+    ("PRICEFEED_WORKERS", "1 without Redis, else 2", "gunicorn.conf.py: gunicorn workers."),
+    ("PRICEFEED_LOG_LEVEL", "`INFO`", "gunicorn.conf.py and app.py: the log level."),
+    ("PRICEFEED_ACCESS_LOG", "unset: off", "gunicorn.conf.py: where gunicorn writes its access log (`-`: stdout)."),
+    ("PROMETHEUS_MULTIPROC_DIR", "a fresh temp directory per gunicorn master",
+     "gunicorn.conf.py: where workers keep their metrics; given, emptied of `*.db` at start."),
+    ("PRICEFEED_SIMULATOR_PORT", "`9900`", "`./run.sh --simulate`: the simulator's port."),
+)
+
+
 def default_text(value: object) -> str:
     if value is None:
         return "unset"
@@ -72,6 +84,11 @@ def reference() -> str:
             lines.append(f"| `{declared.variable}` | {_cell(default_text(declared.default))} | "
                          f"{_cell(type_text(declared))} | {declared.kind} | {_cell(declared.doc)} |")
         lines.append("")
+    lines += ["## Read by gunicorn.conf.py, app.py and run.sh", "",
+              "Not settings of the extension: the bundled server configuration reads these itself.", "",
+              "| Variable | Default | Meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {default} | {_cell(doc)} |" for name, default, doc in READ_ELSEWHERE]
+    lines.append("")
     return "\n".join(lines)
 
 
