@@ -34,7 +34,7 @@ SCENARIOS = {
     "widget": Scenario("widget", rate=100, pairs_per_client=3, min_update_interval=1, p99_bound_ms=1000),
     "trader": Scenario("trader", rate=20, pairs_per_client=10, min_update_interval=0, p99_bound_ms=100),
     # One deployment, two paces: 1 client in 20 a trader on every tick of all pairs, the rest
-    # widgets at one update a second on 3 pairs (issue 13).
+    # widgets at one update a second on 3 pairs.
     "mixed": Scenario("mixed", rate=100, pairs_per_client=3, min_update_interval=0, p99_bound_ms=1000,
                       groups=(ClientGroup("trader", 10, 0, 100), ClientGroup("widget", 3, 1000, 1000)),
                       group_every=20),

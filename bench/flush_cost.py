@@ -1,7 +1,7 @@
 """What a flush costs per client, against a bare broadcast loop, on the same sockets in one process.
 
     .venv/bin/python -m bench.flush_cost --clients 2500 --reps 15
-    .venv/bin/python -m bench.flush_cost --clients 2500 --against bdebe9e   # also the flusher of a commit
+    .venv/bin/python -m bench.flush_cost --clients 2500 --against <commit>   # also the flusher of that commit
 
 N loopback TCP connections; each round one tick (every client is on all 10 pairs, every
 tick) is flushed by the hub's flusher, or sent by a bare loop — one chunk built once,

@@ -1,4 +1,4 @@
-"""Exchange-to-client latency with N SSE clients on one gunicorn worker (issue: live path).
+"""Exchange-to-client latency with N SSE clients on one gunicorn worker.
 
     .venv/bin/python -m bench.latency --clients 100 --duration 30 --rate 20
 

@@ -1,7 +1,7 @@
 """How long a worker takes to refuse an oversized request line, and what it does to a stream meanwhile.
 
     .venv/bin/python -m bench.request_line                       # gunicorn.conf.py's limits
-    .venv/bin/python -m bench.request_line --parser python --limit-request-line 0   # before issue 11
+    .venv/bin/python -m bench.request_line --parser python --limit-request-line 0   # unbounded
 
 Starts the simulator and one gunicorn worker on loopback, opens one watching SSE stream,
 then sends request lines of each size from 127.0.0.2 (one at a time) and reports the time
@@ -51,7 +51,7 @@ def refuse_time(port: int, size: int) -> tuple[float, bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit-request-line", type=int, default=None,
-                        help="override gunicorn.conf.py (0 = unbounded, as before issue 11)")
+                        help="override gunicorn.conf.py (0 = unbounded)")
     parser.add_argument("--parser", choices=("auto", "fast", "python"), default=None,
                         help="gunicorn's http_parser (default: gunicorn.conf.py's choice)")
     parser.add_argument("--sizes", default="65536,1048576,8388608")

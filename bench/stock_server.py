@@ -5,7 +5,7 @@ scenario's pace (PRICEFEED_MIN_UPDATE_INTERVAL), where the exchange is (the simu
 where to listen — so the worker count, worker_connections and the client cap are the
 stock ones, derived from the open-files limit (pricefeed/capacity.py). run.sh is started
 with the soft open-files limit a login shell usually has (1024, hard limit unchanged):
-raising it is the service's job, as the issue asks.
+raising it is the service's job.
 """
 from __future__ import annotations
 

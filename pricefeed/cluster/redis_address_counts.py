@@ -7,12 +7,13 @@ REFRESH_SECONDS) pushes that time on; a worker killed with SIGKILL stops pushing
 counts stop counting TTL_SECONDS later at most — no one has to clean up after it, and
 nothing leaks (the hash itself expires a moment after its listing).
 
-Opening a stream is one script (ACQUIRE): drop the expired listings, add up the address's
-count over every live worker's hash, and take one for this worker if the sum is below the
-cap — atomically, so neither streams opened one after another nor a burst of them at once,
+Opening a stream is one operation of a script (BATCH): drop the expired listings, add up the
+address's count over every live worker's hash, and take one for this worker if the sum is below
+the cap — atomically, so neither streams opened one after another nor a burst of them at once,
 on any number of workers and hosts, ever pass the cap: the overshoot bound is zero. Its cost
-is one round trip and O(live workers) hash reads inside Redis (microseconds for tens of
-workers). Closing is one HINCRBY-like script (RELEASE). Neither is retried (docs/library-facts.md):
+is O(live workers) hash reads inside Redis (microseconds for tens of workers), and one round
+trip shared by every open and close the worker queued meanwhile (a burst of 1,000 opens is a
+handful of calls, not 1,000 in a row). Closing is one HINCRBY. Neither is retried (docs/library-facts.md):
 a release that fails leaves this worker's hash high, which can only refuse too early, and the
 next refresh rewrites the hash from the worker's own counts (`resync`), as it does after any
 failure. Nothing here runs per tick.
@@ -22,7 +23,8 @@ not on Redis Cluster (which pricefeed does not support).
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import redis
 
@@ -33,27 +35,64 @@ HASH_GRACE_MS = 2000
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS: workers zset, this worker's hash. ARGV: worker, address, cap (-1: none), hash key prefix.
-# Returns {1, count after} when taken, {0, count} when at the cap, {-1, 0} when this worker's
-# listing has lapsed (its hash may be gone: it must resync before it counts again).
-ACQUIRE = _NOW_MS + """
+# One round trip for every count operation a worker has queued (cluster/address_limits.py batches
+# the opens and closes that arrive while one call is in flight). KEYS: workers zset, this worker's
+# hash. ARGV: worker, cap (-1: none), hash key prefix, rate key prefix, then 5 per operation:
+#   'a', address, -, -, -                      take one for the address unless the deployment holds the cap
+#   'r', address, -, -, -                      give one back
+#   'n', address, interval µs, burst, max µs   the address's next slot of the admission share (GCRA)
+# Results, one {code, value} per operation in order: 'a' {1, count after} taken, {0, count} at the
+# cap; 'r' {1, 0}; 'a' and 'r' {-1, 0} when this worker's listing has lapsed (nothing done: its
+# hash may be gone, it must resync first); 'n' {1, wait µs} taken or {0, wait µs} refused (the wait
+# would pass the maximum). The share is one GCRA per address whose state is when its queue would be
+# empty (µs on Redis's clock), expiring once that has passed.
+BATCH = """local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now_us = t[1] * 1000000 + t[2]
 local listed = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not listed or tonumber(listed) <= now then return {-1, 0} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local total = 0
-for _, worker in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  total = total + (tonumber(redis.call('HGET', ARGV[4] .. worker, ARGV[2])) or 0)
+local live = listed and tonumber(listed) > now
+local workers = {}
+if live then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  workers = redis.call('ZRANGE', KEYS[1], 0, -1)
 end
-local cap = tonumber(ARGV[3])
-if cap >= 0 and total >= cap then return {0, total} end
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-return {1, total + 1}
-"""
-
-# KEYS: this worker's hash. ARGV: address.
-RELEASE = """
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 1
+local cap = tonumber(ARGV[2])
+local out = {}
+for i = 5, #ARGV, 5 do
+  local kind, address = ARGV[i], ARGV[i + 1]
+  if kind == 'n' then
+    local key = ARGV[4] .. address
+    local interval = tonumber(ARGV[i + 2])
+    local tat = tonumber(redis.call('GET', key) or '0')
+    if tat < now_us then tat = now_us end
+    local wait = tat - now_us - (tonumber(ARGV[i + 3]) - 1) * interval
+    if wait < 0 then wait = 0 end
+    if wait > tonumber(ARGV[i + 4]) then
+      out[#out + 1] = {0, wait}
+    else
+      local next_free = tat + interval
+      redis.call('SET', key, string.format('%.0f', next_free), 'PX', math.ceil((next_free - now_us) / 1000) + 1000)
+      out[#out + 1] = {1, wait}
+    end
+  elseif not live then
+    out[#out + 1] = {-1, 0}
+  elseif kind == 'a' then
+    local total = 0
+    for _, worker in ipairs(workers) do
+      total = total + (tonumber(redis.call('HGET', ARGV[3] .. worker, address)) or 0)
+    end
+    if cap >= 0 and total >= cap then
+      out[#out + 1] = {0, total}
+    else
+      redis.call('HINCRBY', KEYS[2], address, 1)
+      out[#out + 1] = {1, total + 1}
+    end
+  else
+    if redis.call('HINCRBY', KEYS[2], address, -1) <= 0 then redis.call('HDEL', KEYS[2], address) end
+    out[#out + 1] = {1, 0}
+  end
+end
+return out
 """
 
 # KEYS: workers zset, this worker's hash. ARGV: worker, ttl ms, resync (1/0), then address, count, ...
@@ -74,22 +113,6 @@ redis.call('PEXPIRE', KEYS[1], ttl + %d)
 return 1
 """ % (HASH_GRACE_MS, HASH_GRACE_MS)
 
-# The address's share of the admission gate, for the deployment: one GCRA per address whose
-# state is when its queue would be empty (µs on Redis's clock), expiring once that has passed.
-# KEYS: the address's key. ARGV: interval µs, burst, max wait µs. Returns {1, wait µs} (taken) or
-# {0, wait µs} (refused: the wait would pass the maximum).
-RATE = """local t = redis.call('TIME') local now = t[1] * 1000000 + t[2]
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - now - (tonumber(ARGV[2]) - 1) * interval
-if wait < 0 then wait = 0 end
-if wait > tonumber(ARGV[3]) then return {0, wait} end
-local next_free = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', math.ceil((next_free - now) / 1000) + 1000)
-return {1, wait}
-"""
-
 # KEYS: workers zset, this worker's hash. ARGV: worker. A worker that stops cleanly leaves at once.
 LEAVE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -102,9 +125,29 @@ class ListingLapsed(Exception):
     """This worker's listing expired (Redis was unreachable longer than the TTL): resync first."""
 
 
+ACQUIRE, RELEASE, NEW_STREAM = "a", "r", "n"
+LAPSED = -1
+
+
+@dataclass(frozen=True)
+class CountOp:
+    """One operation of a batch: ACQUIRE or RELEASE one for `address`, or take its NEW_STREAM slot
+    (`rate` per second after `burst`, refused past `max_wait` seconds)."""
+    kind: str
+    address: str
+    rate: float = 0.0
+    burst: int = 0
+    max_wait: float = 0.0
+
+    def args(self) -> list:
+        if self.kind != NEW_STREAM:
+            return [self.kind, self.address, 0, 0, 0]
+        return [self.kind, self.address, max(1, int(1e6 / self.rate)), self.burst, int(self.max_wait * 1e6)]
+
+
 class RedisAddressCounts:
     """The deployment's per-address counts (see the module docstring). Every method may raise
-    redis errors; the caller (delivery/address_limits.py) decides what a failure means."""
+    redis errors; the caller (cluster/address_limits.py) decides what a failure means."""
 
     def __init__(self, client: redis.Redis, prefix: str, worker_id: Callable[[], str], kind: str = "streams",
                  ttl: float = TTL_SECONDS):
@@ -113,12 +156,10 @@ class RedisAddressCounts:
         base = f"{prefix}:addr:{kind}"
         self.workers_key = f"{base}:workers"
         self.hash_prefix = f"{base}:w:"
-        self._acquire = client.register_script(ACQUIRE)
-        self._release = client.register_script(RELEASE)
+        self.rate_prefix = f"{base}:rate:"
+        self._batch = client.register_script(BATCH)
         self._refresh = client.register_script(REFRESH)
         self._leave = client.register_script(LEAVE)
-        self._rate = client.register_script(RATE)
-        self.rate_prefix = f"{prefix}:addr:{kind}:rate:"
 
     @property
     def worker(self) -> str:
@@ -128,16 +169,25 @@ class RedisAddressCounts:
     def own_key(self) -> str:
         return self.hash_prefix + self.worker
 
+    def run(self, ops: Sequence[CountOp], limit: int | None) -> list[tuple[int, int]]:
+        """Every operation in one script call, in order: one (code, value) each (see BATCH)."""
+        args: list = [self.worker, -1 if limit is None else limit, self.hash_prefix, self.rate_prefix]
+        for op in ops:
+            args += op.args()
+        return [(int(code), int(value)) for code, value in self._batch(keys=[self.workers_key, self.own_key],
+                                                                       args=args)]
+
     def acquire(self, address: str, limit: int | None) -> tuple[bool, int]:
         """Take one for `address` unless the deployment holds `limit`: (taken, the deployment's count)."""
-        taken, count = self._acquire(keys=[self.workers_key, self.own_key],
-                                     args=[self.worker, address, -1 if limit is None else limit, self.hash_prefix])
-        if taken == -1:
+        [(code, count)] = self.run([CountOp(ACQUIRE, address)], limit)
+        if code == LAPSED:
             raise ListingLapsed(self.worker)
-        return taken == 1, int(count)
+        return code == 1, count
 
     def release(self, address: str) -> None:
-        self._release(keys=[self.own_key], args=[address])
+        [(code, _)] = self.run([CountOp(RELEASE, address)], None)
+        if code == LAPSED:
+            raise ListingLapsed(self.worker)
 
     def refresh(self) -> bool:
         """Extend this worker's listing; False if it had lapsed (call `resync`)."""
@@ -153,9 +203,8 @@ class RedisAddressCounts:
 
     def take_new(self, address: str, rate: float, burst: int, max_wait: float) -> tuple[bool, float]:
         """Take the address's next slot of the admission gate's share: (taken, seconds to wait)."""
-        taken, wait_us = self._rate(keys=[self.rate_prefix + address],
-                                    args=[max(1, int(1e6 / rate)), burst, int(max_wait * 1e6)])
-        return taken == 1, int(wait_us) / 1e6
+        [(code, wait_us)] = self.run([CountOp(NEW_STREAM, address, rate, burst, max_wait)], None)
+        return code == 1, wait_us / 1e6
 
     def leave(self) -> None:
         self._leave(keys=[self.workers_key, self.own_key], args=[self.worker])

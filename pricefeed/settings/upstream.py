@@ -19,7 +19,7 @@ class UpstreamSettings(SettingsGroup):
     upstream_url: str = setting(
         parsers.url("ws", "wss"), "wss://data-stream.binance.vision",
         "Exchange WebSocket base; the client appends /stream?streams=... Default: Binance's "
-        "market-data-only host (see Venues).", kind=OPERATOR)
+        "market-data-only host (README: \"Pointing it at an exchange\").", kind=OPERATOR)
     rest_url: str = setting(
         parsers.url("http", "https"), "https://data-api.binance.vision",
         "Exchange REST base: the catalogue (exchangeInfo), and prices while the WebSocket is down. "

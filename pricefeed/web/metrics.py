@@ -97,6 +97,10 @@ class NodeMetrics:
                                         "Streams dropped because the client read nothing for WRITE_TIMEOUT.")
         self.admission_refused = counter("pricefeed_admission_refused_total",
                                          "New streams refused with 503, by reason.", ("reason",))
+        self.address_refused = counter("pricefeed_address_refused_total",
+                                       "New streams refused with 429 because of their client address: it held "
+                                       "MAX_STREAMS_PER_IP for the deployment (too_many_streams), or opened past "
+                                       "its NEW_STREAMS_SHARE_PER_IP (too_many_new_streams).", ("reason",))
         self.pending = live_gauge("pricefeed_pending_connections",
                                   "Connections accepted whose first request head is not complete yet.")
         self.pending_refused = counter("pricefeed_pending_refused_total",
@@ -132,6 +136,8 @@ class NodeMetrics:
             self.admission_refused.labels(reason)
         for reason in ("per_address", "head_timeout"):
             self.pending_refused.labels(reason)
+        for reason in ("too_many_streams", "too_many_new_streams"):
+            self.address_refused.labels(reason)
 
     # -- the sampler greenlet ----------------------------------------------------------
 
@@ -179,6 +185,8 @@ class NodeMetrics:
         self._advance(self.admission_refused.labels("rate"), node.admission.refused)
         self._advance(self.admission_refused.labels("capacity"), hub.clients_refused)
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
+        self._advance(self.address_refused.labels("too_many_streams"), node.admission.streams.refused)
+        self._advance(self.address_refused.labels("too_many_new_streams"), node.admission.refused_address)
         pending = getattr(node, "pending_connections", None)      # under pricefeed's worker only
         if pending is not None:
             self.pending.set(pending.pending)

@@ -10,7 +10,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 needs_history = pytest.mark.skipif(not has_endpoint("history"),
-                                   reason="the server has no {prefix}/history yet (issue 13, server side)")
+                                   reason="the server has no {prefix}/history")
 PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

@@ -13,9 +13,9 @@ from tests.support.sse_client import SSEClient
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
-needs_ws = pytest.mark.skipif(not has_endpoint("ws"), reason="the server has no {prefix}/ws yet (issue 13, server side)")
+needs_ws = pytest.mark.skipif(not has_endpoint("ws"), reason="the server has no {prefix}/ws")
 needs_interval = pytest.mark.skipif(not has_interval_parameter(),
-                                    reason="the server has no per-client interval yet (issue 13, server side)")
+                                    reason="the server has no per-client interval")
 
 
 @pytest.fixture(scope="module")

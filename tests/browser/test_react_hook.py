@@ -16,7 +16,7 @@ def shown(page) -> dict[str, dict]:
                                connection: p.dataset.connection, error: p.dataset.error}]))""")
 
 
-needs_ws = pytest.mark.skipif(not has_endpoint("ws"), reason="the server has no {prefix}/ws yet (issue 13, server side)")
+needs_ws = pytest.mark.skipif(not has_endpoint("ws"), reason="the server has no {prefix}/ws")
 
 
 @pytest.mark.parametrize("transport", ["sse", pytest.param("ws", marks=needs_ws)])

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.integration.test_overload_and_restart import metric
 from tests.integration.test_public_endpoint import RawHttp
 from tests.support.deployment import SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
@@ -106,6 +107,9 @@ def test_one_address_holds_the_cap_across_instances_and_a_killed_worker_gives_it
         assert outcomes == [None] * CAP + ["429 too_many_streams"] * CAP
         spread = holders(redis_server, prefix)
         assert sum(spread.values()) == CAP
+        # Each instance's /metrics (its workers summed, as each worker's sampler last wrote) counts the 429s.
+        wait_until(lambda: sum(metric(app, 'pricefeed_address_refused_total{reason="too_many_streams"}')
+                               for app in (a, b)) == CAP, 10, message="the 429s counted in /metrics")
         a_pids, b_pids = set(a.worker_pids()), set(b.worker_pids())
         assert spread.keys() & a_pids and spread.keys() & b_pids, f"streams held on both instances: {spread}"
 

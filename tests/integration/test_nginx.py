@@ -99,7 +99,7 @@ def test_through_nginx_metrics_need_the_admin_token_and_an_allowed_scraper_addre
 
 
 @pytest.mark.skipif(not PER_IP_SETTINGS <= _SETTING_NAMES,
-                    reason="needs PRICEFEED_TRUSTED_PROXIES and PRICEFEED_MAX_STREAMS_PER_IP (issue 11)")
+                    reason="needs PRICEFEED_TRUSTED_PROXIES and PRICEFEED_MAX_STREAMS_PER_IP")
 def test_the_per_ip_limit_counts_the_browser_behind_nginx_not_nginx(sim):
     with serve(sim, PRICEFEED_TRUSTED_PROXIES="127.0.0.1", PRICEFEED_MAX_STREAMS_PER_IP="2") as app, \
             NginxProcess(app.port) as nginx:

@@ -60,6 +60,12 @@ def final_prices(sim) -> dict[str, str]:
     return {pair: prices[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
 
 
+def lease_lines(instance: GunicornProcess) -> list[str]:
+    """What an instance logged about the lease and its stop: a failure's evidence."""
+    return [line for line in instance.output().splitlines()
+            if "lease" in line or "handed over" in line or "stopping" in line][-8:]
+
+
 def epochs_seen(client: SSEClient) -> list[int]:
     return [int(e.id.split("-")[0]) for e in client.of("price")]
 
@@ -198,7 +204,10 @@ def test_stopping_the_whole_instance_of_the_leader_hands_over_and_exits_promptly
     exited_after = time.monotonic() - stopping_at
     event = first_tick_after_epoch(client, old_epoch, LEASE_TTL + 5)
     last_old = max(e.received_at for e in client.of("price") if int(e.id.split("-")[0]) == old_epoch)
-    assert event.received_at - last_old < LEASE_TTL / 2, "the lease was not released: the TTL ran out"
+    gap = event.received_at - last_old
+    assert gap < LEASE_TTL / 2, (f"the lease was not released: the TTL ran out ({gap:.2f} s without ticks); "
+                                 f"the stopping instance said: {lease_lines(doomed)}; the survivor: "
+                                 f"{lease_lines(survivor)}")
     assert exited_after < 5, f"the instance took {exited_after:.1f}s to exit (graceful_timeout is 10 s)"
     assert all(c.closed for c in doomed_clients)
     assert "SIGKILL" not in doomed.output()

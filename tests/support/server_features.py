@@ -26,7 +26,7 @@ def has_endpoint(name: str) -> bool:
 
 
 def has_interval_parameter() -> bool:
-    """The per-client `interval` query parameter (issue 13, server side)."""
+    """The per-client `interval` query parameter."""
     from pathlib import Path
     package = Path(__file__).resolve().parents[2] / "pricefeed"
     return any("malformed_interval" in path.read_text() for path in package.rglob("*.py"))

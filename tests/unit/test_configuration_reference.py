@@ -17,7 +17,8 @@ def test_the_committed_reference_is_what_the_declarations_generate():
 
 def test_the_reference_has_one_row_per_setting_under_its_groups_heading():
     text = REFERENCE.read_text()
-    rows = re.findall(r"^\| `(PRICEFEED_[A-Z0-9_]+)` \|", text, re.M)
+    elsewhere = {name for name, _, _ in READ_ELSEWHERE}
+    rows = [row for row in re.findall(r"^\| `(PRICEFEED_[A-Z0-9_]+)` \|", text, re.M) if row not in elsewhere]
     assert len(rows) == len(SETTINGS) > 50
     assert sorted(rows) == sorted(declared.variable for declared in SETTINGS)
     sections = re.split(r"^## ", text, flags=re.M)[1:]

@@ -43,7 +43,7 @@ def test_catalog_resolves_served_pairs_and_refuses_others():
 def test_defaults_load_without_any_environment():
     config = Config.load({}, environ={})
     assert config.cluster.redis_url is None
-    # Binance's hosts for public market data (README, "Venues"), not its trading hosts.
+    # Binance's hosts for public market data (README, "Pointing it at an exchange"), not its trading hosts.
     assert config.upstream.upstream_url == "wss://data-stream.binance.vision"
     assert config.upstream.rest_url == "https://data-api.binance.vision"
     # A region block or firewall refusal is asked again about once a minute; the catalogue every 5 minutes.

@@ -1,4 +1,4 @@
-"""PRICEFEED_REDIS_URL's Sentinel form, parsed strictly, its password never shown (issue 15)."""
+"""PRICEFEED_REDIS_URL's Sentinel form, parsed strictly, its password never shown."""
 from __future__ import annotations
 
 import pytest
@@ -51,7 +51,7 @@ def test_public_view_hides_the_master_and_the_sentinel_passwords():
     shown = config.public()
     assert "hunter2" not in str(shown) and "sentinel-secret" not in str(shown)
     assert "redis_sentinel_password" not in shown
-    assert shown["redis_url"] == "redis+sentinel://s1:26379,s2:26379/m/0"   # scheme://hosts/master/db only (issue 11)
+    assert shown["redis_url"] == "redis+sentinel://s1:26379,s2:26379/m/0"   # scheme://hosts/master/db only
     assert config.cluster.redis_sentinel_username == "sen"
 
 
