@@ -1,32 +1,39 @@
 """How many streams one worker can hold, from the open-files limit it runs with.
 
 Every stream is one socket, so the soft RLIMIT_NOFILE bounds a worker's clients. Like Go's
-runtime and nginx's `worker_rlimit_nofile`, we raise the soft limit to the hard limit first
-(an unprivileged process may), then derive from it, in this order:
+runtime and nginx's `worker_rlimit_nofile`, pricefeed's gunicorn worker raises the soft limit
+to the hard limit when it starts (raise_open_files_limit; an unprivileged process may), then
+derives, in this order:
 
-    open files  = the soft limit after raising it
-    worker_connections = open files − FILE_HEADROOM          (what gunicorn's gevent worker accepts)
-    max_clients        = worker_connections − HEALTH_RESERVE (streams; the rest still answer
-                                                              /health, /prices and the 503s)
+    open files         = the soft limit in force
+    worker_connections = open files − FILE_HEADROOM       (what gunicorn's gevent worker accepts)
+    max_clients        = worker_connections − reserve     (streams; the rest still answer
+                                                           /health, /prices and the 503s)
 
 FILE_HEADROOM covers what a worker holds besides client sockets: its Redis connections
 (commands, pub/sub, lease), the exchange (two sockets while rotating make-before-break), the
 REST fallback, the listening socket, log files, gevent's hub and the files Python opens.
-Explicit settings win: PRICEFEED_WORKER_CONNECTIONS and PRICEFEED_MAX_CLIENTS (or the host's
-own gunicorn `worker_connections`) are used as given.
+The reserve is PRICEFEED_CONNECTION_RESERVE (at most half the pool). Explicit settings win:
+PRICEFEED_WORKER_CONNECTIONS (or the host's own gunicorn `worker_connections`) is used as
+given, and PRICEFEED_MAX_CLIENTS too, except that it is lowered to keep the reserve.
 
-Derived once per process (for_this_process), in the worker, before the app is loaded.
+derive() is pure: its inputs are the loaded settings (settings/delivery.py) and the limit.
+The worker derives once, after it loaded the app (pricefeed/server/worker.py); elsewhere
+(flask run, a test client) the extension derives from the limit as it finds it.
 Standard library only.
 """
 from __future__ import annotations
 
-import os
+import logging
 import resource
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
+
+from pricefeed.settings.delivery import DeliverySettings
+
+log = logging.getLogger(__name__)
 
 FILE_HEADROOM = 128
-HEALTH_RESERVE = 100
 # Below this many open files a derived capacity would be useless; explicit settings still apply.
 SMALLEST_DERIVED = 16
 
@@ -35,8 +42,16 @@ MAX_CLIENTS_VARIABLE = "PRICEFEED_MAX_CLIENTS"
 
 
 @dataclass(frozen=True)
+class OpenFiles:
+    """The open-files limit in force."""
+
+    soft: int
+    hard: int | None                   # None: unlimited
+
+
+@dataclass(frozen=True)
 class Capacity:
-    """The numbers in force for one worker, and where each came from."""
+    """The numbers in force for one worker, and where each came from (/health shows them)."""
 
     open_files_soft: int
     open_files_hard: int | None        # None: unlimited
@@ -45,14 +60,14 @@ class Capacity:
     max_clients: int
     max_clients_source: str            # "derived" or "PRICEFEED_MAX_CLIENTS"
     file_headroom: int = FILE_HEADROOM
-    health_reserve: int = HEALTH_RESERVE
+    health_reserve: int = 100          # PRICEFEED_CONNECTION_RESERVE as applied to this pool
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def raise_open_files_limit() -> tuple[int, int | None]:
-    """Raise the soft open-files limit to the hard one; return (soft, hard) now in force.
+def raise_open_files_limit() -> OpenFiles:
+    """Raise the soft open-files limit to the hard one; return the limit now in force.
 
     Where the hard limit is unlimited, Linux still caps it at fs.nr_open: try that instead.
     A refusal leaves the limit as it was (the derivation then works from it).
@@ -64,8 +79,15 @@ def raise_open_files_limit() -> tuple[int, int | None]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
             pass
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft, (None if hard == resource.RLIM_INFINITY else hard)
+    return open_files_limit()
+
+
+def open_files_limit() -> OpenFiles:
+    """The open-files limit as it is (nothing changed); an unlimited soft limit counts as fs.nr_open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = _nr_open() or 1_048_576
+    return OpenFiles(soft, None if hard == resource.RLIM_INFINITY else hard)
 
 
 def _nr_open() -> int | None:
@@ -81,69 +103,41 @@ def worker_connections_for(open_files: int) -> int:
     return max(SMALLEST_DERIVED, open_files - FILE_HEADROOM, open_files // 2)
 
 
-def max_clients_for(worker_connections: int) -> int:
-    """Streams per worker that still leave HEALTH_RESERVE connections for everything else."""
-    return max(1, worker_connections - HEALTH_RESERVE, worker_connections // 2)
+def reserve_for(worker_connections: int, reserve: int) -> int:
+    """Connections kept free of streams: `reserve`, but never more than half a small pool."""
+    return min(reserve, worker_connections // 2)
 
 
-def derive(environ: Mapping[str, Any] | None = None, worker_connections: int | None = None,
-           raise_limit: bool = True) -> Capacity:
-    """The capacity in force: explicit settings from `environ` (or app.config) first, else derived.
+def max_clients_for(worker_connections: int, reserve: int = 100) -> int:
+    """Streams per worker that still leave the reserve for everything else."""
+    return max(1, worker_connections - reserve_for(worker_connections, reserve))
 
-    `worker_connections` is the value gunicorn actually runs with, when known (inside a
-    worker): it wins over the derivation, as the host's gunicorn config may have set it.
+
+def derive(settings: DeliverySettings, open_files: OpenFiles, worker_connections: int | None = None) -> Capacity:
+    """The capacity in force: explicit settings first, else derived from `open_files`.
+
+    `worker_connections` is the value the host's gunicorn config gave, when known (inside a
+    worker): it wins over the setting and the derivation.
     """
-    environ = os.environ if environ is None else environ
-    soft, hard = raise_open_files_limit() if raise_limit else _current_limit()
-    open_files = soft if soft != resource.RLIM_INFINITY else (_nr_open() or 1_048_576)
-    explicit_connections = _explicit_int(environ, WORKER_CONNECTIONS_VARIABLE)
     if worker_connections is not None:
-        source = ("PRICEFEED_WORKER_CONNECTIONS" if explicit_connections == worker_connections
-                  else "derived" if worker_connections == worker_connections_for(open_files)
-                  else "gunicorn config")
         connections = worker_connections
-    elif explicit_connections is not None:
-        connections, source = explicit_connections, WORKER_CONNECTIONS_VARIABLE
+        source = (WORKER_CONNECTIONS_VARIABLE if settings.worker_connections == worker_connections
+                  else "derived" if worker_connections == worker_connections_for(open_files.soft)
+                  else "gunicorn config")
+    elif settings.worker_connections is not None:
+        connections, source = settings.worker_connections, WORKER_CONNECTIONS_VARIABLE
     else:
-        connections, source = worker_connections_for(open_files), "derived"
-    explicit_clients = _explicit_int(environ, MAX_CLIENTS_VARIABLE)
-    if explicit_clients is not None:
-        clients, clients_source = explicit_clients, MAX_CLIENTS_VARIABLE
+        connections, source = worker_connections_for(open_files.soft), "derived"
+    reserve = reserve_for(connections, settings.connection_reserve)
+    cap = max_clients_for(connections, settings.connection_reserve)
+    if settings.max_clients is None:
+        clients, clients_source = cap, "derived"
     else:
-        clients, clients_source = max_clients_for(connections), "derived"
-    return Capacity(open_files, hard, connections, source, clients, clients_source)
-
-
-_in_this_process: Capacity | None = None
-
-
-def for_this_process(environ: Mapping[str, Any] | None = None, worker_connections: int | None = None) -> Capacity:
-    """The capacity of this process, derived once: the first caller's inputs decide.
-
-    Under pricefeed's gunicorn worker the worker calls it first, before loading the app, with
-    the worker_connections a host's gunicorn config gave (pricefeed/server/worker.py); the
-    extension then reads the same numbers. Elsewhere (flask run, a test client) the extension's
-    init_app is the first caller.
-    """
-    global _in_this_process
-    if _in_this_process is None:
-        _in_this_process = derive(environ, worker_connections)
-    return _in_this_process
-
-
-def _current_limit() -> tuple[int, int | None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft, (None if hard == resource.RLIM_INFINITY else hard)
-
-
-def _explicit_int(environ: Mapping[str, Any], key: str) -> int | None:
-    raw = environ.get(key)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={str(raw)[:80]!r} is invalid: expected a whole number") from None
-    if value < 1:
-        raise ValueError(f"{key}={value} is below the minimum 1")
-    return value
+        clients, clients_source = settings.max_clients, MAX_CLIENTS_VARIABLE
+        if clients > cap:
+            log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
+                        "for /health and /prices; streams capped at %d per worker",
+                        clients, reserve, connections, cap)
+            clients = cap
+    return Capacity(open_files.soft, open_files.hard, connections, source, clients, clients_source,
+                    health_reserve=reserve)

@@ -65,7 +65,7 @@ class Monitor:
         if node.host_tier is not None:
             node.host_tier.share_status(feed.is_live(), feed.data_age())
         if election is not None and election.leading \
-                and now - self._last_heartbeat >= node.config.bus_heartbeat_interval \
+                and now - self._last_heartbeat >= node.config.cluster.bus_heartbeat_interval \
                 and (self._heartbeat is None or self._heartbeat.dead):
             self._last_heartbeat = now
             # Published from its own greenlet: on a Redis that stopped answering it waits out
@@ -93,7 +93,7 @@ class Monitor:
         if announcement != self._announced:
             self._announced = announcement
             hub.broadcast_status(node.status_body())
-        if now - self._last_ping >= node.config.heartbeat_interval:
+        if now - self._last_ping >= node.config.delivery.heartbeat_interval:
             self._last_ping = now
             hub.ping_all()
 
@@ -154,7 +154,7 @@ class Monitor:
     def _yield_if_exchange_unreachable(self, now: float) -> None:
         """Redis works but our exchange connection has been down for LEADER_YIELD_AFTER: let
         another worker, perhaps on a host whose route works, lead."""
-        after, election = self.node.config.leader_yield_after, self.node.election
+        after, election = self.node.config.cluster.leader_yield_after, self.node.election
         if (after and election is not None and election.leading and not election.redis_failing
                 and self._feed_down_since is not None and now - self._feed_down_since >= after):
             log.warning("exchange unreachable for %.0fs while Redis works: yielding the lease", after)

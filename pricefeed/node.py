@@ -62,7 +62,7 @@ class Node:
         self._capacity = capacity
         self._direct_writes = direct_writes
         parts = assemble(config, self, clock,
-                         max_clients=lambda: self.capacity.get("max_clients", config.max_clients))
+                         max_clients=lambda: self.capacity.get("max_clients", config.delivery.max_clients))
         self.catalog = parts.catalog
         self.hub = parts.hub
         self.flusher = parts.flusher
@@ -165,10 +165,10 @@ class Node:
             # With Redis the wait ends as soon as a successor on this host leads (bench/restart.py:
             # 0.5-0.6 s after the HUP, not 2 s).
             waited = 0.0
-            if len(self.hub.begin_stopping()) > self.config.new_streams_burst:
+            if len(self.hub.begin_stopping()) > self.config.delivery.new_streams_burst:
                 waited = wait_for_successor(self._successor_on_this_host(), delay_s, self._clock)
-            self.farewell_summary = close_spread(self.hub, spread_s, self.config.restart_closes_per_second, farewell_retry(
-                self.config.restart_retry_ms, self.config.restart_retry_jitter_ms), self._clock)
+            self.farewell_summary = close_spread(self.hub, spread_s, self.config.restart.restart_closes_per_second, farewell_retry(
+                self.config.restart.restart_retry_ms, self.config.restart.restart_retry_jitter_ms), self._clock)
             self.farewell_summary["waited_s"] = round(waited, 3)
             log.warning("pricefeed: handed over in %.2f s, kept streaming %.2f s, then closed %d streams over "
                         "%.2f s in %d slices", self.handover_s, waited, self.farewell_summary["streams"],
@@ -301,7 +301,7 @@ class Node:
 
     @property
     def simulated(self) -> bool:
-        if self.config.simulated or self.feed.simulated:
+        if self.config.upstream.simulated or self.feed.simulated:
             return True
         heartbeat = self.bus.leader_heartbeat
         if heartbeat and heartbeat.get("simulated"):
@@ -329,7 +329,7 @@ class Node:
         """Serve each configured pair as the exchange lists it (exchange/listing_log.py); new
         symbols go on a replacement connection, and clients hear of every status change."""
         standings, resubscribe = adopt_listing(self.catalog, catalogue, self.hub.standings,
-                                               self.config.rest_url)
+                                               self.config.upstream.rest_url)
         if resubscribe:
             self.feed.retarget()
         if self.hub.set_standings(standings):

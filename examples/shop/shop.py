@@ -28,7 +28,7 @@ ORDERS = [{"id": 1, "item": "coffee", "price": "3.50", "currency": "USD"},
 @app.route("/shop")
 def shop():
     return render_template("shop/ticker.html", shop_name=app.config["SHOP_NAME"], orders=ORDERS,
-                           pairs=list(feed.config.pairs),
+                           pairs=list(feed.config.upstream.pairs),
                            client_url=url_for("pricefeed_dashboard.static", filename="pricefeed.js"),
                            stream_url=url_for("pricefeed_api.stream"))
 

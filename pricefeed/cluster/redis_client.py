@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from pricefeed.config import SENTINEL_SCHEME, parse_sentinel_url
+from pricefeed.redis_urls import SENTINEL_SCHEME, parse_sentinel_url
 
 
 def _once(timeout: float) -> dict:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Callable
 
-from pricefeed.config import reduce_url
+from pricefeed.shown_urls import reduce_url
 
 log = logging.getLogger(__name__)
 

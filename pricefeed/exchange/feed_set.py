@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import gevent
 
-from pricefeed.config import reduce_url
+from pricefeed.shown_urls import reduce_url
 from pricefeed.exchange.access import AccessRefusals
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.connection import FeedStats

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from pricefeed.config import reduce_url
+from pricefeed.shown_urls import reduce_url
 from pricefeed.exchange.catalogue import HALTED, LISTED, UNLISTED, ExchangeCatalogue, Standing, closest_listed, stand
 from pricefeed.pairs import PairCatalog
 

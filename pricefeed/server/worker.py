@@ -3,8 +3,9 @@ done in the methods it overrides (as uvicorn's and gevent-websocket's workers do
 
 `from pricefeed.gunicorn import *` names it as gunicorn's `worker_class`. It owns:
 
-- its capacity: the open-files limit raised and `worker_connections` derived once, before
-  the app is loaded (init_process; capacity.py);
+- its capacity: the open-files limit raised when it starts (init_process), and
+  `worker_connections` and the client cap derived once, from the app's settings, once the app
+  is loaded (load_wsgi; capacity.py);
 - the feed's start, after the app is loaded and before serving (run), whatever hooks the
   host's gunicorn.conf.py defines;
 - the servers it builds (run, accept.py): up to PRICEFEED_ACCEPT_BATCH connections accepted
@@ -98,6 +99,8 @@ class Worker(GeventWorker):
         self.feed: Any = None              # the app's PriceFeedState (app.extensions), once the app is loaded
         self.door: Any = None              # the app's StreamDoor (pricefeed/web/streams/door.py)
         self.servers: list[AcceptServer] = []
+        self.open_files: Any = None        # the limit in force once init_process raised it (capacity.py)
+        self.capacity: Any = None          # derived once the app is loaded (load_wsgi)
         self.keepalive_waits = KeepAliveWaits()
         self._pending: PendingConnections | None = None
         self._told_to_stop: Event | None = None
@@ -112,8 +115,8 @@ class Worker(GeventWorker):
                            "install a supported gunicorn (pip install 'gunicorn>=%d.%d,<%d.%d')",
                            *low, *high, gunicorn.__version__, *low, *high)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        from pricefeed.capacity import for_this_process
-        self.worker_connections = for_this_process(os.environ, self._hosts_worker_connections()).worker_connections
+        from pricefeed.capacity import raise_open_files_limit
+        self.open_files = raise_open_files_limit()
         super().init_process()      # patches, loads the app (load_wsgi), post_worker_init, run
 
     def _hosts_worker_connections(self) -> int | None:
@@ -126,13 +129,21 @@ class Worker(GeventWorker):
         super().load_wsgi()
         extensions = getattr(self.wsgi, "extensions", None) or {}
         self.feed = extensions.get(EXTENSION_KEY)
+        from pricefeed.capacity import derive
         if self.feed is None:
             self.log.warning("pricefeed: the WSGI app has no PriceFeed extension; serving it as gunicorn's "
                              "gevent worker would")
-            return
-        # Chunks straight to the socket need gunicorn's own Response framing (not the uwsgi
-        # protocol); each stream still checks its socket (TLS) and its framing.
-        self.door = self.feed.served_by(self.worker_connections, direct_writes=self.cfg.protocol != "uwsgi")
+            from pricefeed.settings.delivery import DeliverySettings
+            delivery = DeliverySettings.load(environ=os.environ)
+        else:
+            delivery = self.feed.loaded_config.delivery
+        # The pool is only built in run (_server): derived here, from the settings the app loaded.
+        self.capacity = derive(delivery, self.open_files, self._hosts_worker_connections())
+        self.worker_connections = self.capacity.worker_connections
+        if self.feed is not None:
+            # Chunks straight to the socket need gunicorn's own Response framing (not the uwsgi
+            # protocol); each stream still checks its socket (TLS) and its framing.
+            self.door = self.feed.served_by(self.capacity, direct_writes=self.cfg.protocol != "uwsgi")
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class Worker(GeventWorker):
         # The door peeks plain HTTP request heads: not TLS records, not the uwsgi protocol.
         door = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.door
         if self.feed is not None:
-            batch = self.feed.config.accept_batch
+            batch = self.feed.config.delivery.accept_batch
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
         # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
@@ -177,9 +188,9 @@ class Worker(GeventWorker):
         if self.feed is None:
             return None
         if self._pending is None:
-            config = self.feed.config
-            self._pending = PendingConnections(config.max_pending_per_ip, config.request_head_timeout,
-                                               config.trusted_proxies)
+            endpoint = self.feed.config.endpoint
+            self._pending = PendingConnections(endpoint.max_pending_per_ip, endpoint.request_head_timeout,
+                                               endpoint.trusted_proxies)
             self.feed.node.pending_connections = self._pending
         return self._pending
 
@@ -258,8 +269,8 @@ class Worker(GeventWorker):
             # 3. Hand the lease over; 4. close the streams over PRICEFEED_RESTART_SPREAD (delivery/farewell.py),
             # so that browsers come back spread out, not all in one second.
             if self.feed is not None:
-                config = self.feed.config
-                delay, spread = restart_timing(config.restart_close_delay, config.restart_spread,
+                restart = self.feed.config.restart
+                delay, spread = restart_timing(restart.restart_close_delay, restart.restart_spread,
                                                deadline - time.monotonic() - HANDOVER_ALLOWANCE_S)
                 self._stop_feed(spread, delay)
             # 5. Wait for the requests still being answered, until the deadline.

@@ -9,17 +9,15 @@ the only app the instance was registered on); `feed.state(app)` names the app.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
-import os
 import threading
 import weakref
 
 from flask import Flask, current_app, has_app_context
 
 from pricefeed import capacity
-from pricefeed.config import PREFIX, Config
+from pricefeed.config import Config
 from pricefeed.node import Node
 from pricefeed.web import EXTENSION_KEY
 from pricefeed.web.cli.commands import create_cli_group
@@ -56,15 +54,15 @@ class PriceFeed:
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
         config = state.config
-        if config.metrics:
+        if config.observability.metrics:
             # Before the API blueprint, whose catch-all answers 404 for every other path under the prefix.
-            app.register_blueprint(create_metrics_blueprint(), url_prefix=config.url_prefix)
+            app.register_blueprint(create_metrics_blueprint(), url_prefix=config.endpoint.url_prefix)
         api = create_api_blueprint()
-        if config.fault_injection:
+        if config.endpoint.fault_injection:
             from pricefeed.web.testing import add_fault_routes     # test-only code loads only then
             add_fault_routes(api)
-        app.register_blueprint(api, url_prefix=config.url_prefix)
-        if config.dashboard:
+        app.register_blueprint(api, url_prefix=config.endpoint.url_prefix)
+        if config.endpoint.dashboard:
             app.register_blueprint(create_dashboard_blueprint())
         app.before_request(state.start_on_first_request)
         wsgi_app = app.wsgi_app
@@ -147,17 +145,16 @@ class PriceFeedState:
 
     def __init__(self, extension: PriceFeed, app: Flask):
         self.extension = extension
-        config = Config.load(app.config)
-        self._settings = collections.ChainMap(
-            {key: value for key, value in app.config.items() if key.startswith(PREFIX)}, os.environ)
-        in_force = self._capacity(config)
-        self.config: Config = dataclasses.replace(config, max_clients=in_force.max_clients)
+        self.loaded_config = Config.load(app.config)     # as loaded from app.config and the environment
+        # Until a pricefeed worker serves the app with its own (served_by): the open-files limit as found.
+        in_force = capacity.derive(self.loaded_config.delivery, capacity.open_files_limit())
+        self.config: Config = _with_max_clients(self.loaded_config, in_force.max_clients)    # in force
         # What the node asks of the app when it needs it (Node's `capacity`, `direct_writes`):
         # both change once pricefeed's gunicorn worker serves the app (served_by).
         self._in_force: dict = in_force.as_dict()
         self._direct_writes = False
         self.node = Node(self.config, capacity=lambda: self._in_force, direct_writes=lambda: self._direct_writes)
-        self.metrics: NodeMetrics | None = NodeMetrics(self.node) if self.config.metrics else None
+        self.metrics: NodeMetrics | None = NodeMetrics(self.node) if self.config.observability.metrics else None
         self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
         self.gevent_check = GeventRequirement()
         self._start_lock = threading.Lock()
@@ -167,30 +164,22 @@ class PriceFeedState:
         """The host's `@feed.authorize` callback, read from the extension as each stream opens."""
         return self.extension.authorizer
 
-    def _capacity(self, config: Config) -> capacity.Capacity:
-        """This process's capacity (derived once: by pricefeed's gunicorn worker before it loaded
-        the app, else here), with an explicit PRICEFEED_MAX_CLIENTS from the app's config winning.
-        /health shows it under `capacity`."""
-        in_force = capacity.for_this_process(self._settings, config.worker_connections)
-        if config.max_clients is not None:
-            in_force = dataclasses.replace(in_force, max_clients=config.max_clients,
-                                           max_clients_source=capacity.MAX_CLIENTS_VARIABLE)
-        return in_force
-
-    def served_by(self, worker_connections: int, direct_writes: bool) -> StreamDoor:
+    def served_by(self, in_force: capacity.Capacity, direct_writes: bool) -> StreamDoor:
         """Called once by pricefeed's gunicorn worker (pricefeed/server/worker.py) after it loaded
         the app and before it serves: what the worker offers, and the door it asks the app for.
 
-        `worker_connections`: connections the worker serves at once; streams are kept
-        PRICEFEED_CONNECTION_RESERVE below it. `direct_writes`: the worker frames responses with
+        `in_force`: the worker's capacity, derived from this app's settings (capacity.py): the
+        connections it serves at once, and the streams it may hold, PRICEFEED_CONNECTION_RESERVE
+        below them; /health shows it under `capacity`. `direct_writes`: the worker frames responses with
         gunicorn's own chunked Response over a plain socket, so the flusher may write a stream's
         chunks to its socket itself (node.direct_writes; each stream still checks its own
         socket and framing, streams/server.py direct_socket). Returns the door the worker consults
         while shedding (streams/door.py).
         """
-        self._in_force = _keep_a_connection_reserve(self._in_force, self.config.connection_reserve, worker_connections)
-        self._direct_writes = self.config.direct_writes and direct_writes
-        self.door = StreamDoor(self.node, [self.config.url_prefix.rstrip("/") + "/stream"])
+        self.config = _with_max_clients(self.config, in_force.max_clients)
+        self._in_force = in_force.as_dict()
+        self._direct_writes = self.config.delivery.direct_writes and direct_writes
+        self.door = StreamDoor(self.node, [self.config.endpoint.url_prefix.rstrip("/") + "/stream"])
         return self.door
 
     def stream_hand_off(self, wsgi: object, cfg: object, server_address: tuple) -> StreamHandOff | None:
@@ -201,7 +190,7 @@ class PriceFeedState:
         routes = getattr(wsgi, "wsgi_app", None)
         if not isinstance(routes, StreamRoutes) or routes.flask_app is not wsgi or not self.node.direct_writes:
             return None
-        return StreamHandOff(routes, self.config.url_prefix, cfg, server_address)
+        return StreamHandOff(routes, self.config.endpoint.url_prefix, cfg, server_address)
 
     def start(self) -> None:
         """Start this worker's feed greenlets (idempotent)."""
@@ -229,21 +218,6 @@ class PriceFeedState:
                 log.error("%s", exc)
 
 
-def _keep_a_connection_reserve(in_force: dict, reserve_setting: int, worker_connections: int) -> dict:
-    """The capacity in force (`in_force`, capacity.Capacity.as_dict), with streams capped at
-    worker_connections minus PRICEFEED_CONNECTION_RESERVE (`reserve_setting`) connections.
-
-    The worker serves at most worker_connections at once; past that a new connection waits in
-    the kernel's backlog, unanswered. Streams never end by themselves, so if they could take
-    every connection, /health and /prices (and the 503 that tells a browser to come back)
-    would wait behind them. Capping the hub below the pool keeps `reserve` connections for
-    short requests, which finish and hand their slot on.
-    """
-    reserve = min(reserve_setting, worker_connections // 2)    # a small pool keeps half for streams
-    cap = max(1, worker_connections - reserve)
-    if in_force["max_clients"] > cap:
-        log.warning("pricefeed: PRICEFEED_MAX_CLIENTS=%d leaves fewer than %d of worker_connections=%d "
-                    "for /health and /prices; streams capped at %d per worker",
-                    in_force["max_clients"], reserve, worker_connections, cap)
-        return {**in_force, "max_clients": cap}
-    return in_force
+def _with_max_clients(config: Config, max_clients: int) -> Config:
+    """`config` with the client cap in force (the setting may be unset: derived, capacity.py)."""
+    return dataclasses.replace(config, delivery=dataclasses.replace(config.delivery, max_clients=max_clients))

@@ -54,7 +54,7 @@ def add_fault_routes(api: Blueprint) -> None:
 def _switch_node() -> Node:
     """This worker's node, for a request allowed to throw a test switch (else a 404 as if absent)."""
     node = current_node()
-    if not test_switch_allowed(request.environ, node.config):
+    if not test_switch_allowed(request.environ, node.config.endpoint):
         raise ApiError(404, "not_found", "fault injection is disabled")
     return node
 

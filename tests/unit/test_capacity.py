@@ -1,4 +1,5 @@
-"""Capacity by default: the open-files limit raised to the hard limit, the numbers derived from it, explicit ones win."""
+"""Capacity by default: the worker raises the open-files limit to the hard limit, the numbers are
+derived from it and the loaded settings, explicit ones win, and loading settings changes nothing."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,9 @@ import sys
 import pytest
 
 from pricefeed import capacity
+from pricefeed.capacity import OpenFiles
 from pricefeed.config import Config
+from pricefeed.settings.delivery import DeliverySettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -32,44 +35,59 @@ needs_room_to_raise = pytest.mark.skipif(
     reason=f"needs a finite hard open-files limit above 1024 (is {_HARD_LIMIT})")
 
 
+def _settings(**values) -> DeliverySettings:
+    return DeliverySettings(**values)
+
+
 @needs_room_to_raise
 def test_the_soft_limit_is_raised_to_the_hard_limit_and_the_numbers_follow():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    found = _with_soft_limit(1024, "import json, resource\nfrom pricefeed.capacity import derive\n"
-                                   "c = derive({})\nprint(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
+    found = _with_soft_limit(1024, "import json, resource\nfrom pricefeed import capacity\n"
+                                   "from pricefeed.settings.delivery import DeliverySettings\n"
+                                   "c = capacity.derive(DeliverySettings(), capacity.raise_open_files_limit())\n"
+                                   "print(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
                                    " **c.as_dict()}))")
     assert found["soft"] == hard == found["open_files_soft"]
     assert found["worker_connections"] == hard - capacity.FILE_HEADROOM
-    assert found["max_clients"] == found["worker_connections"] - capacity.HEALTH_RESERVE
+    assert found["max_clients"] == found["worker_connections"] - found["health_reserve"] == \
+        found["worker_connections"] - 100
     assert found["worker_connections_source"] == found["max_clients_source"] == "derived"
 
 
-def test_the_gunicorn_config_derives_nothing_in_the_master():
+@needs_room_to_raise
+def test_loading_the_settings_and_the_app_leaves_the_open_files_limit_alone():
     found = _with_soft_limit(1024, "import json, resource\nimport pricefeed.gunicorn\n"
-                                   "print(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))")
+                                   "from pricefeed.config import Config\nConfig.load()\n"
+                                   "from flask import Flask\nfrom pricefeed import PriceFeed\n"
+                                   "feed = PriceFeed(Flask(__name__))\n"
+                                   "print(json.dumps({'soft': resource.getrlimit(resource.RLIMIT_NOFILE)[0],"
+                                   " 'capacity': feed.node.capacity}))")
     assert found["soft"] == 1024          # the worker raises its own limit (pricefeed/server/worker.py)
-
-
-def test_a_process_derives_its_capacity_once_and_the_first_callers_inputs_decide():
-    found = _with_soft_limit(1024, "import json\nfrom pricefeed import capacity\n"
-                                   "first = capacity.for_this_process({}, worker_connections=500)\n"
-                                   "again = capacity.for_this_process({'PRICEFEED_WORKER_CONNECTIONS': '9'})\n"
-                                   "print(json.dumps([first.as_dict(), again is first]))")
-    assert found[0]["worker_connections"] == 500 and found[0]["max_clients"] == 400 and found[1] is True
+    assert found["capacity"]["open_files_soft"] == 1024
+    assert found["capacity"]["worker_connections"] == 1024 - capacity.FILE_HEADROOM
 
 
 def test_explicit_settings_win():
-    chosen = capacity.derive({"PRICEFEED_WORKER_CONNECTIONS": "3000", "PRICEFEED_MAX_CLIENTS": "2500"})
+    limit = OpenFiles(1024, 4096)
+    chosen = capacity.derive(_settings(worker_connections=3000, max_clients=2500), limit)
     assert (chosen.worker_connections, chosen.worker_connections_source) == (3000, "PRICEFEED_WORKER_CONNECTIONS")
     assert (chosen.max_clients, chosen.max_clients_source) == (2500, "PRICEFEED_MAX_CLIENTS")
-    only_connections = capacity.derive({"PRICEFEED_WORKER_CONNECTIONS": "3000"})
-    assert only_connections.max_clients == 3000 - capacity.HEALTH_RESERVE
+    only_connections = capacity.derive(_settings(worker_connections=3000), limit)
+    assert only_connections.max_clients == 3000 - 100
 
 
 def test_gunicorns_own_worker_connections_bounds_the_derived_client_cap():
-    in_force = capacity.derive({}, worker_connections=500)
+    in_force = capacity.derive(_settings(), OpenFiles(1024, None), worker_connections=500)
     assert in_force.worker_connections == 500 and in_force.worker_connections_source == "gunicorn config"
     assert in_force.max_clients == 400
+
+
+def test_the_connection_reserve_is_the_one_reserve_and_an_explicit_cap_keeps_it():
+    in_force = capacity.derive(_settings(worker_connections=50, connection_reserve=10, max_clients=900),
+                               OpenFiles(1024, None))
+    assert (in_force.max_clients, in_force.health_reserve) == (40, 10)
+    derived = capacity.derive(_settings(worker_connections=2000, connection_reserve=300), OpenFiles(1024, None))
+    assert derived.max_clients == 1700 and derived.health_reserve == 300
 
 
 def test_small_limits_still_leave_room_for_health():
@@ -78,25 +96,36 @@ def test_small_limits_still_leave_room_for_health():
     assert capacity.max_clients_for(1) == 1
 
 
-def test_a_malformed_explicit_value_names_the_variable():
-    with pytest.raises(ValueError, match="PRICEFEED_WORKER_CONNECTIONS"):
-        capacity.derive({"PRICEFEED_WORKER_CONNECTIONS": "lots"})
-
-
 def test_config_leaves_max_clients_to_the_derivation_and_keeps_an_explicit_one():
-    assert Config.load({}, environ={}).max_clients is None
-    assert Config.load({"PRICEFEED_MAX_CLIENTS": 7}, environ={}).max_clients == 7
+    assert Config.load({}, environ={}).delivery.max_clients is None
+    assert Config.load({"PRICEFEED_MAX_CLIENTS": 7}, environ={}).delivery.max_clients == 7
 
 
-def test_the_extension_puts_this_processs_capacity_in_force_with_an_explicit_cap_winning():
+def test_the_extension_puts_the_capacity_in_force_with_an_explicit_cap_winning():
     from flask import Flask
 
     from pricefeed.web.extension import PriceFeed
-    in_force = capacity.for_this_process()
     feed = PriceFeed(Flask(__name__))
-    assert feed.node.hub.max_clients == in_force.max_clients == feed.node.capacity["max_clients"]
+    expected = capacity.derive(feed.state().loaded_config.delivery, capacity.open_files_limit())
+    assert feed.node.hub.max_clients == expected.max_clients == feed.node.capacity["max_clients"]
+    assert feed.config.delivery.max_clients == expected.max_clients
     app = Flask(__name__)
     app.config["PRICEFEED_MAX_CLIENTS"] = 7
     explicit = PriceFeed(app)
     assert explicit.node.hub.max_clients == 7
     assert explicit.node.capacity["max_clients_source"] == "PRICEFEED_MAX_CLIENTS"
+
+
+def test_a_worker_puts_its_own_capacity_in_force():
+    from flask import Flask
+
+    from pricefeed.web.extension import PriceFeed
+    app = Flask(__name__)
+    app.config["PRICEFEED_MAX_CLIENTS"] = 900
+    feed = PriceFeed(app)
+    in_force = capacity.derive(feed.state().loaded_config.delivery, OpenFiles(1024, 4096), worker_connections=500)
+    feed.state().served_by(in_force, direct_writes=True)
+    assert feed.node.hub.max_clients == 400 == feed.node.capacity["max_clients"] == feed.config.delivery.max_clients
+    from pricefeed.web.http.health import health_report
+    with app.app_context():
+        assert health_report(feed.node)[0]["config"]["max_clients"] == 400

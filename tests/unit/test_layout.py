@@ -1,6 +1,6 @@
 """The package layout is the architecture: imports point one way and nothing below the web layer knows Flask.
 
-    server → web → node → {exchange, cluster, delivery} → {config, pairs, ticks, breakers}
+    server → web → node → {exchange, cluster, delivery} → {config, settings, pairs, ticks, breakers}
 
 Inside the web layer, a room per concern, pointing one way too:
 
@@ -22,7 +22,10 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pricefeed"
 
 BASE = {"pricefeed.config", "pricefeed.pairs", "pricefeed.ticks", "pricefeed.breakers",
-        "pricefeed.validation", "pricefeed.logs", "pricefeed.capacity", "pricefeed.log_format"}
+        "pricefeed.validation", "pricefeed.logs", "pricefeed.capacity", "pricefeed.log_format",
+        "pricefeed.redis_urls", "pricefeed.shown_urls"}
+# The settings groups are part of config: every layer reads its own.
+BASE_PACKAGES = ("pricefeed.settings",)
 SIDES = ("pricefeed.exchange", "pricefeed.cluster", "pricefeed.delivery")
 NODE = {"pricefeed.node", "pricefeed.assembly", "pricefeed.monitor"}
 WEB_ONLY_LIBRARIES = ("flask", "werkzeug", "jinja2")
@@ -85,7 +88,7 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> str:
-    if module in BASE:
+    if module in BASE or any(module == p or module.startswith(p + ".") for p in BASE_PACKAGES):
         return "base"
     if module in NODE:
         return "node"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pricefeed.config import Config, ConfigError, setting_docs
+from pricefeed.config import SETTINGS, Config, ConfigError
 from pricefeed.pairs import PairCatalog, PairError, parse_pair
 
 
@@ -42,21 +42,21 @@ def test_catalog_resolves_served_pairs_and_refuses_others():
 
 def test_defaults_load_without_any_environment():
     config = Config.load({}, environ={})
-    assert config.redis_url is None
+    assert config.cluster.redis_url is None
     # Binance's hosts for public market data (README, "Pointing it at an exchange"), not its trading hosts.
-    assert config.upstream_url == "wss://data-stream.binance.vision"
-    assert config.rest_url == "https://data-api.binance.vision"
+    assert config.upstream.upstream_url == "wss://data-stream.binance.vision"
+    assert config.upstream.rest_url == "https://data-api.binance.vision"
     # A region block or firewall refusal is asked again about once a minute; the catalogue every 5 minutes.
-    assert (config.refused_retry_interval, config.catalogue_refresh) == (60.0, 300.0)
-    assert config.url_prefix == "/api/market-data"
+    assert (config.upstream.refused_retry_interval, config.upstream.catalogue_refresh) == (60.0, 300.0)
+    assert config.endpoint.url_prefix == "/api/market-data"
 
 
 def test_app_config_wins_over_environment_and_accepts_typed_values():
     config = Config.load({"PRICEFEED_PAIRS": ["BTC/USD"], "PRICEFEED_STALE_AFTER": 3},
                          environ={"PRICEFEED_PAIRS": "ETH/USD", "PRICEFEED_DASHBOARD": "false"})
-    assert config.pairs == ("BTC/USD",)
-    assert config.stale_after == 3.0
-    assert config.dashboard is False
+    assert config.upstream.pairs == ("BTC/USD",)
+    assert config.delivery.stale_after == 3.0
+    assert config.endpoint.dashboard is False
 
 
 @pytest.mark.parametrize("name, value", [
@@ -86,11 +86,11 @@ def test_invalid_values_stop_startup_naming_the_variable(name, value):
 
 def test_any_number_of_pairs_is_accepted_they_are_split_over_connections():
     pairs = ",".join(f"A{i}/USD" for i in range(3000))
-    assert len(Config.load({}, environ={"PRICEFEED_PAIRS": pairs}).pairs) == 3000
+    assert len(Config.load({}, environ={"PRICEFEED_PAIRS": pairs}).upstream.pairs) == 3000
 
 
 def test_a_unix_socket_redis_url_is_accepted():
-    assert Config.load({}, environ={"PRICEFEED_REDIS_URL": "unix:///run/redis.sock"}).redis_url
+    assert Config.load({}, environ={"PRICEFEED_REDIS_URL": "unix:///run/redis.sock"}).cluster.redis_url
 
 
 def test_public_view_hides_the_redis_password():
@@ -99,5 +99,5 @@ def test_public_view_hides_the_redis_password():
 
 
 def test_every_setting_is_documented_with_a_default():
-    rows = setting_docs()
-    assert len(rows) >= 20 and all(name.startswith("PRICEFEED_") and doc for name, _, doc in rows)
+    assert len(SETTINGS) >= 20 and all(declared.variable.startswith("PRICEFEED_") and declared.doc
+                                       for declared in SETTINGS)

@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from pricefeed import ConfigError
-from pricefeed.config import Config, reduce_url
+from pricefeed.config import Config
+from pricefeed.shown_urls import reduce_url
 from pricefeed.delivery.admission import AdmissionGate, StreamsPerAddress
 from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.web.policy.client_address import client_ip, client_key, is_direct_loopback

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pricefeed.config import Config, ConfigError, SentinelURL, parse_sentinel_url, setting_docs
+from pricefeed.config import SETTINGS, Config, ConfigError
+from pricefeed.redis_urls import SentinelURL, parse_sentinel_url
 
 
 def load(url: str, **extra: str) -> Config:
@@ -51,17 +52,17 @@ def test_public_view_hides_the_master_and_the_sentinel_passwords():
     assert "hunter2" not in str(shown) and "sentinel-secret" not in str(shown)
     assert "redis_sentinel_password" not in shown
     assert shown["redis_url"] == "redis+sentinel://s1:26379,s2:26379/m/0"   # scheme://hosts/master/db only
-    assert config.redis_sentinel_username == "sen"
+    assert config.cluster.redis_sentinel_username == "sen"
 
 
 def test_leader_yield_after_defaults_to_thirty_seconds_and_zero_turns_it_off():
-    assert Config.load({}, environ={}).leader_yield_after == 30.0
-    assert Config.load({}, environ={"PRICEFEED_LEADER_YIELD_AFTER": "0"}).leader_yield_after == 0
+    assert Config.load({}, environ={}).cluster.leader_yield_after == 30.0
+    assert Config.load({}, environ={"PRICEFEED_LEADER_YIELD_AFTER": "0"}).cluster.leader_yield_after == 0
     with pytest.raises(ConfigError):
         Config.load({}, environ={"PRICEFEED_LEADER_YIELD_AFTER": "-1"})
 
 
 def test_every_new_setting_is_documented():
-    names = {row[0] for row in setting_docs()}
+    names = {declared.variable for declared in SETTINGS if declared.doc}
     assert {"PRICEFEED_REDIS_SENTINEL_USERNAME", "PRICEFEED_REDIS_SENTINEL_PASSWORD",
             "PRICEFEED_LEADER_YIELD_AFTER"} <= names

@@ -21,8 +21,8 @@ def test_a_worker_that_is_shutting_down_answers_a_stream_with_its_farewell_retry
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
     retry_ms = int(response.get_data(as_text=True).removeprefix("retry: ").strip())
-    config = feed.node.config
-    assert config.restart_retry_ms <= retry_ms <= config.restart_retry_ms + config.restart_retry_jitter_ms
+    restart = feed.node.config.restart
+    assert restart.restart_retry_ms <= retry_ms <= restart.restart_retry_ms + restart.restart_retry_jitter_ms
 
 
 def test_two_apps_in_one_process_do_not_share_state():
@@ -47,7 +47,7 @@ def test_one_extension_instance_on_two_apps_keeps_a_node_for_each():
     with first.app_context():
         assert feed.node is first_node
     with second.app_context():
-        assert feed.node is second_node and feed.config.url_prefix == "/b"
+        assert feed.node is second_node and feed.config.endpoint.url_prefix == "/b"
     # Each app's routes serve its own node.
     assert first.test_client().get("/api/market-data/prices?pairs=SOL/USD").status_code == 400
     assert second.test_client().get("/b/prices?pairs=SOL/USD").status_code == 200

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pricefeed.config import Config
 from pricefeed.delivery.load_shedder import LoadShedder
 from pricefeed.pairs import PairError
 from pricefeed.server.accept import answered_at_the_door
@@ -67,8 +68,7 @@ class Door:
             self.shedder.observe(11, time.monotonic())      # one flush 11 s late: shedding
             assert self.shedder.shedding
         self.node = SimpleNamespace(shedder=self.shedder, hub=SimpleNamespace(stopping=False),
-                                    config=SimpleNamespace(referrer_policy="no-referrer", max_pairs_per_request=10,
-                                                           min_update_interval=0),
+                                    config=Config.load({"PRICEFEED_MAX_PAIRS_PER_REQUEST": 10}, environ={}),
                                     catalog=Catalog())
         self.passed_on: list[bytes] = []
         self.door = StreamDoor(self.node, [prefix + "/stream"])

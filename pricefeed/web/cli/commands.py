@@ -45,8 +45,8 @@ def create_cli_group() -> AppGroup:
         config = current_app.extensions[EXTENSION_KEY].config
         try:
             if url:
-                report = status_from_health(url.rstrip("/") + config.url_prefix + "/health", token, timeout)
-            elif config.redis_url:
+                report = status_from_health(url.rstrip("/") + config.endpoint.url_prefix + "/health", token, timeout)
+            elif config.cluster.redis_url:
                 report = status_from_redis(config, timeout)
             else:
                 raise click.UsageError("no Redis configured (PRICEFEED_REDIS_URL) to read the deployment from: "

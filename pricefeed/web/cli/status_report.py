@@ -18,7 +18,8 @@ import redis
 
 from pricefeed.cluster.lease import Lease, LeaseTimings
 from pricefeed.cluster.redis_bus import HEARTBEAT, RedisBus
-from pricefeed.config import Config, reduce_url
+from pricefeed.config import Config
+from pricefeed.shown_urls import reduce_url
 
 
 class StatusUnreadable(Exception):
@@ -70,10 +71,11 @@ def render(report: dict[str, Any]) -> str:
 
 
 def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
-    client = redis.Redis.from_url(config.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    lease = Lease(client, config.redis_prefix,
-                  LeaseTimings(config.lease_ttl, config.lease_renew_interval, config.lease_renew_deadline))
-    bus = RedisBus(client, config.redis_prefix, lease, config.bus_heartbeat_interval)
+    cluster = config.cluster
+    client = redis.Redis.from_url(cluster.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    lease = Lease(client, cluster.redis_prefix,
+                  LeaseTimings(cluster.lease_ttl, cluster.lease_renew_interval, cluster.lease_renew_deadline))
+    bus = RedisBus(client, cluster.redis_prefix, lease, cluster.bus_heartbeat_interval)
     try:
         holder = lease.current_holder()
         ttl_ms = client.pttl(lease.key) if holder else None
@@ -81,21 +83,21 @@ def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
         ticks = bus.last_prices()
         heartbeat = _one_heartbeat(client, bus.channel, bus.quiet_after) if holder else None
     except redis.RedisError as exc:
-        raise StatusUnreadable(f"Redis {reduce_url(config.redis_url)}: {exc}") from None
+        raise StatusUnreadable(f"Redis {reduce_url(cluster.redis_url)}: {exc}") from None
     finally:
         client.close()
     now_ms = int(time.time() * 1000)
     latest = {tick.pair: tick for tick in ticks}
     pairs = {}
-    for name in config.pairs:
+    for name in config.upstream.pairs:
         tick = latest.get(name)
         pairs[name] = None if tick is None else {
             "price": tick.price, "age_s": round(max(0, now_ms - tick.ts) / 1000, 3), "source": tick.source,
-            "stale": (now_ms - tick.ts) / 1000 > config.stale_after, "epoch": tick.epoch}
+            "stale": (now_ms - tick.ts) / 1000 > config.delivery.stale_after, "epoch": tick.epoch}
     # The node's own mode names (cluster/fallback.py): seen from Redis, either the leader's
     # heartbeat says its upstream is live, or Redis works without live ticks.
     mode = "live" if holder is not None and heartbeat is not None and heartbeat.get("live") else "redis"
-    return {"source": f"{reduce_url(config.redis_url)} (prefix {config.redis_prefix})", "mode": mode,
+    return {"source": f"{reduce_url(cluster.redis_url)} (prefix {cluster.redis_prefix})", "mode": mode,
             "leader": holder[0] if holder else None, "epoch": holder[1] if holder else None,
             "epoch_counter": int(epoch_counter) if epoch_counter else None,
             "lease_ttl_s": ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else None,

@@ -53,7 +53,7 @@ def current_node() -> Node:
 
 def admin_allowed(request: Request) -> bool:
     """The request may see the operator's view (policy/access.py)."""
-    return operator_allowed(request.environ, current_state().config)
+    return operator_allowed(request.environ, current_state().config.endpoint)
 
 
 def json_error(status: int, error: str, detail: str, headers: dict | None = None) -> Response:
@@ -73,7 +73,7 @@ def create_api_blueprint() -> Blueprint:
 
     @api.before_request
     def _reject_oversized_query() -> None:
-        limit = current_node().config.max_query_length
+        limit = current_node().config.endpoint.max_query_length
         if len(request.query_string) > limit:
             raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
 
@@ -85,22 +85,22 @@ def create_api_blueprint() -> Blueprint:
                                 f"{API_BLUEPRINT}.history", f"{API_BLUEPRINT}.websocket"):
             origin = request.environ.get("HTTP_ORIGIN")   # the environ: no header-object lookup per request
             # request.host_url is built from the environ on every call: only when there is an Origin.
-            if origin is not None and not origin_allowed(origin, request.host_url, current_node().config):
+            if origin is not None and not origin_allowed(origin, request.host_url, current_node().config.endpoint):
                 raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
 
     @api.after_request
     def _headers(response: Response) -> Response:
-        config = current_node().config
+        endpoint = current_node().config.endpoint
         origin = request.environ.get("HTTP_ORIGIN")
         if origin is None:
             response.vary.add("Origin")        # what cors_headers answers without one, for less work
         else:
-            for key, value in cors_headers(origin, request.host_url, config).items():
+            for key, value in cors_headers(origin, request.host_url, endpoint).items():
                 if key == "Vary":
                     response.vary.add(value)
                 else:
                     response.headers[key] = value
-        return add_common_headers(response, config)
+        return add_common_headers(response, endpoint)
 
     @api.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -191,7 +191,7 @@ def _any_path(unknown: str = ""):
     response = jsonify({"allow": allow})
     response.headers["Allow"] = allow
     if origin is not None and "Access-Control-Request-Method" in request.headers:
-        if not origin_allowed(origin, request.host_url, current_node().config):
+        if not origin_allowed(origin, request.host_url, current_node().config.endpoint):
             raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
         response.headers.update(preflight_headers())
     return response

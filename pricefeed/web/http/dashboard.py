@@ -19,7 +19,7 @@ def create_dashboard_blueprint() -> Blueprint:
     @dashboard.after_request
     def _headers(response: Response) -> Response:
         # The page and its static files: a CSP without inline script, nosniff, no referrer.
-        return add_dashboard_headers(response, current_node().config)
+        return add_dashboard_headers(response, current_node().config.endpoint)
 
     @dashboard.route("/")
     @dashboard.route("/dashboard")
@@ -36,7 +36,7 @@ def create_dashboard_blueprint() -> Blueprint:
             prices_url=url_for(f"{API_BLUEPRINT}.prices"),
             health_url=url_for(f"{API_BLUEPRINT}.health"),
             static_url=url_for(f"{DASHBOARD_BLUEPRINT}.static", filename="").rstrip("/"),
-            stale_after_ms=int(node.config.stale_after * 1000),
+            stale_after_ms=int(node.config.delivery.stale_after * 1000),
         )
 
     return dashboard

@@ -74,8 +74,9 @@ def health_report(node: Node) -> tuple[dict, int]:
         # or not configured: this instance's workers) or "worker".
         "address_limits": node.admission.streams.scope,
         "pairs": pairs,
-        "stale_after_s": node.config.stale_after,
-        "config": node.config.public(),
+        "stale_after_s": node.config.delivery.stale_after,
+        # As configured, with the client cap in force (derived once the worker serves: capacity.py).
+        "config": {**node.config.public(), "max_clients": node.capacity.get("max_clients")},
         "server_time": int(now_wall * 1000),
     }
     return body, 503 if overall == "down" else 200

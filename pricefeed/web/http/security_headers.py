@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from flask import Response
 
-from pricefeed.config import Config
+from pricefeed.settings.endpoint import EndpointSettings
 
 
-def dashboard_policy(config: Config) -> str:
+def dashboard_policy(endpoint: EndpointSettings) -> str:
     return "; ".join((
         "default-src 'self'",
         "script-src 'self'",
@@ -22,21 +22,21 @@ def dashboard_policy(config: Config) -> str:
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'none'",
-        f"frame-ancestors {config.frame_ancestors}",
+        f"frame-ancestors {endpoint.frame_ancestors}",
     ))
 
 
-def add_common_headers(response: Response, config: Config) -> Response:
+def add_common_headers(response: Response, endpoint: EndpointSettings) -> Response:
     """nosniff and the referrer policy: on every response of the extension, errors included."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", config.referrer_policy)
+    response.headers.setdefault("Referrer-Policy", endpoint.referrer_policy)
     return response
 
 
-def add_dashboard_headers(response: Response, config: Config) -> Response:
-    add_common_headers(response, config)
-    response.headers.setdefault("Content-Security-Policy", dashboard_policy(config))
-    if "'none'" in config.frame_ancestors:
+def add_dashboard_headers(response: Response, endpoint: EndpointSettings) -> Response:
+    add_common_headers(response, endpoint)
+    response.headers.setdefault("Content-Security-Policy", dashboard_policy(endpoint))
+    if "'none'" in endpoint.frame_ancestors:
         # For browsers that predate frame-ancestors.
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response

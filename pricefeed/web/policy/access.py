@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 
-from pricefeed.config import Config
+from pricefeed.settings.endpoint import EndpointSettings
 from pricefeed.web.policy.client_address import is_direct_loopback
 
 
@@ -27,12 +27,12 @@ def token_matches(environ: dict, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode())
 
 
-def operator_allowed(environ: dict, config: Config) -> bool:
+def operator_allowed(environ: dict, endpoint: EndpointSettings) -> bool:
     """The request (its WSGI environ) may see the operator's view (see the module docstring)."""
-    if config.admin_token:
-        return token_matches(environ, config.admin_token)
+    if endpoint.admin_token:
+        return token_matches(environ, endpoint.admin_token)
     forwarding = "HTTP_X_FORWARDED_FOR" in environ or "HTTP_FORWARDED" in environ
-    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, config.trusted_proxies)
+    return _direct_loopback(environ.get("REMOTE_ADDR"), forwarding, endpoint.trusted_proxies)
 
 
 @functools.lru_cache(maxsize=4096)      # asked on every stream's open, mostly for the same few peers
@@ -43,8 +43,8 @@ def _direct_loopback(remote: str | None, forwarding: bool, trusted: tuple) -> bo
     return is_direct_loopback(environ, trusted)
 
 
-def test_switch_allowed(environ: dict, config: Config) -> bool:
+def test_switch_allowed(environ: dict, endpoint: EndpointSettings) -> bool:
     """Test-only switches (fault injection): a direct loopback peer, and the token when one is set."""
-    if not is_direct_loopback(environ, config.trusted_proxies):
+    if not is_direct_loopback(environ, endpoint.trusted_proxies):
         return False
-    return config.admin_token is None or token_matches(environ, config.admin_token)
+    return endpoint.admin_token is None or token_matches(environ, endpoint.admin_token)

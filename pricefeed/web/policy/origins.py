@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pricefeed.config import Config
+from pricefeed.settings.endpoint import EndpointSettings
 
 ANY = "*"
 PREFLIGHT_MAX_AGE_S = 600
@@ -49,24 +49,24 @@ def same_origin(origin: str, host_url: str) -> bool:
                                     and theirs[2] == 443)
 
 
-def origin_allowed(origin: str | None, host_url: str, config: Config) -> bool:
+def origin_allowed(origin: str | None, host_url: str, endpoint: EndpointSettings) -> bool:
     """May a page from `origin` use the API served at `host_url`? None (no Origin header): yes."""
     if origin is None:
         return True
-    if ANY in config.allowed_origins:
+    if ANY in endpoint.allowed_origins:
         return True
-    if origin.strip().lower().rstrip("/") in config.allowed_origins:
+    if origin.strip().lower().rstrip("/") in endpoint.allowed_origins:
         return True
     return same_origin(origin, host_url)
 
 
-def cors_headers(origin: str | None, host_url: str, config: Config) -> dict[str, str]:
+def cors_headers(origin: str | None, host_url: str, endpoint: EndpointSettings) -> dict[str, str]:
     """The CORS answer for an allowed cross-site Origin (nothing for the same origin or none)."""
     headers = {"Vary": "Origin"}
-    if origin is None or not origin_allowed(origin, host_url, config) or same_origin(origin, host_url):
+    if origin is None or not origin_allowed(origin, host_url, endpoint) or same_origin(origin, host_url):
         return headers
     # `*` as written only when the operator wrote `*`; otherwise the one origin that asked.
-    headers["Access-Control-Allow-Origin"] = ANY if ANY in config.allowed_origins else origin.strip()
+    headers["Access-Control-Allow-Origin"] = ANY if ANY in endpoint.allowed_origins else origin.strip()
     return headers
 
 

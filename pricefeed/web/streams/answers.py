@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 
-from pricefeed.config import Config
+from pricefeed.settings.endpoint import EndpointSettings
 from pricefeed.web.errors import ApiError
 from pricefeed.web.policy.origins import cors_headers
 from pricefeed.web.streams.request import host_url
@@ -26,22 +26,22 @@ def status_line(status: int) -> str:
         return f"{status} UNKNOWN"
 
 
-def common_headers(environ: dict, config: Config) -> Headers:
+def common_headers(environ: dict, endpoint: EndpointSettings) -> Headers:
     """CORS (Vary, and Allow-Origin for an allowed cross-site page) and the security headers."""
     origin = environ.get("HTTP_ORIGIN")
     if origin is None:
         headers = [("Vary", "Origin")]          # what cors_headers answers without one, for less work
     else:
-        headers = list(cors_headers(origin, host_url(environ), config).items())
+        headers = list(cors_headers(origin, host_url(environ), endpoint).items())
     headers.append(("X-Content-Type-Options", "nosniff"))
-    headers.append(("Referrer-Policy", config.referrer_policy))
+    headers.append(("Referrer-Policy", endpoint.referrer_policy))
     return headers
 
 
-def error_answer(environ: dict, config: Config, error: ApiError) -> tuple[str, Headers, bytes]:
+def error_answer(environ: dict, endpoint: EndpointSettings, error: ApiError) -> tuple[str, Headers, bytes]:
     """(status line, headers, body) of a JSON error: {"error": ..., "detail": ...}."""
     body = (json.dumps({"error": error.error, "detail": error.detail}, separators=(",", ":"), sort_keys=True) + "\n").encode()
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     headers.extend((key, str(value)) for key, value in error.headers.items())
-    headers.extend(common_headers(environ, config))
+    headers.extend(common_headers(environ, endpoint))
     return status_line(error.status), headers, body

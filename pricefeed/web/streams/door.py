@@ -42,7 +42,7 @@ class StreamDoor:
         self.node = node
         self.stream_paths = frozenset(encoded_path(path) for path in stream_paths)
         # The view's other headers (security_headers.add_common_headers, the CORS Vary).
-        self._common_headers = f"Vary: Origin\r\nReferrer-Policy: {node.config.referrer_policy}\r\n"
+        self._common_headers = f"Vary: Origin\r\nReferrer-Policy: {node.config.endpoint.referrer_policy}\r\n"
 
     def closed(self) -> bool:
         return self.node.shedder.shedding and not self.node.hub.stopping

@@ -43,7 +43,7 @@ def query_arguments(environ: dict) -> dict[str, str]:
 def parse_pairs(raw: str | None, node: Node) -> tuple[str, ...]:
     """`pairs`: absent, the configured set; else each resolved against the served catalog."""
     try:
-        pairs = node.catalog.resolve_list(raw, node.config.max_pairs_per_request)
+        pairs = node.catalog.resolve_list(raw, node.config.endpoint.max_pairs_per_request)
     except PairError as exc:
         raise ApiError(400, exc.error, exc.detail) from None
     return tuple(pair.name for pair in pairs)
@@ -53,11 +53,11 @@ def parse_interval(raw: str | None, node: Node) -> int:
     """The pace in force for `interval` (ms): 0 every tick, or 100..60000, raised to the
     deployment's floor (PRICEFEED_MIN_UPDATE_INTERVAL); absent: that floor."""
     if raw is None:
-        return pace_in_force(None, node.config.min_update_interval)
+        return pace_in_force(None, node.config.delivery.min_update_interval)
     if not _INTERVAL.match(raw) or not (int(raw) == 0 or MIN_INTERVAL_MS <= int(raw) <= MAX_INTERVAL_MS):
         raise ApiError(400, "malformed_interval", f"interval must be 0 (every tick) or whole milliseconds "
                        f"from {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}, got {raw[:20]!r}")
-    return pace_in_force(int(raw), node.config.min_update_interval)
+    return pace_in_force(int(raw), node.config.delivery.min_update_interval)
 
 
 def parse_last_event_id(raw: str | None) -> tuple[int, int] | None:
@@ -136,4 +136,4 @@ def parse_stream_request(environ: dict, node: Node, transport: str) -> StreamReq
     pace_ms = parse_interval(arguments.get("interval"), node)
     raw_id = environ.get("HTTP_LAST_EVENT_ID")
     resume_from = parse_last_event_id(arguments.get("lastEventId") if raw_id is None else raw_id)
-    return StreamRequest(environ, transport, pairs, pace_ms, resume_from, node.config.trusted_proxies)
+    return StreamRequest(environ, transport, pairs, pace_ms, resume_from, node.config.endpoint.trusted_proxies)

@@ -59,7 +59,7 @@ class StreamRoutes:
         self.wsgi_app = wsgi_app
         self.__wrapped__ = wsgi_app
         self.state = state
-        prefix = state.config.url_prefix.rstrip("/")
+        prefix = state.config.endpoint.url_prefix.rstrip("/")
         self.sse_path = _wsgi_path(prefix + "/stream")
         self.ws_path = _wsgi_path(prefix + "/ws")
 
@@ -76,7 +76,7 @@ class StreamRoutes:
         environ[START_RESPONSE_KEY] = start_response
         if self.flask_app.wsgi_app is self:
             environ[BELOW_FLASK_KEY] = True      # no middleware of the host's between Flask and us
-        config = self.state.config
+        endpoint = self.state.config.endpoint
         head = None
         try:
             door = self.state.door
@@ -90,12 +90,12 @@ class StreamRoutes:
             if isinstance(body, StreamSession) and getattr(body.transport, "owned", False):
                 head = own_head(status, headers)
         except ApiError as exc:
-            status, headers, raw = error_answer(environ, config, exc)
+            status, headers, raw = error_answer(environ, endpoint, exc)
             body = [raw]
         except Exception:  # noqa: BLE001 - a bug answers a JSON 500, never a traceback page
             log.exception("pricefeed: unexpected error serving %s %s", environ.get("REQUEST_METHOD"),
                           environ.get("PATH_INFO", "")[:200])
-            status, headers, raw = error_answer(environ, config, ApiError(
+            status, headers, raw = error_answer(environ, endpoint, ApiError(
                 500, "internal_error", "the server failed to answer; this is a bug"))
             body = [raw]
         if head is not None:

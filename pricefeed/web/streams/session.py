@@ -66,11 +66,11 @@ class Transport(Protocol):
 
 def check_public_rules(node: Node, environ: dict) -> None:
     """Step 1's query bound and Origin check (the blueprint applies the same to /prices and /history)."""
-    limit = node.config.max_query_length
+    limit = node.config.endpoint.max_query_length
     if len(environ.get("QUERY_STRING", "")) > limit:
         raise ApiError(400, "query_too_long", f"the query string exceeds {limit} bytes")
     origin = environ.get("HTTP_ORIGIN")
-    if origin is not None and not origin_allowed(origin, host_url(environ), node.config):
+    if origin is not None and not origin_allowed(origin, host_url(environ), node.config.endpoint):
         raise ApiError(403, "origin_not_allowed", "this API is not open to pages of that origin")
 
 
@@ -117,12 +117,12 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         release()
         raise
     try:
-        bound_writes(transport.sock, node.config.write_timeout, node.config.stream_send_buffer)
+        bound_writes(transport.sock, node.config.delivery.write_timeout, node.config.delivery.stream_send_buffer)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         extra: dict = {"interval_ms": client.pace_ms}
         if request.resume_from is not None:
             extra["resume"] = node.hub.resume(request.resume_from, request.pairs)
-        snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config), extra)
+        snapshot = snapshot_json(node, request.pairs, operator_allowed(environ, node.config.endpoint), extra)
         preamble = transport.preamble(snapshot, node.hub.last_event_id)
         status, headers = transport.head(environ)
     except BaseException:
@@ -138,13 +138,13 @@ def farewell_only(node: Node, transport: Transport, environ: dict) -> tuple[str,
     `retry:` and the end of the stream, so the browser comes back after it to a new worker. A 503
     would end a native EventSource for good."""
     status, headers = transport.head(environ)
-    farewell = farewell_retry(node.config.restart_retry_ms, node.config.restart_retry_jitter_ms)()
+    farewell = farewell_retry(node.config.restart.restart_retry_ms, node.config.restart.restart_retry_jitter_ms)()
     return status, headers, [farewell]
 
 
 def stream_lifetime(node: Node) -> float | None:
     """PRICEFEED_MAX_STREAM_LIFETIME with its jitter, or None (no limit)."""
-    lifetime = node.config.max_stream_lifetime
+    lifetime = node.config.endpoint.max_stream_lifetime
     return lifetime * (1 + random.uniform(0, LIFETIME_JITTER)) if lifetime else None
 
 

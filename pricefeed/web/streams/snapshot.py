@@ -34,7 +34,7 @@ def _service_fields(node: Node, pairs: tuple[str, ...]) -> dict:
         "simulated": node.simulated,
         # The requested pairs only: the book may hold every pair the exchange lists.
         "stale": sorted(p for p in pairs if (entry := book.get(p)) is not None and hub.is_stale(entry)),
-        "stale_after_ms": int(node.config.stale_after * 1000),
+        "stale_after_ms": int(node.config.delivery.stale_after * 1000),
         "server_time": int(time.time() * 1000),
         "resume": None,
         # Every requested pair, priced or not: live | stale | halted | unlisted, and what it trades as.

@@ -61,15 +61,15 @@ class SseTransport:
         """Any WSGI server can carry SSE (through WSGI where it cannot be written to directly)."""
 
     def head(self, environ: dict) -> tuple[str, Headers]:
-        return "200 OK", _HEAD + common_headers(environ, self.node.config)
+        return "200 OK", _HEAD + common_headers(environ, self.node.config.endpoint)
 
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
-        return "200 OK", _HEAD + [("Content-Length", "0")] + common_headers(environ, self.node.config), [b""]
+        return "200 OK", _HEAD + [("Content-Length", "0")] + common_headers(environ, self.node.config.endpoint), [b""]
 
     def preamble(self, snapshot_json: str, event_id: str) -> bytes:
         # Jittered per connection: after a restart browsers do not all come back in the same second.
-        config = self.node.config
-        retry_ms = config.retry_ms + random.randint(0, config.retry_jitter_ms)
+        delivery = self.node.config.delivery
+        retry_ms = delivery.retry_ms + random.randint(0, delivery.retry_jitter_ms)
         return sse.retry(retry_ms) + sse.event_json("snapshot", snapshot_json, event_id)
 
     def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
@@ -136,7 +136,8 @@ class SseTransport:
     def finish_backlog(self) -> bool:
         client = self.client
         assert client is not None
-        return client.backlog is None or write_backlog(self.node.hub, client, self.sock, self.node.config.write_timeout)   # type: ignore[arg-type]
+        return client.backlog is None or write_backlog(self.node.hub, client, self.sock,   # type: ignore[arg-type]
+                                                       self.node.config.delivery.write_timeout)
 
     def farewell(self) -> Iterator[bytes]:
         """The `retry:` of a spread shutdown, where the flusher handed it over (the WSGI path);

@@ -106,7 +106,7 @@ class WsTransport:
     def head(self, environ: dict) -> tuple[str, Headers]:
         return "101 SWITCHING PROTOCOLS", [
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", ws_frames.accept_key(self.key)), *common_headers(environ, self.config)]
+            ("Sec-WebSocket-Accept", ws_frames.accept_key(self.key)), *common_headers(environ, self.config.endpoint)]
 
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]:
         raise ApiError(405, "method_not_allowed", "a WebSocket opens with GET", {"Allow": "GET, HEAD, OPTIONS"})
@@ -133,7 +133,8 @@ class WsTransport:
         client = self.client
         assert client is not None
         while client.backlog is not None or client.outbox is not None:
-            if client.backlog is not None and not write_backlog(self.hub, client, self.sock, self.config.write_timeout):   # type: ignore[arg-type]
+            if client.backlog is not None and not write_backlog(self.hub, client, self.sock,   # type: ignore[arg-type]
+                                                                self.config.delivery.write_timeout):
                 return False
             if client.outbox is not None:
                 # Still busy for the flusher while this greenlet writes it.
@@ -187,10 +188,10 @@ class WsTransport:
         client = self.client
         assert client is not None and self.sock is not None
         reader = ws_frames.SocketReader(self.sock)
-        rate = OperationRate(self.config.ws_ops_per_second, self.config.ws_ops_burst)
+        rate = OperationRate(self.config.websocket.ws_ops_per_second, self.config.websocket.ws_ops_burst)
         try:
             while not client.gone:
-                with gevent.Timeout(self.config.ws_idle_timeout, IdleTimeout):
+                with gevent.Timeout(self.config.websocket.ws_idle_timeout, IdleTimeout):
                     message = self._next_message(reader)
                 if not rate.take():
                     self._close(ws_frames.CLOSE_POLICY, "too many messages")
@@ -210,7 +211,7 @@ class WsTransport:
     def _next_message(self, reader: ws_frames.SocketReader) -> ws_frames.Message:
         while True:
             try:
-                return ws_frames.read_message(reader, self.config.ws_max_message_bytes)
+                return ws_frames.read_message(reader, self.config.websocket.ws_max_message_bytes)
             except socket.timeout:
                 continue     # the socket's write timeout also bounds reads: idleness is timed above
 
@@ -251,7 +252,7 @@ class WsTransport:
         assert self.client is not None
         current = self.client.pairs
         added = tuple(pair for pair in pairs if pair not in current)
-        limit = self.config.max_pairs_per_request
+        limit = self.config.endpoint.max_pairs_per_request
         if len(current) + len(added) > limit:
             return self._error("too_many_pairs", f"at most {limit} pairs per stream; "
                                f"{len(current)} subscribed, {len(added)} more asked for")
