@@ -29,19 +29,19 @@ import itertools
 import logging
 import ssl
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import gevent
 import gevent.event
 import pybreaker
 import websocket
 
+from pricefeed.config import reduce_url
 from pricefeed.exchange.access import AccessRefusals
 from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
 from pricefeed.exchange.frames import FrameHandler
 from pricefeed.exchange.stream_plan import StreamGroup, one_group
-from pricefeed.config import reduce_url
 from pricefeed.logs import short_reason
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
