@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the tests need (virtualenv, Python packages, redis-server,
 # Chromium and nginx via apt-get where missing) and run the whole suite.
-#   ./test.sh                 everything
-#   ./test.sh tests/unit -x   any pytest arguments
+#   ./test.sh                 ruff and mypy (settings in pyproject.toml), then every test
+#   ./test.sh tests/unit -x   any pytest arguments: a targeted run, without ruff and mypy
+# With no arguments, a lint or type error fails the run before any test starts. Set
+# PRICEFEED_LINT=1 to run the checks before a targeted run too.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,6 +46,13 @@ if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
   echo "test.sh: installing the browser tests' npm packages" >&2
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
   echo "$npm_want" > "$npm_stamp"
+fi
+
+if [ $# -eq 0 ] || [ "${PRICEFEED_LINT:-}" = 1 ]; then
+  echo "test.sh: ruff check ." >&2
+  .venv/bin/ruff check . || { echo "test.sh: ruff found problems (above) — failing" >&2; exit 1; }
+  echo "test.sh: mypy" >&2
+  .venv/bin/mypy || { echo "test.sh: mypy found problems (above) — failing" >&2; exit 1; }
 fi
 
 set +e

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pricefeed.cluster.host_address_counts import HostAddressCounts, HostAddressRates
 from pricefeed.cluster.redis_address_counts import RedisAddressCounts

@@ -162,7 +162,7 @@ def browser(index: int, spec: dict[str, Any], stats: Stats) -> None:
                 sock.settimeout(remaining)
                 try:
                     chunk = sock.recv(262144)
-                except socket.timeout:
+                except TimeoutError:
                     return
                 if not chunk:
                     break

@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bench.fanout_scenarios import PAIRS, SCENARIOS, Scenario, client_pairs, stream_path
 from bench.proc_sampler import children_of

@@ -39,17 +39,17 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 import redis  # noqa: E402
 
 from bench.fanout_client import BATCH_READ_S, raise_open_files_limit  # noqa: E402
-from bench.fanout_scenarios import (PAIRS, SCENARIOS, SYMBOLS, Scenario, client_group,  # noqa: E402
-                                    flask_sse_channels)
+from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, Scenario, client_group, flask_sse_channels  # noqa: E402
 from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
 from bench.stock_server import STOCK_PREFIX, stock_pricefeed  # noqa: E402
 from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
@@ -232,7 +232,7 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         results = [g.value or {"error": repr(g.exception)} for g in collecting]
         epoch_after = server.epoch()
         exchange = sim.prices()
-        final = {pair: exchange[symbol]["price"] for pair, symbol in zip(PAIRS, SYMBOLS)}
+        final = {pair: exchange[symbol]["price"] for pair, symbol in zip(PAIRS, SYMBOLS, strict=True)}
     return _report(target, scenario, clients, generators, args, server, sampler, results, final,
                    (start_at, window_start, window_end, stop_at), epoch_before, epoch_after)
 
@@ -255,7 +255,7 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
         disconnects.update(result["disconnects"])
     samples = sum(ages.values())
     converged = sum(count for ending, count in endings.items()
-                    if all(price == final[pair] for pair, price in zip(*json.loads(ending))))
+                    if all(price == final[pair] for pair, price in zip(*json.loads(ending), strict=True)))
     cpu, machine = sampler.cpu_percent(window_start, window_end)
     cpu_run, _ = sampler.cpu_percent(start_at, stop_at)
     during = sampler.between(start_at, stop_at) or sampler.samples
@@ -334,7 +334,7 @@ def _group_reports(scenario: Scenario, clients: int, ok: list[dict[str, Any]], f
         connected = sum(p["connected"] for p in parts)
         window_events = sum(p["window_events"] for p in parts)
         converged = sum(count for ending, count in endings.items()
-                        if all(price == final[pair] for pair, price in zip(*json.loads(ending))))
+                        if all(price == final[pair] for pair, price in zip(*json.loads(ending), strict=True)))
         age = {"p50": _percentile(ages, samples, 0.50), "p90": _percentile(ages, samples, 0.90),
                "p99": _percentile(ages, samples, 0.99), "max": max((p["age_max"] for p in parts), default=None),
                "events": samples}
@@ -347,9 +347,9 @@ def _group_reports(scenario: Scenario, clients: int, ok: list[dict[str, Any]], f
             "events_per_client_per_s": round(window_events / window / max(connected, 1), 2),
             "age_ms": age, "converged": converged, "p99_bound_ms": group.p99_bound_ms,
             "not_converged_examples": [
-                {pair: price for pair, price in zip(*json.loads(ending)) if price != final[pair]}
+                {pair: price for pair, price in zip(*json.loads(ending), strict=True) if price != final[pair]}
                 for ending in endings
-                if not all(price == final[pair] for pair, price in zip(*json.loads(ending)))][:3],
+                if not all(price == final[pair] for pair, price in zip(*json.loads(ending), strict=True))][:3],
             "final": final,
             "within_bound": (age["p99"] is not None and age["p99"] <= group.p99_bound_ms and failures == 0
                              and disconnects == 0 and converged == members),

@@ -86,14 +86,14 @@ class LoadStats:
         self.age_max = 0
         self.endings: Counter[str] = Counter()   # [pairs, last price of each] -> clients
 
-    def add(self, other: "LoadStats") -> None:
+    def add(self, other: LoadStats) -> None:
         """Sum `other` into this one (a process's totals over its client groups)."""
         for name in ("connected", "open_peak", "open_at_stop", "events", "window_events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.connect_failures.update(other.connect_failures)
         self.disconnects.update(other.disconnects)
         self.endings.update(other.endings)
-        self.ages = [a + b for a, b in zip(self.ages, other.ages)]
+        self.ages = [a + b for a, b in zip(self.ages, other.ages, strict=False)]
         self.age_max = max(self.age_max, other.age_max)
 
     def as_json(self) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def _ws_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[str
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(262144)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 stats.disconnects["closed by the server"] += 1
@@ -202,7 +202,7 @@ def _ws_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[str
                 for pair, price, _ in events:
                     prices[pair] = price
         stats.open_at_stop += 1
-    except socket.timeout:
+    except TimeoutError:
         (stats.disconnects if connected else stats.connect_failures)["timeout"] += 1
     except OSError as error:
         reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
@@ -262,7 +262,7 @@ def _sse_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[st
             sock.settimeout(remaining)
             try:
                 chunk = sock.recv(262144)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 stats.disconnects["closed by the server"] += 1
@@ -318,7 +318,7 @@ def _sse_client(host: str, port: int, path: str, source_ip: str, pairs: tuple[st
                 for pair, price, _ in events:
                     prices[pair] = price
         stats.open_at_stop += 1
-    except socket.timeout:
+    except TimeoutError:
         (stats.disconnects if connected else stats.connect_failures)["timeout"] += 1
     except OSError as error:
         reason = errno.errorcode.get(error.errno or 0, type(error).__name__)

@@ -23,8 +23,8 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
@@ -233,7 +233,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
     def detected():
         """The service visibly reacted: a status change, a new leader's tick, or the leader's
         upstream counters showing it noticed the fault."""
-        if any(len(mode_sequence(c)) > n for c, n in zip(d.clients, modes_before)):
+        if any(len(mode_sequence(c)) > n for c, n in zip(d.clients, modes_before, strict=False)):
             return True
         if any(int(e.id.split("-")[0]) > epoch_before for c in d.clients for e in c.of("price")[-20:]):
             return True
@@ -263,7 +263,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
                 if started * 1000 <= e.json()["ts"] <= recovered * 1000})
     run.ticks_lost = max(0, made - seen)
     run.disconnected = sum(1 for c in d.clients if c.closed)
-    run.mode_changes = sum(len(mode_sequence(c)) - n for c, n in zip(d.clients, modes_before))
+    run.mode_changes = sum(len(mode_sequence(c)) - n for c, n in zip(d.clients, modes_before, strict=False))
     run.notes = dict(d.notes)
     return run
 

@@ -71,7 +71,7 @@ class FlaskSSEServer:
                 self.proc.wait(timeout=5)
         Path(self.log.name).unlink(missing_ok=True)
 
-    def __enter__(self) -> "FlaskSSEServer":
+    def __enter__(self) -> FlaskSSEServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

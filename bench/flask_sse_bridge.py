@@ -33,8 +33,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import redis
 import websocket
@@ -138,7 +138,7 @@ class BridgeProcess:
         Path(self._stdout.name).unlink(missing_ok=True)
         return self.counts
 
-    def __enter__(self) -> "BridgeProcess":
+    def __enter__(self) -> BridgeProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

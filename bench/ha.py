@@ -31,8 +31,7 @@ import threading
 import time
 
 from tests.support import netns
-from tests.support.ha_topology import APP_HOSTS, MASTER_PORT, PAIRS, REPLICA_PORT, SIM_PORT, STREAM, SYMBOLS, \
-    Topology
+from tests.support.ha_topology import APP_HOSTS, MASTER_PORT, REPLICA_PORT, SIM_PORT, STREAM, SYMBOLS, Topology
 from tests.support.waiting import wait_until
 
 OBSERVER = 1          # the generator's own WebSocket to the exchange counts as one connection there
@@ -243,7 +242,6 @@ def main() -> None:
     finally:
         topo.close()
     print(json.dumps({"rounds": rounds, "partitions": table}, indent=1), file=sys.stderr)
-    waits = [r["to_new_epoch_s"] for r in rounds]
     print(f"load average before: {load_before}")
     print(f"streams: {args.streams} ({per_host} per app host), generator CPU {final['cpu_s'] - cpu_start:.1f} s "
           f"over {elapsed:.0f} s")

@@ -9,14 +9,13 @@ machine, one clock). Stops by itself.
 """
 from __future__ import annotations
 
-from bench.sse_load import percentile, run_load  # noqa: I001 - patches gevent first
-
 import argparse  # noqa: E402
-
-import gevent  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
+import gevent  # noqa: E402
+
+from bench.sse_load import percentile, run_load  # noqa: I001 - patches gevent first
 from tests.support.deployment import ONE_ADDRESS_LOAD  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
@@ -47,7 +46,7 @@ def main() -> None:
         gevent.spawn_later(ramp + args.duration - 2, sim.market, paused=True)
         result = run_load(f"{app.url}/api/market-data/stream?pairs={PAIRS}", args.clients, args.duration)
         elapsed = time.time() - started
-        final = {pair: sim.prices()[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
+        final = {pair: sim.prices()[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
     converged = sum(1 for prices in result.last_prices if prices == final)
     report = {
         "clients": args.clients, "workers": args.workers, "rate": args.rate, "duration_s": round(elapsed, 1),

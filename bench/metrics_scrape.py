@@ -32,8 +32,17 @@ from collections import Counter  # noqa: E402
 import gevent  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench.fanout import (CHILD_STARTUP_S, MAX_CLIENTS_PER_GENERATOR, PAUSE_S, ROOT, SERVER_GROUPS,  # noqa: E402
-                          SETTLE_S, _collect, _raise_redis_maxclients, serve_pricefeed)
+from bench.fanout import (  # noqa: E402
+    CHILD_STARTUP_S,
+    MAX_CLIENTS_PER_GENERATOR,
+    PAUSE_S,
+    ROOT,
+    SERVER_GROUPS,
+    SETTLE_S,
+    _collect,
+    _raise_redis_maxclients,
+    serve_pricefeed,
+)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
 from bench.proc_sampler import ProcessSampler  # noqa: E402

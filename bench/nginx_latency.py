@@ -60,7 +60,7 @@ def main() -> None:
                     client.close()
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     gaps: list[float] = []
-    for near, far in zip(direct, proxied):
+    for near, far in zip(direct, proxied, strict=False):
         arrived = {event.id: event.received_at for event in near.of("price")}
         gaps += [event.received_at - arrived[event.id] for event in far.of("price") if event.id in arrived]
     gaps.sort()

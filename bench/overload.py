@@ -29,8 +29,17 @@ from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 
-from bench.browser_round import (CHILD_STARTUP_S, GENERATORS, collect, loadavg, merge_histograms,  # noqa: E402
-                                 pricefeed, source_ips, start_generators, workers_of)
+from bench.browser_round import (  # noqa: E402
+    CHILD_STARTUP_S,
+    GENERATORS,
+    collect,
+    loadavg,
+    merge_histograms,
+    pricefeed,
+    source_ips,
+    start_generators,
+    workers_of,
+)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
 from bench.proc_sampler import ProcessSampler  # noqa: E402

@@ -13,9 +13,9 @@ processes). Loopback only; stops by itself.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
-import os
 import subprocess
 import sys
 import time
@@ -111,7 +111,7 @@ def main() -> None:
                                         "--output", str(args.out / f"worker-{pid}.txt")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for pid in workers}
-        for pid, proc in spies.items():
+        for proc in spies.values():
             proc.wait(timeout=args.seconds + 60)
         for pid in workers:
             path = args.out / f"worker-{pid}.txt"

@@ -25,18 +25,29 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import signal  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 
-from bench.browser_round import (CHILD_STARTUP_S, GENERATORS, collect, loadavg, merge_histograms, percentiles,  # noqa: E402
-                                 pricefeed, rss_kb, source_ips, start_generators, workers_of)
+from bench.browser_round import (  # noqa: E402
+    CHILD_STARTUP_S,
+    GENERATORS,
+    collect,
+    loadavg,
+    merge_histograms,
+    percentiles,
+    pricefeed,
+    rss_kb,
+    source_ips,
+    start_generators,
+    workers_of,
+)
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
-from bench.proc_sampler import _cpu_seconds, _machine_busy_seconds  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
+from bench.proc_sampler import _cpu_seconds, _machine_busy_seconds  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 

@@ -11,14 +11,13 @@ final prices. Loopback only; stops by itself.
 """
 from __future__ import annotations
 
-from bench.sse_load import percentile, run_load  # noqa: I001 - patches gevent first
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
 
+from bench.sse_load import percentile, run_load  # noqa: I001 - patches gevent first
 from tests.support.deployment import instance_env, new_prefix  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -66,7 +65,7 @@ def main() -> None:
                 commands = redis_server.commands_processed() - commands_before
                 published = leader_published(app) - published_before
                 epoch_after = int(redis_server.client.get(f"{prefix}:epoch"))
-                final = {p: sim.prices()[s]["price"] for p, s in zip(PAIRS.split(","), SYMBOLS.split(","))}
+                final = {p: sim.prices()[s]["price"] for p, s in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
                 rows.append({
                     "clients": count, "duration_s": round(elapsed), "connected": result.connected,
                     "connect_failures": result.connect_failures, "disconnects": result.disconnects,

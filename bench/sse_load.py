@@ -68,7 +68,7 @@ def _client(url: str, result: LoadResult, prices: dict[str, str], stop_at: float
                 result.events += 1
                 result.ages_ms.append(now_ms - int(ts))
                 prices[pair.decode()] = price.decode()
-    except socket.timeout:
+    except TimeoutError:
         if time.time() < stop_at:
             result.disconnects += 1
     except OSError:

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from tests.support.waiting import free_port, wait_until
 

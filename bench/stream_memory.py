@@ -43,7 +43,7 @@ def hold(port: int, path: str, opened: list, stop: float) -> None:
             try:
                 if not sock.recv(65536):
                     return
-            except socket.timeout:
+            except TimeoutError:
                 return
             gevent.sleep(1)
     finally:

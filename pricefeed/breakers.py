@@ -30,7 +30,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gevent
 import pybreaker

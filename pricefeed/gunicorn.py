@@ -22,7 +22,8 @@ master must not import Flask, redis, ssl or gevent's users before the workers pa
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["worker_class", "backlog", "preload_app", "on_starting", "on_exit", "child_exit"]
 

@@ -1,8 +1,8 @@
 """Trading pairs: the names users speak (BTC/USD) and the symbols the exchange speaks (BTCUSDT)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 from pricefeed.validation import asset_shaped
 
@@ -44,7 +44,7 @@ class Pair:
         """Traded under another quote than its name says (BTC/USD as BTCUSDT)."""
         return self.quote != self.exchange_quote
 
-    def traded_as(self, exchange_quote: str) -> "Pair":
+    def traded_as(self, exchange_quote: str) -> Pair:
         return replace(self, exchange_quote=exchange_quote)
 
 

@@ -37,7 +37,7 @@ class PriceTick:
     def event_id(self) -> str:
         return f"{self.epoch}-{self.seq}"
 
-    def stamped(self, epoch: int, seq: int) -> "PriceTick":
+    def stamped(self, epoch: int, seq: int) -> PriceTick:
         return replace(self, epoch=epoch, seq=seq)
 
     def change24h(self) -> str | None:
@@ -79,7 +79,7 @@ class PriceTick:
                            self.open24h, self.epoch, self.seq], separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes, max_skew_ms: int | None = None) -> "PriceTick":
+    def from_json(cls, text: str | bytes, max_skew_ms: int | None = None) -> PriceTick:
         """Parse a tick `to_json` wrote, with every rule of `pricefeed.validation` checked again
         (Redis is not trusted more than the exchange). Raises `Rejected` (a ValueError) whose
         `reason` names the broken rule. With `max_skew_ms`, `ts` must lie that close to now."""

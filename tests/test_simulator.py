@@ -12,8 +12,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import websocket

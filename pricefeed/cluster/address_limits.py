@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.lock
@@ -37,8 +38,16 @@ import redis
 from gevent.event import AsyncResult
 
 from pricefeed.cluster.host_address_counts import HostAddressCounts, HostAddressRates
-from pricefeed.cluster.redis_address_counts import (ACQUIRE, LAPSED, NEW_STREAM, REFRESH_SECONDS, RELEASE, CountOp,
-                                                    ListingLapsed, RedisAddressCounts)
+from pricefeed.cluster.redis_address_counts import (
+    ACQUIRE,
+    LAPSED,
+    NEW_STREAM,
+    REFRESH_SECONDS,
+    RELEASE,
+    CountOp,
+    ListingLapsed,
+    RedisAddressCounts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +224,7 @@ class AddressLimits:
             return True
         queued = self._submit(CountOp(ACQUIRE, address))
         try:
-            return queued.answer.get()
+            return bool(queued.answer.get())      # an acquire's answer is True or False
         except BaseException:
             if queued.answer.ready() and queued.answer.value:
                 self._forget(address)        # counted for us just now: Redis learns otherwise at the resync
@@ -265,7 +274,7 @@ class AddressLimits:
                 # Every count of this call was refused (the listing lapsed); the new-stream
                 # slots were taken. List afresh (that carries the releases), count again.
                 self._resync()
-                for queued, result in zip(wanted, results):
+                for queued, result in zip(wanted, results, strict=True):
                     if queued.op.kind == NEW_STREAM:
                         self._answer(queued, *result)
                 wanted = [q for q in wanted if q.op.kind == ACQUIRE]
@@ -278,7 +287,7 @@ class AddressLimits:
             return
         self.batches += 1
         self._redis_ok = True
-        for queued, result in zip(wanted, results):
+        for queued, result in zip(wanted, results, strict=True):
             self._answer(queued, *result)
 
     def _answer(self, queued: _Queued, code: int, value: int) -> None:
@@ -356,9 +365,10 @@ class AddressLimits:
 
     def status(self) -> dict:
         busiest = max(self._held.values(), default=0)
-        body = {"max_streams_per_address": self.limit, "address_limits": self.scope,
-                "addresses": len(self._held), "busiest_address_streams": busiest,
-                "refused_too_many_streams": self.refused, "refused_by_host_count": self.refused_by_host}
+        body: dict[str, Any] = {
+            "max_streams_per_address": self.limit, "address_limits": self.scope,
+            "addresses": len(self._held), "busiest_address_streams": busiest,
+            "refused_too_many_streams": self.refused, "refused_by_host_count": self.refused_by_host}
         if self.host is not None:
             body["host_table"] = self.host.status()
         if self.redis is not None:

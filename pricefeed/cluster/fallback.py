@@ -13,8 +13,8 @@ gives its own connection up again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 LIVE, REDIS, LOCAL, DEGRADED = "live", "redis", "local", "degraded"
 

@@ -9,8 +9,9 @@ sibling finds unowned within a sweep (SWEEP_SECONDS) and zeroes. Nothing leaks.
 
 A column is a count-min sketch: ROWS rows of BUCKETS counters, an address counted in one
 bucket per row (two independent hashes). The table is laid out bucket by bucket, every worker's
-counter for a bucket side by side, so a check reads ROWS runs of SLOTS counters (two pages). The host's count for an address is, per row, the
-sum of its bucket over every column, and then the smallest of the rows. Two addresses that
+counter for a bucket side by side, so a check reads ROWS runs of SLOTS counters (two pages).
+The host's count for an address is, per row, the sum of its bucket over every column, and
+then the smallest of the rows. Two addresses that
 share a bucket in every row are counted together: the sketch can count high, never low, so
 the cap is never exceeded; with 2 × 32768 buckets a false refusal needs thousands of busy
 addresses on one host. A full key table would be exact but needs deletion and compaction
@@ -33,7 +34,7 @@ import os
 import re
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pricefeed.cluster.host_tier import instance_directory
 
@@ -226,7 +227,7 @@ class HostAddressCounts:
         if any(counters[slot::SLOTS]):        # rare (a claim, a dead sibling): a strided pass is fine
             counters[slot::SLOTS] = _ZERO_COLUMN
 
-    def _locked(self) -> "_TableLock":
+    def _locked(self) -> _TableLock:
         assert self._table_fd is not None
         return _TableLock(self._table_fd)
 
@@ -251,7 +252,7 @@ class HostAddressRates:
         self._clock = clock
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
-        self._states: memoryview | None = None
+        self._states: memoryview[float] | None = None
 
     @property
     def shared(self) -> bool:

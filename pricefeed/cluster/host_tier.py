@@ -21,7 +21,7 @@ import os
 import socket
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 

@@ -22,8 +22,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gevent
 import gevent.event
@@ -186,7 +186,8 @@ class Lease:
         value = self.client.get(self.key)
         if not value:
             return None
-        owner, _, epoch = value.decode().rpartition(":")
+        text = value if isinstance(value, str) else value.decode()     # str from a decode_responses client
+        owner, _, epoch = text.rpartition(":")
         return owner, int(epoch)
 
 

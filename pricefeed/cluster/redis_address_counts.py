@@ -23,8 +23,8 @@ not on Redis Cluster (which pricefeed does not support).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import redis
 

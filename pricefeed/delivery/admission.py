@@ -21,8 +21,8 @@ client's address is (trusted proxies, IPv6 /64s); nothing here parses them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Per-address buckets are forgotten once idle; swept when the table grows past this.
 ADDRESS_SWEEP_SIZE = 4096
@@ -64,7 +64,7 @@ class Admission:
 class AdmissionGate:
     def __init__(self, rate: float, burst: int, max_wait: float, clock: Callable[[], float] = time.monotonic,
                  address_share: float = 1.0, max_streams_per_address: int | None = None,
-                 streams: "StreamsPerAddress | None" = None):
+                 streams: StreamsPerAddress | None = None):
         if rate <= 0 or burst < 1 or max_wait < 0 or not 0 < address_share <= 1:
             raise ValueError("rate must be > 0, burst >= 1, max_wait >= 0, 0 < address_share <= 1")
         self.rate = rate

@@ -6,17 +6,18 @@ snapshots instead of writing prices. Instead the streams are closed in slices
 at a bounded rate (about what a worker's admission gate takes in, so the
 browsers return at the pace they are let back in) and within a window (a few
 seconds, inside gunicorn's graceful_timeout: a worker with many streams closes
-them faster rather than be killed), in random order, each first sent a `retry:` with its own jittered delay, which the browser
-honours before it reconnects. Until its turn, a stream keeps receiving prices:
-the hub stops admitting but the flusher keeps flushing. The admission gate of
-the workers the browsers return to paces whatever still arrives together.
+them faster rather than be killed), in random order, each first sent a `retry:`
+with its own jittered delay, which the browser honours before it reconnects.
+Until its turn, a stream keeps receiving prices: the hub stops admitting but
+the flusher keeps flushing. The admission gate of the workers the browsers
+return to paces whatever still arrives together.
 """
 from __future__ import annotations
 
 import math
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 

@@ -28,7 +28,8 @@ import bisect
 import logging
 import operator
 import time
-from typing import Callable
+from collections import deque
+from collections.abc import Callable
 
 import gevent
 
@@ -49,7 +50,6 @@ TICK_WALK_LIMIT = 256     # ticks walked back per chunk before the batch's index
 # positions (the longest pace, 60 s, over the 50 ms grid).
 AGE_POSITIONS = 1200
 IMMEDIATE = -1            # the every-tick flushes' position
-_UNKNOWN = object()
 
 
 def poll_io() -> None:
@@ -68,7 +68,7 @@ def poll_io() -> None:
         timer.close()
 
 
-def _version(entry: tuple[int, bytes]) -> int:
+def _version(entry: tuple[int, tuple[bytes, ...]]) -> int:
     return entry[0]
 
 
@@ -87,11 +87,15 @@ class Chunk:
         self.writes = 0
 
 
+_UNKNOWN = Chunk(b"", b"", 0, 0)     # a steady client's chunk not looked up yet in this flush
+
+
 def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
     """The chunk this client needs now, or None. Shared per batch by every client with the same
     transport, subscription and position."""
     ping = client.ping_round < batch.ping_round
-    use_journal = batch.journal is not None and client.steady
+    journal = batch.journal if client.steady else None
+    use_journal = journal is not None
     transport = client.transport
     key = (transport, client.subscription, -1 if use_journal else client.sent_version, ping)
     try:
@@ -101,9 +105,9 @@ def chunk_for(client: StreamClient, batch: Batch) -> Chunk | None:
     status_version, status_frame = batch.status
     since = batch.journal_from if use_journal else client.sent_version
     pairs = client.pairs
-    if use_journal:
+    if journal is not None:
         # Kept up so far: every tick of its pairs since the previous flush, in order.
-        frames = [(version, frame) for version, pair, frame in batch.journal if pair in pairs]
+        frames = [(version, frame) for version, pair, frame in journal if pair in pairs]
     else:
         # Newly ready, or caught up after falling behind: the latest price of each pair it
         # has not been sent.
@@ -151,24 +155,26 @@ def _ticks_between(batch: Batch, since: int, pairs: tuple[str, ...]) -> int:
             count += 1
     else:
         return count
-    if batch.tick_index is None or since < batch.tick_index_floor:
-        _index_ticks(batch, since)
+    tick_index = batch.tick_index
+    if tick_index is None or since < batch.tick_index_floor:
+        tick_index = _index_ticks(batch, log, since)
     # Each pair's versions are newest first: the ones above `since` lead the list.
     return sum(bisect.bisect_left(versions, -since, key=operator.neg)
-               for pair in pairs if (versions := batch.tick_index.get(pair)))
+               for pair in pairs if (versions := tick_index.get(pair)))
 
 
-def _index_ticks(batch: Batch, since: int) -> None:
+def _index_ticks(batch: Batch, log: deque[tuple[int, str, int]], since: int) -> dict[str, list[int]]:
     """Per pair, the versions in the tick log from the batch's back to just after `since`."""
     index: dict[str, list[int]] = {}
     floor = -1
-    for version, pair, _ in reversed(batch.tick_log):
+    for version, pair, _ in reversed(log):
         if version <= since:
             floor = since
             break
         if version <= batch.version:
             index.setdefault(pair, []).append(version)
     batch.tick_index, batch.tick_index_floor = index, floor
+    return index
 
 
 class Flusher:

@@ -8,7 +8,7 @@ point. At most window / interval points per pair, whatever the tick rate.
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 from pricefeed.ticks import PriceTick
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 SMOOTHING = 0.3          # weight of the newest flush in the smoothed lag (EWMA)
 # Per worker, the rate at which refused browsers should come back while shedding lasts: a

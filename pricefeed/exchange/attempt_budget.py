@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 
@@ -89,10 +89,12 @@ class HostAttemptBudget:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            return self._failed(exc)
+            self._failed(exc)
+            return None
         try:
             if not self._lock(fd):
-                return self._failed(OSError(errno.EWOULDBLOCK, "attempt budget file stayed locked"))
+                self._failed(OSError(errno.EWOULDBLOCK, "attempt budget file stayed locked"))
+                return None
             now = self._clock()
             times = self._read(fd, now)
             kept, result = change(times, now)
@@ -103,7 +105,8 @@ class HostAttemptBudget:
             self.last_count = len(kept)
             return result
         except OSError as exc:
-            return self._failed(exc)
+            self._failed(exc)
+            return None
         finally:
             os.close(fd)   # also releases the lock
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pricefeed.exchange.attempt_budget import HostAttemptBudget
@@ -34,7 +35,7 @@ class ReconnectPolicy:
                  window: float = ATTEMPT_WINDOW_SECONDS,
                  clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[float, float], float] = random.uniform,
-                 host_budget: "HostAttemptBudget | None" = None):
+                 host_budget: HostAttemptBudget | None = None):
         self.base = base
         self.cap = cap
         self.max_attempts = max_attempts_per_window
@@ -46,7 +47,7 @@ class ReconnectPolicy:
         self._attempts: deque[float] = deque()
         self._not_before = 0.0
 
-    def sibling(self) -> "ReconnectPolicy":
+    def sibling(self) -> ReconnectPolicy:
         """The policy of another connection of the same set: its own backoff, but the same
         window of attempts and host budget (the exchange counts attempts per IP)."""
         other = ReconnectPolicy(self.base, self.cap, self.max_attempts, self.window, self._clock,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pricefeed.validation as validation
 from pricefeed.pairs import MAX_ASSET_LENGTH, Pair
@@ -99,7 +100,7 @@ def _listed(row: Any) -> Listed | None:
         return None
     symbol, base, quote, status = (row.get(key) for key in ("symbol", "baseAsset", "quoteAsset", "status"))
     try:
-        validation.symbol(symbol)
+        symbol = validation.symbol(symbol)
     except Rejected:
         return None
     if not (isinstance(base, str) and isinstance(quote, str) and isinstance(status, str)
@@ -107,6 +108,10 @@ def _listed(row: Any) -> Listed | None:
             and 0 < len(status) <= MAX_STATUS_LENGTH and status.isascii()):
         return None
     return Listed(symbol, base, quote, status)
+
+
+# Looked up with whatever `interval` the exchange sent (a string when well-formed).
+_MINUTES_PER_INTERVAL: dict[object, float] = {"SECOND": 1 / 60, "MINUTE": 1, "HOUR": 60, "DAY": 1440}
 
 
 def _weight_limit(limits: Any) -> int | None:
@@ -119,7 +124,7 @@ def _weight_limit(limits: Any) -> int | None:
         limit, num, interval = item.get("limit"), item.get("intervalNum", 1), item.get("interval")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (limit, num)):
             continue
-        minutes = {"SECOND": 1 / 60, "MINUTE": 1, "HOUR": 60, "DAY": 1440}.get(interval)
+        minutes = _MINUTES_PER_INTERVAL.get(interval)
         if minutes:
             return max(1, int(limit / (num * minutes)))
     return None

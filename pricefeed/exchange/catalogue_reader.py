@@ -14,14 +14,20 @@ import http.client
 import logging
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import pybreaker
 
 from pricefeed.exchange.access import AccessRefusals
-from pricefeed.exchange.catalogue import (EXCHANGE_INFO_PATH, EXCHANGE_INFO_WEIGHT, TRADING, ExchangeCatalogue,
-                                          parse_exchange_info)
+from pricefeed.exchange.catalogue import (
+    EXCHANGE_INFO_PATH,
+    EXCHANGE_INFO_WEIGHT,
+    TRADING,
+    ExchangeCatalogue,
+    parse_exchange_info,
+)
 from pricefeed.exchange.request_weight import RequestWeight
 from pricefeed.exchange.rest_request import ExchangeServerError, error_reply, get, retry_after
 from pricefeed.logs import outside, short_reason

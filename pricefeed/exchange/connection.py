@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -34,7 +34,7 @@ def cap_frame_size(ws: websocket.WebSocket, max_bytes: int) -> None:
         read_length()
         if frame_buffer.length is not None and frame_buffer.length > max_bytes:
             raise FrameTooLarge(f"frame of {frame_buffer.length} bytes announced (cap {max_bytes})")
-    frame_buffer.recv_length = recv_length
+    frame_buffer.recv_length = recv_length  # type: ignore[method-assign]  # this one connection's reader
 
     continuation = ws.cont_frame
     add = continuation.add
@@ -44,15 +44,15 @@ def cap_frame_size(ws: websocket.WebSocket, max_bytes: int) -> None:
         if held + len(frame.data) > max_bytes:
             raise FrameTooLarge(f"fragmented message over {max_bytes} bytes")
         add(frame)
-    continuation.add = add_checked
+    continuation.add = add_checked  # type: ignore[method-assign]  # this one connection's reader
 
 
 class UpstreamConnection:
     """One WebSocket to the exchange and the greenlet that reads it."""
 
     def __init__(self, ws: websocket.WebSocket, number: int, simulated: bool,
-                 on_data: Callable[["UpstreamConnection", bytes, bool], None],
-                 on_end: Callable[["UpstreamConnection"], None],
+                 on_data: Callable[[UpstreamConnection, bytes, bool], None],
+                 on_end: Callable[[UpstreamConnection], None],
                  clock: Callable[[], float]):
         self.ws = ws
         self.number = number

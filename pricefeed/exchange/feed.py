@@ -29,7 +29,7 @@ import itertools
 import logging
 import ssl
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import gevent
 import gevent.event

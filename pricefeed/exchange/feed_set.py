@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 
@@ -32,8 +33,7 @@ from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.connection import FeedStats
 from pricefeed.exchange.feed import BinanceFeed
 from pricefeed.exchange.protocol import MAX_STREAMS_PER_CONNECTION
-from pricefeed.exchange.stream_plan import (MAX_TARGET_CHARS, StreamGroup, pair_streams, plan_stream_groups,
-                                            stream_root)
+from pricefeed.exchange.stream_plan import MAX_TARGET_CHARS, StreamGroup, pair_streams, plan_stream_groups, stream_root
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 
@@ -104,7 +104,7 @@ class FeedSet:
         those it no longer needs are closed."""
         groups = self._plan()
         kept = self.feeds[:len(groups)]
-        for feed, group in zip(kept, groups):
+        for feed, group in zip(kept, groups, strict=False):     # the plan may add connections
             if feed.group.streams != group.streams:
                 feed.retarget(group)
         for feed in self.feeds[len(groups):]:

@@ -9,14 +9,21 @@ open for the change figure and repair a price whose trade fell in a gap.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 
 from pricefeed.exchange.connection import FeedStats, UpstreamConnection
 from pricefeed.exchange.dedup import Deduplicator
-from pricefeed.exchange.protocol import (ControlReply, MalformedFrame, RejectedEvent, ServerShutdown, Ticker,
-                                         Trade, parse_frame)
+from pricefeed.exchange.protocol import (
+    ControlReply,
+    MalformedFrame,
+    RejectedEvent,
+    ServerShutdown,
+    Ticker,
+    Trade,
+    parse_frame,
+)
 from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick

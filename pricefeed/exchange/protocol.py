@@ -9,8 +9,9 @@ raises only `MalformedFrame`, whose `reason` is counted in /health.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Union
+from typing import Any
 
 import pricefeed.validation as validation
 from pricefeed.pairs import Pair
@@ -100,7 +101,7 @@ class RejectedEvent:
     detail: str
 
 
-MarketMessage = Union[Trade, Ticker, BookTicker, Kline, ServerShutdown, ControlReply, Unused, RejectedEvent]
+MarketMessage = Trade | Ticker | BookTicker | Kline | ServerShutdown | ControlReply | Unused | RejectedEvent
 
 
 def stream_names(pairs: Iterable[Pair]) -> list[str]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from http.client import HTTPMessage
-from typing import Callable
+from collections.abc import Callable
+from email.message import Message
 
 from pricefeed.exchange.rest_request import int_header
 
@@ -57,7 +57,7 @@ class RequestWeight:
             log.info("rest: the exchange's request weight limit is %d per minute", limit)
             self.exchange_limit = limit
 
-    def note_server_used(self, headers: HTTPMessage | None) -> None:
+    def note_server_used(self, headers: Message | None) -> None:
         used = int_header(headers, USED_WEIGHT_HEADER)
         if used is None:
             return

@@ -23,7 +23,8 @@ import http.client
 import json
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import pybreaker

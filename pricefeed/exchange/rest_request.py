@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from http.client import HTTPMessage
+from email.message import Message
 from typing import Any
 
 
@@ -33,7 +33,7 @@ class ExchangeServerError(Exception):
         self.retry_after = retry_after
 
 
-def get(url: str, timeout: float, max_body_bytes: int) -> tuple[int, HTTPMessage, bytes]:
+def get(url: str, timeout: float, max_body_bytes: int) -> tuple[int, Message, bytes]:
     """`(status, headers, body)`; a body over `max_body_bytes` comes back empty (it then parses
     as malformed). Raises ExchangeServerError for 5xx, OSError / HTTPException for the network."""
     try:
@@ -52,7 +52,7 @@ def _read_capped(response, max_body_bytes: int) -> bytes:
     return b"" if len(body) > max_body_bytes else body
 
 
-def int_header(headers: HTTPMessage | None, name: str) -> int | None:
+def int_header(headers: Message | None, name: str) -> int | None:
     value = headers.get(name) if headers is not None else None
     try:
         return int(value.strip()) if value else None
@@ -60,7 +60,7 @@ def int_header(headers: HTTPMessage | None, name: str) -> int | None:
         return None
 
 
-def retry_after(headers: HTTPMessage | None) -> float | None:
+def retry_after(headers: Message | None) -> float | None:
     """`Retry-After` in seconds (Binance sends seconds, never an HTTP date)."""
     seconds = int_header(headers, "Retry-After")
     return float(seconds) if seconds is not None and seconds > 0 else None

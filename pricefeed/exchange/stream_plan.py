@@ -15,8 +15,8 @@ Pure functions, no I/O: the plan is fixed at start from the configured pairs.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 from urllib.parse import quote, urlsplit
 
 from pricefeed.exchange.protocol import MAX_STREAMS_PER_CONNECTION, stream_names

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gevent
 from gevent import Greenlet, getcurrent
@@ -71,7 +72,9 @@ class AcceptServer(StreamServer):
     """gevent's StreamServer with a batch per accept turn, the pending-connection limits
     (pending.py) and the door in front of the handler."""
 
-    def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Any, batch: int,
+    pool: Pool       # always given one (gevent's StreamServer also takes none)
+
+    def __init__(self, listener: Any, handle: Callable[[Any, Any], None], pool: Pool, batch: int,
                  door: Door | None = None, keepalive_waits: KeepAliveWaits | None = None,
                  pending: PendingConnections | None = None, log_refusal: LogRefusal | None = None,
                  hand_off: Any = None, **ssl_args: Any):
@@ -88,6 +91,7 @@ class AcceptServer(StreamServer):
     def do_handle(self, client: Any, address: Any) -> None:
         door = self._door
         pending = self._pending
+        greenlet: Greenlet[..., None]
         if pending is not None:
             counted, key = pending.acquire(address)
             if not counted:
@@ -184,8 +188,8 @@ def hand_over_slot(pool: Pool, greenlet: Greenlet) -> Greenlet:
     current = getcurrent()
     Group.add(pool, greenlet)
     if hasattr(current, "unlink"):
-        current.unlink(pool._discard)
-    Group._discard(pool, current)
+        current.unlink(pool._discard)  # type: ignore[attr-defined]  # gevent's private API, as above
+    Group._discard(pool, current)  # type: ignore[attr-defined]  # gevent's private API, as above
     greenlet.start()
     return greenlet
 
@@ -242,7 +246,7 @@ def wait_for_head(client: Any, timeout: float) -> tuple[str, bytes | None]:
                 pause = FIRST_PAUSE_S if len(data) > seen else min(pause * 2, LONGEST_PAUSE_S)
                 seen = len(data)
                 gevent.sleep(min(pause, remaining))
-        except socket.timeout:
+        except TimeoutError:
             continue                   # the deadline: decided at the top
         except (OSError, ValueError):
             return GONE, None

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, Protocol
-
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class HandOff(Protocol):
@@ -38,7 +38,8 @@ def offers_hand_off(cfg: Any, listener: Any) -> bool:
     hooks_are_gunicorns = all(settings[name].value is settings[name].default
                               for name in ("pre_request", "post_request"))
     return (hooks_are_gunicorns and not cfg.accesslog and not cfg.max_requests
-            and cfg.proxy_protocol in ("off", False, None) and not cfg.is_ssl and cfg.protocol != "uwsgi" and not os.environ.get("SCRIPT_NAME")
+            and cfg.proxy_protocol in ("off", False, None) and not cfg.is_ssl and cfg.protocol != "uwsgi"
+            and not os.environ.get("SCRIPT_NAME")
             and getattr(listener, "family", None) in (socket.AF_INET, socket.AF_INET6))
 
 

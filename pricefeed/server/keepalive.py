@@ -40,12 +40,13 @@ from gevent import getcurrent
 class KeepAliveWait(gevent.Timeout):
     """gunicorn's keep-alive Timeout (silent: `exception=False`), known to its registry while it waits."""
 
-    def __init__(self, registry: "KeepAliveWaits", seconds: float):
-        super().__init__(seconds, False)
+    def __init__(self, registry: KeepAliveWaits, seconds: float):
+        # gevent documents exception=False for a silent timeout; the stubs leave it out.
+        super().__init__(seconds, False)  # type: ignore[arg-type]
         self._registry = registry
         self._greenlet: Any = None
 
-    def __enter__(self) -> "KeepAliveWait":
+    def __enter__(self) -> KeepAliveWait:
         self._greenlet = getcurrent()
         self._registry._enter(self._greenlet, self)
         return super().__enter__()
@@ -59,8 +60,8 @@ class KeepAliveWaits:
     """The connections of one worker waiting for their next request head."""
 
     def __init__(self) -> None:
-        self._served: "weakref.WeakSet[Any]" = weakref.WeakSet()   # greenlets past their first wait
-        self._sockets: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+        self._served: weakref.WeakSet[Any] = weakref.WeakSet()   # greenlets past their first wait
+        self._sockets: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._idle: dict[Any, KeepAliveWait] = {}
         self._closing = False
 

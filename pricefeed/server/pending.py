@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 IPV6_PREFIX = 64
 

@@ -178,7 +178,9 @@ class Worker(GeventWorker):
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
         # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
         pending = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.pending_connections()
-        return AcceptServer(listener, partial(self.handle, NamedListener(listener)), Pool(self.worker_connections),
+        # NamedListener stands in for the socket: gunicorn's handle only asks it for getsockname().
+        handle = partial(self.handle, NamedListener(listener))  # type: ignore[arg-type]
+        return AcceptServer(listener, handle, Pool(self.worker_connections),
                             batch, door,
                             self.keepalive_waits, pending, self._log_refusal, self._hand_off(listener), **ssl_args)
 

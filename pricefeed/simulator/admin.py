@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .faults import FaultError, parse_fault
 from .responses import StartResponse, json_response, read_json_body
@@ -38,7 +39,7 @@ def _loopback(address: str | None) -> bool:
 class AdminApi:
     """The `/_sim` endpoints of one exchange."""
 
-    def __init__(self, exchange: "Exchange") -> None:
+    def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._routes: dict[tuple[str, str], Endpoint] = {
             ("GET", "/_sim/stats"): lambda env: (200, {

@@ -23,8 +23,8 @@ from geventwebsocket.websocket import WebSocket
 
 from .control import INVALID_REQUEST, ControlError, ControlRequest, parse_request, result_text
 from .faults import FaultState, malformed_frames
-from .hostile import hostile_frame
 from .handler import SimulatorWebSocket
+from .hostile import hostile_frame
 from .options import SimulatorOptions
 from .stats import Stats
 from .streams import MarketEvent, stream_key

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .streams import encode_json, is_valid_stream_name
 
@@ -18,7 +18,7 @@ METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GE
 PROPERTIES = ("combined",)
 _FIELDS = ("method", "params", "id")
 _STRING_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
-RequestId = Union[int, str, None]
+RequestId = int | str | None
 
 UNKNOWN_PROPERTY = 0
 INVALID_VALUE_TYPE = 1

@@ -7,8 +7,9 @@ fans every published market event out to the connections subscribed to it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 import gevent
@@ -91,9 +92,9 @@ class Exchange:
         else:
             self.source = RandomWalkMarket(options.pairs, options.rate, self.publish,
                                            random.Random(options.seed))
-        for quote in self.source.opening_quotes():
-            self.quotes.open(quote)
-        symbols = tuple(quote.symbol for quote in self.source.opening_quotes()) or options.pairs
+        for opening in self.source.opening_quotes():
+            self.quotes.open(opening)
+        symbols = tuple(opening.symbol for opening in self.source.opening_quotes()) or options.pairs
         self.listing = Listing(symbols, dict(options.statuses))
         self._rest = RestApi(self.quotes, self.stats, self.faults, options.rest_weight_limit, self.listing)
         self._admin = AdminApi(self)

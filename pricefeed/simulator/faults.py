@@ -167,6 +167,19 @@ class FaultState:
         """Start a timed fault (other faults have no lasting state)."""
         now = time.monotonic()
         until = now + fault.duration if fault.duration is not None else None
+        if fault.name in _NEEDS_DURATION:
+            assert until is not None, fault     # parse_fault refuses these without a duration
+            self._apply_timed(fault, until)
+        elif fault.name in ("refuse", "block"):
+            assert fault.status is not None, fault      # parse_fault gives them a default
+            if fault.name == "refuse":
+                self._refusal = _Refusal(fault.status, fault.retry_after, fault.count, until)
+            else:
+                self._block = (fault.status, until)
+        elif fault.name == "clear":
+            self.clear()
+
+    def _apply_timed(self, fault: Fault, until: float) -> None:
         if fault.name == "silence":
             self._silence_until = until
         elif fault.name == "quiet":
@@ -175,14 +188,9 @@ class FaultState:
             self._stall_until = until
         elif fault.name == "ignore_pongs":
             self._ignore_pongs_until = until
-        elif fault.name == "refuse":
-            self._refusal = _Refusal(fault.status, fault.retry_after, fault.count, until)
         elif fault.name == "rest":
+            assert fault.status is not None, fault      # parse_fault gives it a default
             self._rest_failure = _RestFailure(fault.status, fault.retry_after, until)
-        elif fault.name == "block":
-            self._block = (fault.status, until)
-        elif fault.name == "clear":
-            self.clear()
 
     @property
     def silenced(self) -> bool:
@@ -250,9 +258,10 @@ class FaultState:
                                 "count": refusal.remaining,
                                 "remaining": None if refusal.until is None
                                 else round(refusal.until - now, 3)}
-        if self.blocked() is not None:
-            active["block"] = {"status": self._block[0], "remaining": None if self._block[1] is None
-                               else round(self._block[1] - now, 3)}
+        block = self._block if self.blocked() is not None else None     # blocked() drops a lapsed one
+        if block is not None:
+            active["block"] = {"status": block[0], "remaining": None if block[1] is None
+                               else round(block[1] - now, 3)}
         failure = self._rest_failure
         if failure is not None and now < failure.until:
             active["rest"] = {"status": failure.status, "retry_after": failure.retry_after,

@@ -12,7 +12,8 @@ with a plain HTTP response before the upgrade happens, as Binance does.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from geventwebsocket.exceptions import ProtocolError
 from geventwebsocket.handler import WebSocketHandler

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import gevent
 from gevent.event import Event

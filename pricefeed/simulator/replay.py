@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -48,7 +49,7 @@ def _stream_of(kind: str | None, payload: Any, where: str) -> str:
         if event_type == "kline" and isinstance(payload.get("k"), dict):
             suffix = f"kline_{payload['k'].get('i')}"
         else:
-            suffix = _STREAM_OF_EVENT.get(event_type, event_type)
+            suffix = _STREAM_OF_EVENT.get(event_type, str(event_type))
         return f"{payload['s'].lower()}@{suffix}"
     raise CaptureError(f"{where}: cannot tell which stream this message belongs to")
 

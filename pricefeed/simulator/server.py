@@ -27,6 +27,7 @@ def serve(options: SimulatorOptions) -> int:
                         log=sys.stderr if options.verbose else None)
     server.start()
     exchange.start()
+    assert isinstance(server.address, tuple), server.address      # bound to (host, port), not a Unix socket
     host, port = server.address[:2]
     print(f"listening on {display_url(host, port)}", flush=True)
 

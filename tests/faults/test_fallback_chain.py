@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
@@ -29,7 +29,7 @@ HEALTH = "/api/market-data/health"
 
 def final_prices(sim) -> dict[str, str]:
     prices = sim.prices()
-    return {pair: prices[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
+    return {pair: prices[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
 
 
 def converge(sim, clients: list[SSEClient], timeout: float = 15) -> None:
@@ -61,7 +61,7 @@ def streams(app: GunicornProcess, count: int) -> list[SSEClient]:
 
 def ticks_from_now(clients: list[SSEClient], count: int = 3, timeout: float = 20) -> None:
     marks = [len(c.of("price")) for c in clients]
-    for client, mark in zip(clients, marks):
+    for client, mark in zip(clients, marks, strict=True):
         client.wait_for(lambda c: len(c.of("price")) >= mark + count, timeout, "fresh ticks")
 
 
@@ -193,7 +193,7 @@ def test_exchange_and_rest_both_down_is_an_honest_degraded_mode(sim):
         health = app.health()
         assert health["status"] == "degraded" and all(p["stale"] for p in health["pairs"].values())
         assert {p: v["price"] for p, v in health["pairs"].items()} == clients[0].latest_prices()
-        assert all(not e.json()["source"] == "rest" for c in clients for e in c.of("price"))
+        assert all(e.json()["source"] != "rest" for c in clients for e in c.of("price"))
         assert before.keys() == clients[0].latest_prices().keys()
         for client in clients:
             client.wait_for(lambda c: mode_sequence(c)[-1] == "live" and len(mode_sequence(c)) >= 3, 60,

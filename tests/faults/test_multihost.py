@@ -13,8 +13,16 @@ import time
 import pytest
 
 from tests.support import netns
-from tests.support.ha_topology import APP_HOSTS, MASTER_PORT, PAIRS, REPLICA_PORT, SYMBOLS, Topology, \
-    epoch_of, fencing_violations
+from tests.support.ha_topology import (
+    APP_HOSTS,
+    MASTER_PORT,
+    PAIRS,
+    REPLICA_PORT,
+    SYMBOLS,
+    Topology,
+    epoch_of,
+    fencing_violations,
+)
 from tests.support.observe import mode_sequence
 from tests.support.waiting import wait_until
 
@@ -73,7 +81,7 @@ def converge(topology: Topology, clients, timeout: float = 20) -> None:
                         25, "a fresh tick of every pair")
     topology.sim_market(paused=True)
     prices = topology.sim_prices()
-    final = {pair: prices[symbol] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
+    final = {pair: prices[symbol] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
     for client in clients:
         client.wait_for(lambda c: c.latest_prices() == final, timeout,
                         f"final prices {final}, client has {client.latest_prices()}")
@@ -151,7 +159,7 @@ def test_loss_and_delay_between_the_app_hosts_and_redis_keep_ticks_flowing_on_on
     for host in APP_HOSTS:
         topology.net.degrade(host, "redis", loss_percent=5, delay_ms=200)
     marks = [len(c.of("price")) for c in all_of(clients)]
-    for client, mark in zip(all_of(clients), marks):
+    for client, mark in zip(all_of(clients), marks, strict=True):
         client.wait_for(lambda c: len(c.of("price")) >= mark + 40, 30, "ticks through the slow, lossy path")
     during = topology.sim_stats()
     topology.net.heal()

@@ -117,7 +117,7 @@ def test_simulate_runs_the_simulator():
     command = Background("pricefeed", "simulate", "--host", "127.0.0.1", "--port", "0", "--pairs", "BTCUSDT")
     try:
         line = wait_until(lambda: command.alive() and next(
-            (l for l in command.output().splitlines() if "listening on" in l), None), 15, message="listening")
+            (out for out in command.output().splitlines() if "listening on" in out), None), 15, message="listening")
         port = int(line.rsplit(":", 1)[1].split()[0].strip("/"))
         import urllib.request
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/prices", timeout=5) as response:

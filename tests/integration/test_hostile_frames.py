@@ -117,7 +117,7 @@ def test_hostile_frames_are_rejected_by_reason_and_nobody_notices():
             fresh_tick_of_every_pair(clients, int(time.time() * 1000))
             sim.market(paused=True)
             final = sim.prices()
-            final_by_pair = {pair: final[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
+            final_by_pair = {pair: final[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
             for client in clients:
                 client.wait_for(lambda c: c.latest_prices() == final_by_pair, 15,
                                 f"the exchange's final prices {final_by_pair}")

@@ -116,7 +116,7 @@ def test_every_client_ends_with_the_exchanges_final_prices(sim, app, running_mar
             client.wait_for(lambda c: len(c.of("price")) >= 3, 15, "prices")
         sim.market(paused=True)
         final = {pair: sim.prices()[symbol]["price"] for pair, symbol in
-                 zip(PAIRS.split(","), SYMBOLS.split(","))}
+                 zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
         for client in clients:
             client.wait_for(lambda c: c.latest_prices() == final, 10, "the final prices")
         wait_until(lambda: app.prices(PAIRS) == final, 10, message="/prices to show the final prices")

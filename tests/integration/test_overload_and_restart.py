@@ -144,7 +144,7 @@ def test_a_worker_behind_its_lag_bound_refuses_new_streams_fast_keeps_its_client
                        10, interval=0.2, message="shedding and the lag in /metrics")
             # The connected ones keep receiving while new ones are turned away.
             counts = [len(c.of("price")) for c in connected]
-            for client, before in zip(connected, counts):
+            for client, before in zip(connected, counts, strict=True):
                 client.wait_for(lambda c, before=before: len(c.of("price")) >= before + 5, 10, "more prices")
             assert all(not c.closed for c in connected)
             health = app.health()["clients"]["load"]
@@ -217,7 +217,7 @@ def test_a_graceful_restart_spreads_the_closes_sends_retry_and_every_client_come
             returned = []
             # Reconnect each after its own delay, as EventSource does.
             deadline = time.monotonic() + 20
-            pending = list(zip(range(len(clients)), farewells))
+            pending = list(zip(range(len(clients)), farewells, strict=False))
             while pending:
                 assert time.monotonic() < deadline, f"{len(pending)} clients never came back"
                 index, delay_ms = pending.pop(0)

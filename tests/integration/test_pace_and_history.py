@@ -3,6 +3,7 @@ one Redis deployment) and the simulator: the events each client receives, and th
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -68,7 +69,7 @@ def test_a_one_second_client_and_an_every_tick_client_each_get_their_pace_and_bo
                          [(m.data["pair"], m.received_at) for m in ws_slow.of("price")]):
             for pair in PAIRS.split(","):
                 times = [at for p, at in received if p == pair]
-                gaps = [b - a for a, b in zip(times, times[1:])]
+                gaps = [b - a for a, b in itertools.pairwise(times)]
                 assert gaps and min(gaps) >= 0.9, (pair, gaps)
         # The every-tick client: every tick of the deployment, in order (it reads every pair).
         ids = [tuple(map(int, e.id.split("-"))) for e in fast.of("price")]

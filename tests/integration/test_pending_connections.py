@@ -18,8 +18,12 @@ import time
 
 import pytest
 
-from tests.integration.test_overload_and_restart import (loads_of_every_worker, metric,
-                                                         set_flush_delay_on_every_worker, streams_on_every_worker)
+from tests.integration.test_overload_and_restart import (
+    loads_of_every_worker,
+    metric,
+    set_flush_delay_on_every_worker,
+    streams_on_every_worker,
+)
 from tests.support.deployment import PAIRS, SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
 from tests.support.redis_server import RedisServer
@@ -102,7 +106,7 @@ def test_a_head_that_never_completes_is_closed_after_the_deadline_and_an_address
                 if slow.recv(100) == b"":
                     closed_after = time.monotonic() - started
                     break
-            except socket.timeout:
+            except TimeoutError:
                 try:
                     slow.sendall(b"X-Slow: y\r\n")
                 except OSError:

@@ -57,7 +57,7 @@ def first_tick_after_epoch(client: SSEClient, old_epoch: int, timeout: float):
 
 def final_prices(sim) -> dict[str, str]:
     prices = sim.prices()
-    return {pair: prices[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","))}
+    return {pair: prices[symbol]["price"] for pair, symbol in zip(PAIRS.split(","), SYMBOLS.split(","), strict=True)}
 
 
 def lease_lines(instance: GunicornProcess) -> list[str]:
@@ -88,7 +88,7 @@ def test_two_instances_share_one_upstream_connection_through_restarts(redis_serv
         all_live([a, b])
         sim.reset_stats()
         clients = [SSEClient(b.url + STREAM) for _ in range(4)]
-        for restart in range(2):
+        for _ in range(2):
             a.stop()
             a = GunicornProcess(workers=2, env=instance_env(sim, redis_server.url, prefix))
             all_live([a, b])

@@ -12,14 +12,14 @@ import json
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import gevent
 import pytest
 
 from pricefeed.breakers import new_breaker
-from pricefeed.pairs import PairCatalog
 from pricefeed.exchange.rest import RestPoller
+from pricefeed.pairs import PairCatalog
 from pricefeed.ticks import PriceTick
 from tests.support.simulator import SimulatorProcess
 from tests.support.waiting import wait_until

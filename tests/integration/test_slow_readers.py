@@ -10,7 +10,6 @@ has been behind for PRICEFEED_WRITE_TIMEOUT (5 s here; default 30 s) after its s
 """
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import threading
@@ -76,7 +75,7 @@ class SlowReader:
             try:
                 if not self.sock.recv(65536):
                     return True
-            except socket.timeout:
+            except TimeoutError:
                 return False
             except OSError:
                 return True       # reset: what the server drops a client that does not read with
@@ -118,7 +117,7 @@ def test_slow_readers_are_dropped_in_bounded_time_without_memory_growth_or_late_
                 rss.append(rss_kib(worker))
                 health = app.health()["clients"]
                 return health if health["clients"] == 1 and health["slow_client_disconnects"] >= len(slow) else None
-            health = wait_until(all_dropped, 60, interval=0.25, message="every slow reader to be dropped")
+            wait_until(all_dropped, 60, interval=0.25, message="every slow reader to be dropped")
             dropped_after = time.monotonic() - started
             ages_while_behind = price_ages(normal, started_wall)
             growth_kib = max(rss) - baseline_rss

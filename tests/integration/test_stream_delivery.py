@@ -5,6 +5,7 @@ Asserts the bytes on the wire, read from raw sockets: chunk framing, events, and
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
@@ -133,7 +134,7 @@ def test_with_a_minimum_update_interval_each_client_gets_at_most_one_price_per_p
             prices = [e for e in client.events if e.name == "price"]
             for pair in PAIRS.split(","):
                 times = [e.received_at for e in prices if e.json()["pair"] == pair]
-                gaps = [b - a for a, b in zip(times, times[1:])]
+                gaps = [b - a for a, b in itertools.pairwise(times)]
                 # 40 trades/s upstream, ~20 per pair; conflated to one per 0.5 s (0.05 s slot jitter).
                 assert gaps and min(gaps) >= 0.4, gaps
             # ... and the last price of each pair is the exchange's, once the market pauses.

@@ -27,30 +27,14 @@ import pytest
 from tests.support.simulator import SimulatorProcess
 from tests.support.sse_client import SSEClient
 from tests.support.waiting import free_port, wait_until
+from tests.support.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "pricefeed", "templates", "static")
 VENV_CACHE = Path(tempfile.gettempdir()) / "pricefeed-wheel-venvs"
 PAIRS = "BTC/USD,ETH/USD"
 CHROMIUM = os.environ.get("PRICEFEED_CHROMIUM", "/usr/bin/chromium")
 
 pytestmark = pytest.mark.slow
-
-
-def build_wheel(out: Path) -> Path:
-    """A wheel built from a clean copy of the sources (no stale build/ from an earlier run)."""
-    source = out / "source"
-    source.mkdir()
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out / "dist"), str(source)],
-                   check=True, capture_output=True, text=True)
-    (wheel,) = (out / "dist").glob("pricefeed-*.whl")
-    return wheel
 
 
 def _wheel_key(wheel: Path) -> str:
@@ -110,7 +94,8 @@ def installed(tmp_path_factory):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"pricefeed/_assets/templates/dashboard.html", "pricefeed/_assets/static/pricefeed.js",
-            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli/commands.py"} <= names
+            "pricefeed/gunicorn.py", "pricefeed/server/worker.py", "pricefeed/web/cli/commands.py",
+            "pricefeed/py.typed"} <= names
     return venv_with(wheel)
 
 

@@ -79,4 +79,4 @@ def _strict_csp(response):
     return response
 
 
-app.wsgi_app = PagePolicyMiddleware(app.wsgi_app)
+app.wsgi_app = PagePolicyMiddleware(app.wsgi_app)  # type: ignore[method-assign]  # Flask's way to add middleware

@@ -18,8 +18,8 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 
 from pricefeed.exchange.backoff import ReconnectPolicy  # noqa: E402
-from pricefeed.pairs import PairCatalog  # noqa: E402
 from pricefeed.exchange.feed import BinanceFeed  # noqa: E402
+from pricefeed.pairs import PairCatalog  # noqa: E402
 
 
 class ObservedFeed(BinanceFeed):
@@ -35,13 +35,15 @@ class ObservedFeed(BinanceFeed):
             self.current_trade_id = trade.trade_id
             on_trade(conn, trade)
             self.current_trade_id = None
-        self.frames._on_trade = observed
+        self.frames._on_trade = observed  # type: ignore[method-assign]  # this harness's feed only
 
 
 def main() -> None:
     url, pairs = sys.argv[1], sys.argv[2].split(",")
     options = dict(arg.split("=", 1) for arg in sys.argv[3:])
-    number = lambda key, default: float(options.get(key, default))  # noqa: E731
+
+    def number(key: str, default: float) -> float:
+        return float(options.get(key, default))
 
     def emit(tick):
         print(json.dumps({"tick": {"pair": tick.pair, "symbol": tick.symbol, "price": tick.price,

@@ -21,9 +21,12 @@ class FeedProcess:
         self.status: dict = {}
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        stderr = self.proc.stderr
+        assert stderr is not None              # PIPE
+        threading.Thread(target=lambda: self.stderr.extend(stderr), daemon=True).start()
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None    # PIPE
         for line in self.proc.stdout:
             message = json.loads(line)
             if "tick" in message:

@@ -81,7 +81,7 @@ class GunicornProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
 
-    def __enter__(self) -> "GunicornProcess":
+    def __enter__(self) -> GunicornProcess:
         return self
 
     def __exit__(self, *exc) -> None:

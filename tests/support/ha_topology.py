@@ -58,8 +58,10 @@ def epoch_of(event_id: str | None) -> int:
 def fencing_violations(client: SSEClient) -> list[str]:
     """Ticks of an older epoch delivered after a newer one (the local tier's `0-n` ids are outside
     every epoch), and per pair any (epoch, seq) that does not increase."""
-    newest, per_pair, bad = 0, {}, []
+    newest, bad = 0, []
+    per_pair: dict[str, tuple[int, int]] = {}
     for event in client.of("price"):
+        assert event.id is not None, event      # every price carries an id
         epoch, seq = (int(part) for part in event.id.split("-"))
         if epoch == 0:
             continue
@@ -112,7 +114,7 @@ class Topology:
                 "PYTHONUNBUFFERED": "1", **(app_env or {})}
             self.apps = {host: self._start_app(host) for host in APP_HOSTS}
             for host in APP_HOSTS:
-                wait_until(lambda h=host: self.health(h).get("mode") == "live", 40, interval=0.2,
+                wait_until(lambda: self.health(host).get("mode") == "live", 40, interval=0.2,
                            message=f"{host} live")
         except BaseException:
             self.close()

@@ -22,5 +22,5 @@ class TagEveryChunk:
 
 
 app = Flask(__name__)
-app.wsgi_app = TagEveryChunk(app.wsgi_app)     # the app's own middleware, installed first
+app.wsgi_app = TagEveryChunk(app.wsgi_app)  # type: ignore[method-assign]  # the app's own middleware, first
 feed = PriceFeed(app)

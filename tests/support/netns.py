@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import ipaddress
+import itertools
 import os
 import re
 import shutil
@@ -32,7 +32,8 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 NAME_PREFIX = "pfnet-"
@@ -93,7 +94,7 @@ def _delete_namespace(name: str) -> None:
     _run(["ip", "netns", "del", name], check=False)
 
 
-def _overlaps_machine(subnet: ipaddress.IPv4Network) -> list[str]:
+def _overlaps_machine(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
     found = re.findall(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", _run(["ip", "-4", "addr"]))
     return [a for a in found if ipaddress.ip_interface(a).network.overlaps(subnet)]
 
@@ -168,7 +169,7 @@ class Network:
             _delete_namespace(self.ns(host))
         _delete_namespace(self.bridge_ns)
 
-    def __enter__(self) -> "Network":
+    def __enter__(self) -> Network:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,6 +246,7 @@ class Network:
             proc = self.spawn(host, [sys.executable, "-m", "tests.support.packet_delay", str(DELAY_QUEUE),
                                      str(delay_ms), str(delay_ms // 4)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None      # PIPE
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"packet_delay did not start in {host}")
             self._delayers[host] = proc

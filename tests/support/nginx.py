@@ -93,7 +93,7 @@ http {{
                 self.proc.wait(timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "NginxProcess":
+    def __enter__(self) -> NginxProcess:
         return self
 
     def __exit__(self, *exc) -> None:

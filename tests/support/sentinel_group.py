@@ -65,7 +65,7 @@ class SentinelGroup:
                 proc.wait(timeout=5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "SentinelGroup":
+    def __enter__(self) -> SentinelGroup:
         return self
 
     def __exit__(self, *exc) -> None:

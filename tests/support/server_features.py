@@ -5,7 +5,7 @@ import functools
 import os
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def api_routes() -> frozenset[str]:
     """The rules of the API blueprint under the default prefix, read from a fresh app's URL map."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PRICEFEED_")}

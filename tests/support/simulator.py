@@ -22,7 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .waiting import wait_until
 
@@ -72,7 +72,8 @@ class SimulatorProcess:
             match = _LISTENING.search(Path(self._stdout.name).read_text(errors="replace"))
             return int(match.group(2)) if match else None
         try:
-            return wait_until(listening, timeout, message="the simulator's 'listening on' line")
+            # wait_until returns the first truthy answer: a port.
+            return cast(int, wait_until(listening, timeout, message="the simulator's 'listening on' line"))
         except AssertionError as error:
             raise AssertionError(f"{error}\nsimulator stderr:\n{self.stderr()}") from None
 
@@ -150,7 +151,7 @@ class SimulatorProcess:
                 Path(file.name).unlink(missing_ok=True)
         return self.proc.returncode
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

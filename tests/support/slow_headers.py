@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import cast
 
 ATTACKER = "127.0.0.2"
 
@@ -28,7 +29,7 @@ class SlowHeaders:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "SlowHeaders":
+    def __enter__(self) -> SlowHeaders:
         self._thread.start()
         return self
 
@@ -61,7 +62,7 @@ class SlowHeaders:
                     if len(due) % 200 == 0:
                         break                           # let the reads below run between bursts
                 for key, _ in selector.select(timeout=0.05):
-                    sock = key.fileobj
+                    sock = cast(socket.socket, key.fileobj)     # only sockets are registered
                     try:
                         data = sock.recv(4096)
                     except BlockingIOError:

@@ -54,6 +54,7 @@ class SSEClient:
     def __init__(self, url: str, headers: dict | None = None, timeout: float = 30,
                  source_address: tuple[str, int] | None = None):
         parts = urlsplit(url)
+        assert parts.hostname is not None, url
         # source_address: connect from another loopback address (127.0.0.2, ...), as another browser.
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout,
                                                source_address=source_address)

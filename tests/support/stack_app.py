@@ -8,6 +8,7 @@ hand-off of a clean stream GET); the product never walks frames.
 from __future__ import annotations
 
 import gc
+from types import FrameType
 
 from flask import jsonify
 from greenlet import greenlet
@@ -17,12 +18,12 @@ from app import app
 
 @app.get("/_test/stream-stacks")
 def stream_stacks():
-    stacks = []
+    stacks: list[list[str]] = []
     for candidate in gc.get_objects():
         if not isinstance(candidate, greenlet) or candidate.gr_frame is None:
             continue
         frames = []
-        frame = candidate.gr_frame
+        frame: FrameType | None = candidate.gr_frame
         while frame is not None:
             frames.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
             frame = frame.f_back

@@ -61,7 +61,7 @@ class TlsRedisServer:
             self.proc.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "TlsRedisServer":
+    def __enter__(self) -> TlsRedisServer:
         return self
 
     def __exit__(self, *exc) -> None:

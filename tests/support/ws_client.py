@@ -18,7 +18,7 @@ class Message:
     received_at: float = field(default_factory=time.time)
 
     @property
-    def event(self) -> str:
+    def event(self) -> str | None:
         return self.body.get("event")
 
     @property
@@ -147,7 +147,7 @@ class RawWebSocket:
 
     def read_until_close(self) -> tuple[int | None, list[tuple[int, bytes]]]:
         """Frames up to the server's close frame, and the close code (None if the TCP closed first)."""
-        frames = []
+        frames: list[tuple[int, bytes]] = []
         try:
             while True:
                 opcode, payload = self.read_frame()

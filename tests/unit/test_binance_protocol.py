@@ -6,9 +6,19 @@ from collections import Counter
 
 import pytest
 
+from pricefeed.exchange.protocol import (
+    BookTicker,
+    ControlReply,
+    Kline,
+    MalformedFrame,
+    ServerShutdown,
+    Ticker,
+    Trade,
+    Unused,
+    parse_frame,
+    stream_names,
+)
 from pricefeed.exchange.stream_plan import one_group
-from pricefeed.exchange.protocol import (BookTicker, ControlReply, Kline, MalformedFrame, ServerShutdown, Ticker,
-                               Trade, Unused, parse_frame, stream_names)
 from pricefeed.pairs import PairCatalog
 from tests.conftest import capture_frames, last_trade_prices, unicornfy_samples
 

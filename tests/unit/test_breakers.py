@@ -91,9 +91,8 @@ def test_greenlet_kill_and_gevent_timeout_inside_a_call_are_not_failures():
     fail(breaker, dependency, 2)
 
     for _ in range(5):
-        with pytest.raises(gevent.Timeout):
-            with gevent.Timeout(0.01):
-                breaker.call(gevent.sleep, 5)
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
+            breaker.call(gevent.sleep, 5)
         caller = gevent.spawn(breaker.call, gevent.sleep, 5)
         gevent.sleep(0)                          # let it enter the call
         caller.kill()

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pricefeed.exchange.access import AccessRefusals
-from pricefeed.exchange.catalogue import (HALTED, LISTED, UNLISTED, closest_listed, parse_exchange_info, stand)
+from pricefeed.exchange.catalogue import HALTED, LISTED, UNLISTED, closest_listed, parse_exchange_info, stand
 from pricefeed.exchange.rest_request import error_reply
 from pricefeed.pairs import PairCatalog, parse_pair
 from pricefeed.validation import Rejected

@@ -9,14 +9,13 @@ import re
 import time
 
 import gevent
+import pytest
 
 from pricefeed.delivery.farewell import close_spread, farewell_retry
 from pricefeed.delivery.flusher import Flusher
 from pricefeed.delivery.hub import Hub, HubClosed
 from pricefeed.delivery.load_shedder import LoadShedder, lag_bound
 from tests.unit.test_hub import ManualClock, Wire, prices, tick
-
-import pytest
 
 
 def shedder(bound=0.25, over=3, clock=None, oldest=lambda: None, over_s=0.0) -> LoadShedder:
@@ -198,6 +197,7 @@ def test_the_wait_before_the_closes_ends_when_a_successor_is_seen_or_at_its_boun
 def test_a_stopping_worker_waits_for_a_successor_on_its_own_host_under_a_newer_epoch():
     import socket
     from types import SimpleNamespace
+
     from pricefeed.node import Node
     host = socket.gethostname()
     me = SimpleNamespace(hub=SimpleNamespace(epoch=7), _heartbeat_epoch=7, worker_id=f"{host}:100",

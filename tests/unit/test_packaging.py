@@ -7,8 +7,11 @@ import pathlib
 import subprocess
 import sys
 import tomllib
+import zipfile
 
 import pytest
+
+from tests.support.wheel import build_wheel
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEAVY = ("gevent", "flask", "werkzeug", "redis", "ssl", "websocket", "pybreaker", "pricefeed.node",
@@ -23,6 +26,12 @@ def test_every_subpackage_is_in_the_wheel():
     listed = set(_pyproject()["tool"]["setuptools"]["packages"])
     on_disk = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "pricefeed").rglob("__init__.py")}
     assert on_disk <= listed, f"add to pyproject.toml [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+def test_the_wheel_marks_the_package_as_typed(tmp_path):
+    # PEP 561: without py.typed a host app's mypy ignores pricefeed's annotations.
+    with zipfile.ZipFile(build_wheel(tmp_path)) as archive:
+        assert "pricefeed/py.typed" in archive.namelist()
 
 
 def test_the_templates_and_static_files_are_mapped_into_the_package():

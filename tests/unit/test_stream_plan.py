@@ -7,8 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pricefeed.exchange.stream_plan import (MAX_TARGET_CHARS, PlanError, StreamGroup, encode_stream, one_group,
-                                            pair_streams, plan_stream_groups)
+from pricefeed.exchange.stream_plan import (
+    MAX_TARGET_CHARS,
+    PlanError,
+    StreamGroup,
+    encode_stream,
+    one_group,
+    pair_streams,
+    plan_stream_groups,
+)
 from pricefeed.pairs import PairCatalog
 
 BINANCE = "wss://stream.binance.com:9443"
