@@ -6,8 +6,9 @@ run only once the node has started, after every part exists.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import pybreaker
@@ -82,13 +83,14 @@ def assemble(config: Config, hooks: NodeHooks, clock: Callable[[], float],
              max_clients: Callable[[], int]) -> Parts:
     """Every part of one worker. `max_clients` is asked at each connect: the web layer knows
     the worker's connection pool only once gunicorn's worker serves the app, after this ran."""
-    catalog = PairCatalog(config.upstream.pairs, config.upstream.stable_quote)
+    upstream, cluster, delivery, endpoint = config.upstream, config.cluster, config.delivery, config.endpoint
+    catalog = PairCatalog(upstream.pairs, upstream.stable_quote)
     pairs = [pair.name for pair in catalog.configured]
-    hub = Hub(pairs, max_clients, config.delivery.stale_after, config.delivery.resume_window, config.delivery.min_update_interval, clock,
-              history=PriceHistory(pairs, window_ms=int(config.delivery.history_window * 1000)))
-    shedder = LoadShedder(lag_bound(config.delivery.lag_bound, config.delivery.min_update_interval),
-                          config.delivery.shed_after_flushes, config.delivery.shed_retry_after, config.delivery.shed_retry_jitter,
-                          clock, hooks.oldest_unwritten, config.delivery.shed_after_seconds)
+    hub = Hub(pairs, max_clients, delivery.stale_after, delivery.resume_window, delivery.min_update_interval, clock,
+              history=PriceHistory(pairs, window_ms=int(delivery.history_window * 1000)))
+    shedder = LoadShedder(lag_bound(delivery.lag_bound, delivery.min_update_interval),
+                          delivery.shed_after_flushes, delivery.shed_retry_after, delivery.shed_retry_jitter,
+                          clock, hooks.oldest_unwritten, delivery.shed_after_seconds)
     flusher = Flusher(hub, shedder, clock=clock)
     breakers: dict[str, pybreaker.CircuitBreaker] = {
         # Short: the backoff (with the server's Retry-After) already paces attempts; the
@@ -98,63 +100,65 @@ def assemble(config: Config, hooks: NodeHooks, clock: Callable[[], float],
     }
     # What the exchange refuses us (451/403), and the REST weight the catalogue and the REST
     # tier share; the catalogue says which pairs it lists, under which symbols, in which status.
-    access = AccessRefusals(config.upstream.refused_retry_interval, clock)
+    access = AccessRefusals(upstream.refused_retry_interval, clock)
     rest_weight = RequestWeight(clock=clock)
     feed = _feed_set(config, catalog, hooks, clock, breakers["upstream"], access)
-    catalogue = CatalogueReader(config.upstream.rest_url, hooks.adopt_catalogue, refresh=config.upstream.catalogue_refresh,
+    catalogue = CatalogueReader(upstream.rest_url, hooks.adopt_catalogue, refresh=upstream.catalogue_refresh,
                                 breaker=breakers["rest"], weight=rest_weight, access=access, clock=clock,
                                 on_settled=hooks.sync_feed)
-    rest = RestPoller(config.upstream.rest_url, catalog, hooks.route_tick, breaker=breakers["rest"], clock=clock,
-                      max_body_bytes=config.upstream.rest_max_body_bytes, weight=rest_weight, access=access,
+    rest = RestPoller(upstream.rest_url, catalog, hooks.route_tick, breaker=breakers["rest"], clock=clock,
+                      max_body_bytes=upstream.rest_max_body_bytes, weight=rest_weight, access=access,
                       is_trading=catalogue.is_trading)
-    host_counts, host_rates = HostAddressCounts(config.cluster.redis_prefix), HostAddressRates(config.cluster.redis_prefix)
-    cluster = dict(bus=InProcessBus(), election=None, publisher=None, host_tier=None)
+    host_counts, host_rates = HostAddressCounts(cluster.redis_prefix), HostAddressRates(cluster.redis_prefix)
+    shared: dict[str, Any] = dict(bus=InProcessBus(), election=None, publisher=None, host_tier=None)
     redis_counts = None
-    if config.cluster.redis_url:
+    if cluster.redis_url:
         # Two breakers, because pybreaker holds its lock for the whole call: per-tick
         # publishing must never queue the lease renewal behind it.
         breakers["redis_lease"] = new_breaker("redis_lease", fail_max=3, reset_timeout=2)
         breakers["redis_bus"] = new_breaker("redis_bus", fail_max=3, reset_timeout=2)
-        client = redis_client(config.cluster.redis_url, sentinel_username=config.cluster.redis_sentinel_username,
-                              sentinel_password=config.cluster.redis_sentinel_password)
-        lease = Lease(client, config.cluster.redis_prefix,
-                      LeaseTimings(config.cluster.lease_ttl, config.cluster.lease_renew_interval, config.cluster.lease_renew_deadline), clock)
+        client = redis_client(cluster.redis_url, sentinel_username=cluster.redis_sentinel_username,
+                              sentinel_password=cluster.redis_sentinel_password)
+        lease = Lease(client, cluster.redis_prefix,
+                      LeaseTimings(cluster.lease_ttl, cluster.lease_renew_interval, cluster.lease_renew_deadline),
+                      clock)
         election = Election(lease, on_elected=hooks.sync_feed, on_demoted=hooks.sync_feed,
                             epoch_floor=hooks.epoch_floor, breaker=breakers["redis_lease"])
-        bus = RedisBus(client, config.cluster.redis_prefix, lease, config.cluster.bus_heartbeat_interval, clock,
-                       breaker=breakers["redis_bus"], max_clock_skew_ms=int(config.upstream.max_clock_skew * 1000) or None,
+        bus = RedisBus(client, cluster.redis_prefix, lease, cluster.bus_heartbeat_interval, clock,
+                       breaker=breakers["redis_bus"], max_clock_skew_ms=int(upstream.max_clock_skew * 1000) or None,
                        on_release=election.wake, on_heartbeat=hooks.on_leader_heartbeat)
-        cluster = dict(bus=bus, election=election,
-                       publisher=TickPublisher(bus.publish_many, on_failed=hub.publish_local),
-                       host_tier=HostTier(config.cluster.redis_prefix, deliver=hooks.take_sibling_tick, clock=clock))
-        redis_counts = RedisAddressCounts(client, config.cluster.redis_prefix, lambda: hooks.worker_id)
-    admission = AdmissionGate(config.delivery.new_streams_per_second, config.delivery.new_streams_burst, config.delivery.new_stream_max_wait,
-                              clock, address_share=config.endpoint.new_streams_share_per_ip,
+        shared = dict(bus=bus, election=election,
+                  publisher=TickPublisher(bus.publish_many, on_failed=hub.publish_local),
+                  host_tier=HostTier(cluster.redis_prefix, deliver=hooks.take_sibling_tick, clock=clock))
+        redis_counts = RedisAddressCounts(client, cluster.redis_prefix, lambda: hooks.worker_id)
+    admission = AdmissionGate(delivery.new_streams_per_second, delivery.new_streams_burst, delivery.new_stream_max_wait,
+                              clock, address_share=endpoint.new_streams_share_per_ip,
                               # The cap counts for the whole deployment (Redis), else the host.
-                              streams=AddressLimits(config.endpoint.max_streams_per_ip, host_counts, redis_counts,
+                              streams=AddressLimits(endpoint.max_streams_per_ip, host_counts, redis_counts,
                                                     clock=clock, host_rates=host_rates))
     return Parts(catalog=catalog, hub=hub, flusher=flusher, shedder=shedder, admission=admission,
                  breakers=breakers, access=access, feed=feed, rest_weight=rest_weight, catalogue=catalogue,
-                 rest=rest, fallback=FallbackChain(clock), **cluster)
+                 rest=rest, fallback=FallbackChain(clock), **shared)
 
 
 def _feed_set(config: Config, catalog: PairCatalog, hooks: NodeHooks, clock: Callable[[], float],
               breaker: pybreaker.CircuitBreaker, access: AccessRefusals) -> FeedSet:
     """As many exchange connections as the pairs need (stream_plan.py); one for ~200 pairs."""
-    host = urlsplit(config.upstream.upstream_url).netloc.rpartition("@")[2]
+    upstream = config.upstream
+    host = urlsplit(upstream.upstream_url).netloc.rpartition("@")[2]
     return FeedSet(
-        config.upstream.upstream_url, catalog, hooks.route_tick,
-        max_streams=config.upstream.upstream_max_streams_per_connection,
-        max_target_chars=config.upstream.upstream_max_target_length,
-        silence_timeout=config.upstream.upstream_silence_timeout,
-        connect_timeout=config.upstream.upstream_connect_timeout,
-        rotate_after=config.upstream.upstream_rotate_after,
-        policy=ReconnectPolicy(config.upstream.upstream_backoff_base, config.upstream.upstream_backoff_cap,
-                               config.upstream.upstream_max_attempts_per_5min,
-                               host_budget=HostAttemptBudget(config.upstream.upstream_attempt_budget_dir, host,
-                                                             config.upstream.upstream_max_attempts_per_5min)),
-        force_simulated=config.upstream.simulated, clock=clock, breaker=breaker, access=access,
+        upstream.upstream_url, catalog, hooks.route_tick,
+        max_streams=upstream.upstream_max_streams_per_connection,
+        max_target_chars=upstream.upstream_max_target_length,
+        silence_timeout=upstream.upstream_silence_timeout,
+        connect_timeout=upstream.upstream_connect_timeout,
+        rotate_after=upstream.upstream_rotate_after,
+        policy=ReconnectPolicy(upstream.upstream_backoff_base, upstream.upstream_backoff_cap,
+                               upstream.upstream_max_attempts_per_5min,
+                               host_budget=HostAttemptBudget(upstream.upstream_attempt_budget_dir, host,
+                                                             upstream.upstream_max_attempts_per_5min)),
+        force_simulated=upstream.simulated, clock=clock, breaker=breaker, access=access,
         # Probed before its prices would turn stale: a quiet market stays current.
-        probe_after=min(config.upstream.upstream_silence_timeout, config.delivery.stale_after / 2),
-        probe_timeout=config.upstream.upstream_probe_timeout, max_frame_bytes=config.upstream.upstream_max_frame_bytes,
-        max_clock_skew_ms=int(config.upstream.max_clock_skew * 1000) or None)
+        probe_after=min(upstream.upstream_silence_timeout, config.delivery.stale_after / 2),
+        probe_timeout=upstream.upstream_probe_timeout, max_frame_bytes=upstream.upstream_max_frame_bytes,
+        max_clock_skew_ms=int(upstream.max_clock_skew * 1000) or None)

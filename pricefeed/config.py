@@ -10,8 +10,9 @@ docs/configuration.md, generated from the declarations (`python -m pricefeed.set
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pricefeed.settings.cluster import ClusterSettings
 from pricefeed.settings.declaration import PREFIX, ConfigError, Setting, SettingsGroup
@@ -51,7 +52,7 @@ class Config:
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any] | None = None,
-             environ: Mapping[str, str] | None = None) -> "Config":
+             environ: Mapping[str, str] | None = None) -> Config:
         """Build from `app_config` (wins) and then the environment (default: os.environ), validating
         every value. Tests build a config with overrides the same way: `Config.load({...}, environ={})`."""
         return cls(**{group.ATTRIBUTE: group.load(app_config, environ) for group in GROUPS})

@@ -11,15 +11,24 @@ import logging
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import pybreaker
 
 from pricefeed.assembly import assemble
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS
-from pricefeed.cluster.role import (BUS, CLAIM, CLAIM_TO_RUN, LOCAL as TO_HUB, RELEASE, Situation, feed_plan,
-                                    takes_sibling_ticks, tick_route)
+from pricefeed.cluster.role import (
+    BUS,
+    CLAIM,
+    CLAIM_TO_RUN,
+    RELEASE,
+    Situation,
+    feed_plan,
+    takes_sibling_ticks,
+    tick_route,
+)
+from pricefeed.cluster.role import LOCAL as TO_HUB
 from pricefeed.config import Config, reduce_url
 from pricefeed.delivery.farewell import close_spread, farewell_retry, wait_for_successor
 from pricefeed.exchange.catalogue import ExchangeCatalogue
@@ -167,8 +176,10 @@ class Node:
             waited = 0.0
             if len(self.hub.begin_stopping()) > self.config.delivery.new_streams_burst:
                 waited = wait_for_successor(self._successor_on_this_host(), delay_s, self._clock)
-            self.farewell_summary = close_spread(self.hub, spread_s, self.config.restart.restart_closes_per_second, farewell_retry(
-                self.config.restart.restart_retry_ms, self.config.restart.restart_retry_jitter_ms), self._clock)
+            restart = self.config.restart
+            self.farewell_summary = close_spread(
+                self.hub, spread_s, restart.restart_closes_per_second,
+                farewell_retry(restart.restart_retry_ms, restart.restart_retry_jitter_ms), self._clock)
             self.farewell_summary["waited_s"] = round(waited, 3)
             log.warning("pricefeed: handed over in %.2f s, kept streaming %.2f s, then closed %d streams over "
                         "%.2f s in %d slices", self.handover_s, waited, self.farewell_summary["streams"],

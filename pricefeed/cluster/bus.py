@@ -17,7 +17,7 @@ which backend it has.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from pricefeed.ticks import PriceTick
 

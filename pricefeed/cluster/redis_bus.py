@@ -18,19 +18,19 @@ import logging
 import random
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 import gevent.event
 import pybreaker
 import redis
 
+import pricefeed.validation as validation
 from pricefeed.cluster.bus import Bus, Deliver
 from pricefeed.cluster.lease import Lease
-from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.cluster.redis_client import command_client  # noqa: F401 - re-exported for callers
+from pricefeed.logs import RateLimitedLog, outside
 from pricefeed.ticks import PriceTick
-import pricefeed.validation as validation
 from pricefeed.validation import Rejected
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class RedisBus(Bus):
         stamped = [tick.stamped(epoch, next(self._seq)) for tick in ticks]
         results = self._guarded(self._pipelined_publish, token, stamped)
         published: list[PriceTick | None] = []
-        for tick, result in zip(stamped, results):
+        for tick, result in zip(stamped, results, strict=True):
             if isinstance(result, Exception):
                 raise result
             if result == -1:
@@ -145,7 +145,7 @@ class RedisBus(Bus):
         if missing:
             # A fresh master (a restart, a promoted replica) has no scripts; those calls never ran.
             self.client.script_load(PUBLISH)
-            for index, result in zip(missing, run([ticks[i] for i in missing])):
+            for index, result in zip(missing, run([ticks[i] for i in missing]), strict=True):
                 results[index] = result
         return results
 

@@ -17,7 +17,8 @@ cap, stopping, closing) and the counters (counters.py).
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import gevent.event
 

@@ -41,9 +41,9 @@ from pricefeed.exchange.backoff import AttemptBudgetSpent, ReconnectPolicy
 from pricefeed.exchange.connection import DEFAULT_MAX_FRAME_BYTES, FeedStats, UpstreamConnection, cap_frame_size
 from pricefeed.exchange.frames import FrameHandler
 from pricefeed.exchange.stream_plan import StreamGroup, one_group
-from pricefeed.shown_urls import reduce_url
 from pricefeed.logs import short_reason
 from pricefeed.pairs import PairCatalog
+from pricefeed.shown_urls import reduce_url
 from pricefeed.ticks import PriceTick
 from pricefeed.validation import DEFAULT_MAX_CLOCK_SKEW_MS
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import gevent
 
-from pricefeed.shown_urls import reduce_url
 from pricefeed.exchange.access import AccessRefusals
 from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.connection import FeedStats
@@ -35,6 +34,7 @@ from pricefeed.exchange.feed import BinanceFeed
 from pricefeed.exchange.protocol import MAX_STREAMS_PER_CONNECTION
 from pricefeed.exchange.stream_plan import MAX_TARGET_CHARS, StreamGroup, pair_streams, plan_stream_groups, stream_root
 from pricefeed.pairs import PairCatalog
+from pricefeed.shown_urls import reduce_url
 from pricefeed.ticks import PriceTick
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from pricefeed.shown_urls import reduce_url
 from pricefeed.exchange.catalogue import HALTED, LISTED, UNLISTED, ExchangeCatalogue, Standing, closest_listed, stand
 from pricefeed.pairs import PairCatalog
+from pricefeed.shown_urls import reduce_url
 
 log = logging.getLogger("pricefeed.exchange.catalogue")
 

@@ -49,7 +49,7 @@ from pricefeed.server.handoff import offers_hand_off
 from pricefeed.server.keepalive import KeepAliveWaits
 from pricefeed.server.limits import json_refusal
 from pricefeed.server.pending import PendingConnections
-from pricefeed.web import EXTENSION_KEY      # the package's own module: no Flask in the master
+from pricefeed.web import EXTENSION_KEY  # the package's own module: no Flask in the master
 
 # [from, to) of gunicorn's version_info; pyproject.toml states the same range.
 SUPPORTED_GUNICORN = ((27, 0), (28, 0))

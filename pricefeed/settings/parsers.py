@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pricefeed.redis_urls import SENTINEL_SCHEME, parse_sentinel_url

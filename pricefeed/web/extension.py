@@ -59,7 +59,7 @@ class PriceFeed:
             app.register_blueprint(create_metrics_blueprint(), url_prefix=config.endpoint.url_prefix)
         api = create_api_blueprint()
         if config.endpoint.fault_injection:
-            from pricefeed.web.testing import add_fault_routes     # test-only code loads only then
+            from pricefeed.web.testing import add_fault_routes  # test-only code loads only then
             add_fault_routes(api)
         app.register_blueprint(api, url_prefix=config.endpoint.url_prefix)
         if config.endpoint.dashboard:

@@ -8,7 +8,7 @@ direct loopback peer, with the admin token when one is set (policy/access.py).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 from flask import Blueprint, jsonify, request

@@ -9,9 +9,9 @@ import pytest
 
 from pricefeed import ConfigError
 from pricefeed.config import Config
-from pricefeed.shown_urls import reduce_url
 from pricefeed.delivery.admission import AdmissionGate, StreamsPerAddress
 from pricefeed.logs import RateLimitedLog, outside
+from pricefeed.shown_urls import reduce_url
 from pricefeed.web.policy.client_address import client_ip, client_key, is_direct_loopback
 from tests.unit.test_admission import ManualClock
 from tests.unit.test_http_surface import PREFIX, make_app

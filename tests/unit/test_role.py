@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from pricefeed.cluster.role import (BUS, CLAIM, CLAIM_TO_RUN, DROP, HOST, KEEP, LEADER, LOCAL, OWN, RELEASE, FeedPlan,
-                                    Situation, feed_plan, price_source, takes_sibling_ticks, tick_route)
+from pricefeed.cluster.role import (
+    BUS,
+    CLAIM,
+    CLAIM_TO_RUN,
+    DROP,
+    HOST,
+    KEEP,
+    LEADER,
+    LOCAL,
+    OWN,
+    RELEASE,
+    FeedPlan,
+    Situation,
+    feed_plan,
+    price_source,
+    takes_sibling_ticks,
+    tick_route,
+)
 
 NO_REDIS = Situation(redis_configured=False)
 LEADER_OK = Situation(redis_configured=True, leading=True, bus_subscribed=True, feed_running=True, host_tier=True)

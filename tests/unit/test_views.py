@@ -54,7 +54,7 @@ def test_one_extension_instance_on_two_apps_keeps_a_node_for_each():
     # Outside an app context, with two apps, the instance cannot guess which one is meant.
     import pytest
     with pytest.raises(RuntimeError, match="serves 2 apps"):
-        feed.node
+        _ = feed.node
 
 
 def test_a_second_registration_on_the_same_app_is_refused():
@@ -75,7 +75,7 @@ def test_an_app_the_extension_is_not_registered_on_has_no_state_of_it():
     with pytest.raises(RuntimeError, match="not registered on the app 'other'"):
         feed.state(other)
     with other.app_context(), pytest.raises(RuntimeError, match="not registered"):
-        feed.node
+        _ = feed.node
 
 
 def test_an_invalid_setting_stops_start_up_naming_the_variable():

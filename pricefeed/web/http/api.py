@@ -42,7 +42,7 @@ class _AnyPath(BaseConverter):
     part_isolating = False
 
 
-def current_state() -> "PriceFeedState":
+def current_state() -> PriceFeedState:
     """The current app's pricefeed (extension.py)."""
     return current_app.extensions[EXTENSION_KEY]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+
 from pricefeed.breakers import breaker_status
 from pricefeed.cluster.fallback import LIVE
 from pricefeed.node import Node

@@ -25,8 +25,16 @@ import os
 import time
 
 import gevent
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
-                               ProcessCollector, generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS
 from pricefeed.node import Node

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Iterable, Union
+from collections.abc import Iterable
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # One IPv6 subscriber usually holds a whole /64: counting /128s would give it 2^64 "clients".
 IPV6_CLIENT_PREFIX = 64

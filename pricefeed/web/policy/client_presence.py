@@ -47,7 +47,7 @@ def wait_for_turn(hub: Hub, seconds: float, sock: socket.socket | None) -> str:
             continue
         try:
             wait_read(sock.fileno(), timeout=min(remaining, POLL_SECONDS))
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return GONE

@@ -11,7 +11,7 @@ In order, each a fast refusal the browser retries after `Retry-After`:
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from pricefeed.node import Node
 from pricefeed.web.errors import ApiError, at_capacity, shutting_down, too_many_streams

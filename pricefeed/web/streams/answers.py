@@ -40,7 +40,8 @@ def common_headers(environ: dict, endpoint: EndpointSettings) -> Headers:
 
 def error_answer(environ: dict, endpoint: EndpointSettings, error: ApiError) -> tuple[str, Headers, bytes]:
     """(status line, headers, body) of a JSON error: {"error": ..., "detail": ...}."""
-    body = (json.dumps({"error": error.error, "detail": error.detail}, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    body = (json.dumps({"error": error.error, "detail": error.detail}, separators=(",", ":"), sort_keys=True)
+            + "\n").encode()
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     headers.extend((key, str(value)) for key, value in error.headers.items())
     headers.extend(common_headers(environ, endpoint))

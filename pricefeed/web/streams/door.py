@@ -20,13 +20,13 @@ ASCII arrives percent-encoded). A new stream route registers its path here.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from pricefeed.node import Node
 from pricefeed.web.errors import ApiError, at_capacity
 from pricefeed.web.streams.raw_response import DoorRefusal, raw_json_response
-from pricefeed.web.streams.request import parse_last_event_id, parse_pairs, parse_interval, query_arguments
+from pricefeed.web.streams.request import parse_interval, parse_last_event_id, parse_pairs, query_arguments
 
 # The environ key naming a door refusal's reason, for an access_log_format's `%({pricefeed.refused}e)s`.
 REFUSED_KEY = "pricefeed.refused"

@@ -2,7 +2,8 @@
 
 Without gevent's monkey patching the feed cannot start (no prices) and each open stream
 would pin a thread for good. Such a server says so once in its log (at start-up under
-`flask run`, else at the first request), and every stream it is asked for gets a JSON 503 `gevent_required` naming what to run instead. Flask's test
+`flask run`, else at the first request), and every stream it is asked for gets a JSON 503
+`gevent_required` naming what to run instead. Flask's test
 client (no server) is left alone: tests drive the views without gevent.
 """
 from __future__ import annotations

@@ -47,7 +47,7 @@ _EMPTY_INPUT = io.BytesIO(b"")          # a GET's body: nothing (shared: reading
 class StreamHandOff:
     """The app's side of the worker's hand-off (docs/gunicorn-worker.md)."""
 
-    def __init__(self, routes: "StreamRoutes", prefix: str, cfg: Any, server_address: tuple):
+    def __init__(self, routes: StreamRoutes, prefix: str, cfg: Any, server_address: tuple):
         self.routes = routes
         self.path = encoded_path(prefix.rstrip("/") + "/stream")
         self.max_line = cfg.limit_request_line or 1 << 30

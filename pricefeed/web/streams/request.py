@@ -19,8 +19,8 @@ from werkzeug.wsgi import get_current_url
 from pricefeed.delivery.pace import MAX_INTERVAL_MS, MIN_INTERVAL_MS, pace_in_force
 from pricefeed.node import Node
 from pricefeed.pairs import PairError
-from pricefeed.web.policy.client_address import client_ip, client_key
 from pricefeed.web.errors import ApiError
+from pricefeed.web.policy.client_address import client_ip, client_key
 
 _EVENT_ID = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$")
 _INTERVAL = re.compile(r"^[0-9]{1,5}$")

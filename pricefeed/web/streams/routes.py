@@ -16,7 +16,8 @@ and the stream goes through Flask (the same session, a dearer open).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import ClosingIterator
@@ -42,7 +43,7 @@ def _wsgi_path(path: str) -> str:
     return path.encode("utf-8").decode("latin-1")
 
 
-def stream_answer(state: "PriceFeedState", environ: dict, make_transport: MakeTransport) -> tuple[str, list, Iterable]:
+def stream_answer(state: PriceFeedState, environ: dict, make_transport: MakeTransport) -> tuple[str, list, Iterable]:
     """(status, headers, body) of a stream request of the app `state` is of, or an ApiError to answer in JSON."""
     state.start_on_first_request()
     refusal = state.gevent_check.refusal(environ)
@@ -54,7 +55,7 @@ def stream_answer(state: "PriceFeedState", environ: dict, make_transport: MakeTr
 class StreamRoutes:
     """WSGI: stream routes served on the environ, everything else by `wsgi_app` (Flask's own)."""
 
-    def __init__(self, wsgi_app, state: "PriceFeedState", flask_app):
+    def __init__(self, wsgi_app, state: PriceFeedState, flask_app):
         self.flask_app = flask_app
         self.wsgi_app = wsgi_app
         self.__wrapped__ = wsgi_app
@@ -131,7 +132,7 @@ class UpgradeResponse(Response):
         return ClosingIterator(self.iter_encoded(), self.close)
 
 
-def add_stream_routes(api: Blueprint, current_state: Callable[[], "PriceFeedState"]) -> None:
+def add_stream_routes(api: Blueprint, current_state: Callable[[], PriceFeedState]) -> None:
     """/stream and /ws on the blueprint (see the module docstring for when they serve)."""
 
     def _answer(make_transport: MakeTransport) -> tuple[int, list, Iterable]:

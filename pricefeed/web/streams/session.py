@@ -23,7 +23,8 @@ from __future__ import annotations
 import random
 import socket
 import time
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from pricefeed.delivery.farewell import farewell_retry
 from pricefeed.delivery.hub import Hub, HubClosed, HubFull

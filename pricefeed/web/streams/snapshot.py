@@ -69,7 +69,7 @@ class PriceEntries:
         return text
 
 
-_ENTRIES: "weakref.WeakKeyDictionary[Hub, PriceEntries]" = weakref.WeakKeyDictionary()
+_ENTRIES: weakref.WeakKeyDictionary[Hub, PriceEntries] = weakref.WeakKeyDictionary()
 
 
 def snapshot_json(node: Node, pairs: tuple[str, ...], operator: bool, extra: dict) -> str:

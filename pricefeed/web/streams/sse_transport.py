@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import gevent
 
@@ -20,8 +20,14 @@ from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.node import Node
 from pricefeed.web.streams.answers import Headers, common_headers
 from pricefeed.web.streams.request import SSE
-from pricefeed.web.streams.server import (HANDED_OFF_KEY, direct_socket, framed_by_gunicorn, hang_up,
-                                          may_own_connection, server_response)
+from pricefeed.web.streams.server import (
+    HANDED_OFF_KEY,
+    direct_socket,
+    framed_by_gunicorn,
+    hang_up,
+    may_own_connection,
+    server_response,
+)
 from pricefeed.web.streams.session import stream_lifetime, write_backlog
 
 _HEAD = [("Content-Type", sse.CONTENT_TYPE), *sse.HEADERS.items()]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import gevent
 
@@ -172,7 +172,7 @@ class WsTransport:
             try:
                 if not sock.recv(65536):
                     return          # the client closed too: the handshake is complete
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -212,7 +212,7 @@ class WsTransport:
         while True:
             try:
                 return ws_frames.read_message(reader, self.config.websocket.ws_max_message_bytes)
-            except socket.timeout:
+            except TimeoutError:
                 continue     # the socket's write timeout also bounds reads: idleness is timed above
 
     def _handle(self, message: ws_frames.Message) -> bool:
