@@ -69,6 +69,7 @@ def test_a_worker_killed_holding_counts_is_swept_by_a_sibling(table_dir):
         time.sleep(60)
         """)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
+        assert child.stdout is not None
         assert child.stdout.readline().strip() == "holding"
         assert survivor.count("198.51.100.1") == 4
         assert survivor.sweep(force=True) == 0, "a live worker's column is left alone"

@@ -32,8 +32,11 @@ def test_first_attempt_goes_at_once_and_ceilings_double_up_to_the_cap():
 
 def test_jitter_is_drawn_from_zero_to_the_ceiling():
     draws = []
-    policy = ReconnectPolicy(base=1, cap=10, max_attempts_per_window=100,
-                             rand=lambda lo, hi: draws.append((lo, hi)) or lo)
+
+    def low_end(lo: float, hi: float) -> float:
+        draws.append((lo, hi))
+        return lo
+    policy = ReconnectPolicy(base=1, cap=10, max_attempts_per_window=100, rand=low_end)
     policy.failed()
     policy.delay()
     assert draws == [(0.0, 1)]

@@ -46,6 +46,7 @@ def test_unicornfy_samples_cover_every_stream_type_we_parse():
     samples = unicornfy_samples()
     parsed = {sample["kind"]: parse_frame(sample["raw"]) for sample in samples}
     first_ticker = parse_frame(next(s["raw"] for s in samples if s["kind"] == "ticker"))[0]
+    assert isinstance(first_ticker, Ticker)
     assert first_ticker.open == "9383.48000000" and first_ticker.close == "9318.48000000"
     trade = parsed["trade"][0]
     assert trade == Trade("BTCUSDT", "9302.00000000", 1592591955766, 343719861, "trade")
@@ -89,13 +90,16 @@ def test_symbols_with_letters_of_other_scripts_travel_percent_encoded_and_parse_
                         "s": "币安人生USDT", "a": 5, "p": "0.01230000", "q": "1", "f": 1, "l": 1,
                         "T": 1750000000000, "m": True, "M": True}}, ensure_ascii=False)
     [trade] = parse_frame(frame)
+    assert isinstance(trade, Trade)
     assert (trade.symbol, trade.price) == ("币安人生USDT", "0.01230000")
-    assert catalog.by_symbol(trade.symbol).name == "币安人生/USDT"
+    pair = catalog.by_symbol(trade.symbol)
+    assert pair is not None and pair.name == "币安人生/USDT"
 
 
 def test_microsecond_timestamps_are_normalised_to_milliseconds():
     frame = '{"e":"aggTrade","E":1592584651517123,"s":"BTCUSDT","a":1,"p":"1.0","q":"1","f":1,"l":1,"T":1,"m":true,"M":true}'
-    assert parse_frame(frame)[0].event_time == 1592584651517
+    [trade] = parse_frame(frame)
+    assert isinstance(trade, Trade) and trade.event_time == 1592584651517
 
 
 @pytest.mark.parametrize("frame", [

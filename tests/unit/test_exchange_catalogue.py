@@ -12,7 +12,8 @@ from pricefeed.pairs import PairCatalog, parse_pair
 from pricefeed.validation import Rejected
 
 
-def exchange_info(*symbols: tuple[str, str, str, str], limits=None) -> bytes:
+def exchange_info(*symbols: tuple[str, str, str, str | int], limits=None) -> bytes:
+    """exchangeInfo with these (symbol, base, quote, status) rows; a test may give a status of the wrong type."""
     return json.dumps({
         "timezone": "UTC",
         "rateLimits": limits if limits is not None else [
@@ -64,7 +65,8 @@ def test_the_catalog_adopts_the_exchange_names_and_leaves_unlisted_pairs_out_of_
     traded = {name: pair for name, (pair, _) in stand(catalog.configured, BINANCE_US, "USDT").items()}
     assert catalog.adopt(traded) is True
     assert [p.symbol for p in catalog.pairs] == ["BTCUSD", "ETHUSDT"]
-    assert catalog.by_symbol("BTCUSD").name == "BTC/USD" and catalog.by_symbol("BTCUSDT") is None
+    btc = catalog.by_symbol("BTCUSD")
+    assert btc is not None and btc.name == "BTC/USD" and catalog.by_symbol("BTCUSDT") is None
     assert [p.name for p in catalog.resolve_list(None, 10)] == ["BTC/USD", "ETH/USD", "DOGE/USD"]
     assert catalog.resolve("doge/usd").name == "DOGE/USD"       # still served by name: as unlisted
     assert catalog.adopt(traded) is False                        # the same again: nothing to resubscribe

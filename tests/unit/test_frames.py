@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import gevent
 
-from pricefeed.exchange.connection import FeedStats
+from pricefeed.exchange.connection import FeedStats, UpstreamConnection
 from pricefeed.exchange.frames import EVENTS_PER_YIELD, FrameHandler
 from pricefeed.pairs import PairCatalog
+from tests.support.doubles import stand_in
 
 PAIRS = [f"C{i}/USD" for i in range(300)]
 
@@ -19,10 +20,10 @@ def handler(ticks: list) -> FrameHandler:
                         on_first_data=lambda: None, on_shutdown=lambda: None)
 
 
-def connection() -> SimpleNamespace:
+def connection() -> UpstreamConnection:
     # The attributes of an UpstreamConnection the handler reads (no socket needed for frames).
-    return SimpleNamespace(number=1, simulated=False, first_data_at=1.0, last_data_at=2.0,
-                           shutdown_announced=False)
+    return stand_in(UpstreamConnection, SimpleNamespace(number=1, simulated=False, first_data_at=1.0, last_data_at=2.0,
+                           shutdown_announced=False))
 
 
 def array_frame(count: int, bad_every: int = 0) -> bytes:

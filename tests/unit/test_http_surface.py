@@ -103,7 +103,7 @@ def _answer(method, path, query, headers, peer):
         content_type = response.headers.get("Content-Type", "")
         body = None
         if content_type.startswith("application/json") and method != "HEAD":
-            body = json.loads(b"".join(response.response))
+            body = json.loads(b"".join(response.iter_encoded()))
         return status, content_type, body, response.headers
     finally:
         response.close()       # a stream is never read to its (infinite) end

@@ -17,6 +17,7 @@ from pricefeed.delivery import flusher as flusher_module
 from pricefeed.delivery import sse
 from pricefeed.delivery.flusher import Flusher, chunk_for
 from pricefeed.delivery.hub import Hub, HubClosed, HubFull
+from pricefeed.delivery.stream_client import StreamClient
 from pricefeed.ticks import PriceTick
 
 
@@ -71,6 +72,12 @@ class Wire:
 
 def prices(body: bytes) -> list[str]:
     return [p.decode() for p in re.findall(rb'"price":"([^"]+)"', body)]
+
+
+def outbox_prices(client: StreamClient) -> list[str]:
+    """The prices in the chunk the flusher left for a WSGI-path client's greenlet to yield."""
+    assert client.outbox is not None
+    return prices(client.outbox)
 
 
 def flush(hub: Hub, slot: int | None = None) -> int:
@@ -209,15 +216,15 @@ def test_the_wsgi_path_hands_chunks_to_the_client_greenlet_and_skips_it_until_ta
     flush(hub)
     hub.publish(tick(price="1.00", seq=1))
     flush(hub)
-    assert prices(wire.client.outbox) == ["1.00"]
+    assert outbox_prices(wire.client) == ["1.00"]
     hub.publish(tick(price="2.00", seq=2))
     hub.publish(tick(price="3.00", seq=3))
     flush(hub)                                        # still holding the first: skipped
-    assert prices(wire.client.outbox) == ["1.00"]
+    assert outbox_prices(wire.client) == ["1.00"]
     wire.client.outbox = None                         # the greenlet yielded it
     hub.catch_up(wire.client)
     flush(hub)
-    assert prices(wire.client.outbox) == ["3.00"]     # conflated: it fell behind
+    assert outbox_prices(wire.client) == ["3.00"]     # conflated: it fell behind
 
 
 # -- the conflated pace ----------------------------------------------------------------------

@@ -106,7 +106,9 @@ def _layer(module: str) -> str:
 
 def test_the_package_has_no_import_cycle():
     graph = _graph()
-    visiting, done, cycles = [], set(), []
+    visiting: list[str] = []
+    done: set[str] = set()
+    cycles: list[list[str]] = []
 
     def visit(module: str) -> None:
         if module in done:
@@ -203,7 +205,7 @@ def test_web_rooms_point_one_way(room):
 def test_the_rules_and_errors_know_no_flask(room):
     """The endpoint's rules are plain functions of an environ, a config and the node: the stream
     path below Flask and the worker's door apply them without a request object."""
-    wrong = []
+    wrong: list[str] = []
     for path in (PACKAGE / "web").rglob("*.py"):
         module = _module_name(path)
         if _room(module) == room:

@@ -30,7 +30,8 @@ def test_shedding_starts_only_after_consecutive_late_flushes_and_stops_below_hal
     load.observe(0.4, clock())
     assert load.refuse() is None                       # two late flushes: not yet
     load.observe(0.05, clock())                         # one on time resets the count
-    load.observe(0.4, clock()), load.observe(0.4, clock())
+    load.observe(0.4, clock())
+    load.observe(0.4, clock())
     assert load.refuse() is None
     load.observe(0.4, clock())                          # the third in a row
     retry_after = load.refuse()
@@ -69,7 +70,7 @@ def test_retry_after_is_jittered():
 
 def test_a_flush_stuck_for_twice_the_bound_sheds_before_it_ends_and_an_idle_flusher_stops_shedding():
     clock = ManualClock()
-    waiting_since = [None]
+    waiting_since: list[float | None] = [None]
     load = shedder(clock=clock, oldest=lambda: waiting_since[0], over_s=1.0)
     waiting_since[0] = clock.now
     clock.now += 0.9
@@ -199,11 +200,12 @@ def test_a_stopping_worker_waits_for_a_successor_on_its_own_host_under_a_newer_e
     from types import SimpleNamespace
 
     from pricefeed.node import Node
+    from tests.support.doubles import stand_in
     host = socket.gethostname()
     me = SimpleNamespace(hub=SimpleNamespace(epoch=7), _heartbeat_epoch=7, worker_id=f"{host}:100",
                          bus=SimpleNamespace(leader_heartbeat={"worker": f"{host}:100", "epoch": 7}),
                          election=object())
-    seen = Node._successor_on_this_host(me)
+    seen = Node._successor_on_this_host(stand_in(Node, me))
     assert not seen()                                                   # still our own heartbeat
     me.bus.leader_heartbeat = {"worker": "other-host:5", "epoch": 8}
     assert not seen()                                                   # another instance's leader

@@ -101,8 +101,7 @@ def test_a_paced_flush_records_the_age_of_the_latest_price_only_the_others_were_
 def test_observing_in_bulk_gives_the_same_histogram_as_observing_one_by_one():
     values = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.5, 59.0, 61.0, 1e9]
     one, bulk = CollectorRegistry(), CollectorRegistry()
-    Histogram("h", "d", buckets=TICK_TO_WRITE_BUCKETS, registry=one)
-    by_one = one._names_to_collectors["h"]
+    by_one = Histogram("h", "d", buckets=TICK_TO_WRITE_BUCKETS, registry=one)
     for value in values:
         by_one.observe(value)
     observe_many(Histogram("h", "d", buckets=TICK_TO_WRITE_BUCKETS, registry=bulk), values)

@@ -21,7 +21,9 @@ def test_an_address_holds_at_most_its_limit_until_one_is_done():
     assert pending.refused_per_address == 1 and pending.pending == 3
     pending.release("198.51.100.7")
     assert pending.acquire(("198.51.100.7", 1003))[0]
-    pending.release("198.51.100.7"), pending.release("198.51.100.7"), pending.release("198.51.100.8")
+    pending.release("198.51.100.7")
+    pending.release("198.51.100.7")
+    pending.release("198.51.100.8")
     assert pending.pending == 0 and pending.held("198.51.100.7") == 0 and not pending._counts
 
 

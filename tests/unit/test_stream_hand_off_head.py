@@ -6,7 +6,9 @@ import pytest
 from gunicorn.config import Config
 
 from pricefeed.web.streams.handoff import StreamHandOff
+from pricefeed.web.streams.routes import StreamRoutes
 from pricefeed.web.streams.server import HANDED_OFF_KEY
+from tests.support.doubles import stand_in
 
 PREFIX = "/api/market-data"
 HEAD = (b"GET /api/market-data/stream?pairs=BTC/USD,ETH/USD HTTP/1.1\r\nHost: example.com\r\n"
@@ -25,7 +27,7 @@ class Routes:
 
 @pytest.fixture
 def hand_off() -> StreamHandOff:
-    return StreamHandOff(Routes(), PREFIX, Config(), ("127.0.0.1", 8000))
+    return StreamHandOff(stand_in(StreamRoutes, Routes()), PREFIX, Config(), ("127.0.0.1", 8000))
 
 
 def test_a_clean_stream_get_gets_the_environ_gunicorn_would_build(hand_off):

@@ -23,7 +23,7 @@ def make_app(verdict=None, middleware_first: bool = False) -> tuple[Flask, Price
         def tag_every_chunk(environ, start_response):
             for chunk in inner(environ, start_response):
                 yield chunk + b": tagged\n\n" if chunk else chunk
-        app.wsgi_app = tag_every_chunk
+        app.wsgi_app = tag_every_chunk  # type: ignore[method-assign]  # Flask's documented middleware hook
     feed = PriceFeed(app)
     if verdict is not None:
         feed.authorize(lambda stream: verdict(stream))
@@ -37,7 +37,7 @@ def first_chunk(app: Flask, path: str = STREAM, cookie: tuple[str, str] | None =
         client.set_cookie(*cookie)
     response = client.get(path, buffered=False, **kw)
     try:
-        return response.status_code, dict(response.headers), next(iter(response.response))
+        return response.status_code, dict(response.headers), next(response.iter_encoded())
     finally:
         response.close()
 
@@ -58,7 +58,11 @@ def test_the_authorize_callbacks_answer_decides_the_status(verdict, status, erro
 
 def test_the_callback_is_given_the_requests_cookies_headers_address_and_pairs():
     seen = []
-    app, _ = make_app(lambda stream: seen.append(stream) or True)
+
+    def allow(stream):
+        seen.append(stream)
+        return True
+    app, _ = make_app(allow)
     first_chunk(app, STREAM + "?pairs=eth/usd", cookie=("session", "abc"), headers={"X-Team": "blue"},
                 environ_base={"REMOTE_ADDR": "2001:db8::7"})
     stream = seen[0]
@@ -69,7 +73,11 @@ def test_the_callback_is_given_the_requests_cookies_headers_address_and_pairs():
 
 def test_a_malformed_request_is_refused_before_the_callback_runs():
     calls = []
-    app, _ = make_app(lambda stream: calls.append(stream) or True)
+
+    def allow(stream):
+        calls.append(stream)
+        return True
+    app, _ = make_app(allow)
     status, _, body = first_chunk(app, STREAM + "?interval=7")
     assert status == 400 and json.loads(body)["error"] == "malformed_interval" and not calls
 

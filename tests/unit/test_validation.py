@@ -99,12 +99,12 @@ def test_ticks_read_from_the_bus_are_checked_like_the_exchanges():
     now = int(time.time() * 1000)
     good = PriceTick("BTC/USD", "BTCUSDT", "43250.12", now, "binance", "43000.0", 3, 9)
     assert PriceTick.from_json(good.to_json(), DAY) == good
-    bad_fields = {
+    bad_fields: dict[str, dict[str, object]] = {
         "price_shape": dict(price="-1"), "symbol_shape": dict(symbol="BTCUSDTß"),
         "time_out_of_window": dict(ts=10**399), "id_range": dict(seq=2**64), "pair_shape": dict(pair="btc/usd\n"),
     }
     for reason, change in bad_fields.items():
-        fields = {"pair": good.pair, "symbol": good.symbol, "price": good.price, "ts": good.ts,
+        fields: dict[str, object] = {"pair": good.pair, "symbol": good.symbol, "price": good.price, "ts": good.ts,
                   "source": good.source, "open24h": good.open24h, "epoch": good.epoch, "seq": good.seq, **change}
         wire = json.dumps(list(fields.values()))
         with pytest.raises(Rejected) as caught:

@@ -104,7 +104,7 @@ def test_a_stream_outside_gunicorn_gets_its_chunks_through_wsgi():
     app, feed = make_app()
     hub = feed.node.hub
     response = app.test_client().get("/api/market-data/stream?pairs=BTC/USD", buffered=False)
-    body = iter(response.response)
+    body = response.iter_encoded()
     assert next(body).startswith(b"retry: ")          # the preamble ...
     client = next(iter(hub.subscribers.clients()))
     assert not client.direct                           # ... and no socket to write to directly

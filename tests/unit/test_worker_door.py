@@ -18,9 +18,11 @@ import pytest
 
 from pricefeed.config import Config
 from pricefeed.delivery.load_shedder import LoadShedder
+from pricefeed.node import Node
 from pricefeed.pairs import PairError
 from pricefeed.server.accept import answered_at_the_door
 from pricefeed.web.streams.door import StreamDoor, is_plain_request_for
+from tests.support.doubles import stand_in
 
 PATH = b"/api/market-data/stream"
 
@@ -71,7 +73,7 @@ class Door:
                                     config=Config.load({"PRICEFEED_MAX_PAIRS_PER_REQUEST": 10}, environ={}),
                                     catalog=Catalog())
         self.passed_on: list[bytes] = []
-        self.door = StreamDoor(self.node, [prefix + "/stream"])
+        self.door = StreamDoor(stand_in(Node, self.node), [prefix + "/stream"])
 
     def handle(self, client) -> None:
         """What AcceptServer does for a connection accepted while the door is closed."""
@@ -176,6 +178,13 @@ def test_not_shedding_the_door_is_open():
     assert door.passed_on == [head()] and door.shedder.shed_total == 0
 
 
+def retry_after(shedder: LoadShedder) -> int:
+    """The Retry-After of a refusal by a shedder that is shedding."""
+    seconds = shedder.refuse()
+    assert seconds is not None
+    return seconds
+
+
 def test_retry_after_spread_follows_the_refused_browsers_still_away():
     now = [0.0]
     shedder = LoadShedder(bound_s=0.1, retry_after_s=2, retry_jitter_s=3, clock=lambda: now[0])
@@ -188,13 +197,13 @@ def test_retry_after_spread_follows_the_refused_browsers_still_away():
             assert shedder.refuse() is not None
     # Thousands away: the next ones are spread wide enough to come back at ~100 a second.
     assert shedder.retry_spread_s >= 30
-    assert max(shedder.refuse() for _ in range(200)) > 20
+    assert max(retry_after(shedder) for _ in range(200)) > 20
     shedder._stop()
     assert shedder.retry_spread_s >= 30            # kept: those browsers are still away
     now[0] += 120                                  # ... until they have all come back
     shedder._start()
     shedder.observe(0.2, now[0])
-    assert all(2 <= shedder.refuse() <= 5 for _ in range(50))
+    assert all(2 <= retry_after(shedder) <= 5 for _ in range(50))
     assert shedder.retry_spread_s == 3
 
 
@@ -208,9 +217,9 @@ def test_a_fixed_crowd_settles_at_about_the_target_return_rate():
         at, browser = returns.pop(0)
         now[0] = at
         shedder.observe(0.2, at)
-        retry_after = shedder.refuse()
+        retry_after_s = retry_after(shedder)
         refusals_per_second[int(at)] = refusals_per_second.get(int(at), 0) + 1
-        bisect.insort(returns, (at + retry_after + (browser % 10) / 10, browser))
+        bisect.insort(returns, (at + retry_after_s + (browser % 10) / 10, browser))
     settled = [refusals_per_second.get(second, 0) for second in range(40, 90)]
     assert 50 <= sum(settled) / len(settled) <= 200, settled      # not 2,000 every few seconds
 
@@ -234,9 +243,11 @@ def test_while_shedding_a_malformed_stream_request_gets_its_400_not_the_503(quer
 def test_while_shedding_a_kept_alive_requests_refusal_is_the_same_in_the_app():
     door = Door(shedding=True).door
     environ = {"QUERY_STRING": "pairs=BTC/USD&interval=7"}
-    assert door.refusal(environ).status == 400 and environ["pricefeed.refused"] == "malformed_interval"
+    refusal = door.refusal(environ)
+    assert refusal is not None and refusal.status == 400 and environ["pricefeed.refused"] == "malformed_interval"
     environ = {"QUERY_STRING": "pairs=BTC/USD"}
     refusal = door.refusal(environ)
+    assert refusal is not None
     assert (refusal.status, refusal.error, environ["pricefeed.refused"]) == (503, "at_capacity", "at_capacity")
     assert door.refusal({"QUERY_STRING": "pairs=BTC/USD", "HTTP_ORIGIN": "https://shop.example"}) is None
     assert Door(shedding=False).door.refusal({"QUERY_STRING": "pairs=BTC/USD"}) is None

@@ -96,6 +96,7 @@ def test_gunicorns_limit_errors_are_answered_in_json_and_others_left_to_gunicorn
     for exc, status, error in ((LimitRequestLine(9000, 8190), b"414", "query_too_long"),
                                (LimitRequestHeaders("too many"), b"431", "headers_too_large")):
         response = json_refusal(exc, cfg)
+        assert response is not None
         head, _, body = response.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 " + status) and b"Content-Type: application/json" in head
         assert json.loads(body)["error"] == error and "8190" in json.loads(body)["detail"]
