@@ -203,7 +203,8 @@ def test_microsecond_time_unit_scales_timestamps(sim):
 
 def test_every_response_identifies_the_simulator(sim):
     ws = connect(sim, "/ws/btcusdt@aggTrade")
-    assert ws.getheaders()["x-pricefeed-simulator"] == "1"
+    headers = ws.getheaders()
+    assert headers is not None and headers["x-pricefeed-simulator"] == "1"
     ws.close()
     for method, path in [("GET", "/api/v3/ticker/price?symbol=BTCUSDT"), ("GET", "/_sim/stats"),
                          ("GET", "/nowhere"), ("POST", "/_sim/fault")]:
@@ -409,8 +410,10 @@ def test_refuse_fault_rejects_the_next_handshakes_with_status_and_retry_after(si
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             connect(sim, "/ws/btcusdt@aggTrade")
         assert refused.value.status_code == 429
-        assert refused.value.resp_headers["retry-after"] == "3"
-        assert refused.value.resp_headers["x-pricefeed-simulator"] == "1"
+        headers = refused.value.resp_headers
+        assert headers is not None
+        assert headers["retry-after"] == "3"
+        assert headers["x-pricefeed-simulator"] == "1"
     connect(sim, "/ws/btcusdt@aggTrade").close()
     assert sim.stats()["handshakes_refused"] == 2
 
@@ -420,7 +423,11 @@ def test_refuse_fault_with_a_duration_refuses_until_it_expires(sim):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         connect(sim, "/ws")
     assert refused.value.status_code == 418
-    wait_until(lambda: connect(sim, "/ws").close() is None, 3, message="handshakes accepted again")
+
+    def accepted() -> bool:
+        connect(sim, "/ws").close()
+        return True
+    wait_until(accepted, 3, message="handshakes accepted again")
 
 
 def test_close_fault_closes_every_connection_with_the_given_code(sim):

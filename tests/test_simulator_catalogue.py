@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from typing import Any
 
 import pytest
 import websocket
@@ -22,7 +23,7 @@ def sim():
         yield simulator
 
 
-def get(sim, path: str) -> tuple[int, object]:
+def get(sim, path: str) -> tuple[int, Any]:
     status, headers, body = sim.request("GET", path)
     return status, json.loads(body)
 
@@ -64,14 +65,14 @@ def test_a_halted_symbol_and_an_unlisted_one_are_accepted_on_a_stream_and_never_
     try:
         ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 7}))
         symbols, deadline = set(), time.monotonic() + 3
-        listed = None
+        listed: list[str] | None = None
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
             if message.get("id") == 7:
                 listed = message["result"]
             elif "data" in message:
                 symbols.add(message["data"]["s"])
-        assert set(listed) == {"ethusdt@aggTrade", "dogeusdt@aggTrade", "币安人生usdt@aggTrade"}
+        assert listed is not None and set(listed) == {"ethusdt@aggTrade", "dogeusdt@aggTrade", "币安人生usdt@aggTrade"}
         assert symbols == {"币安人生USDT"}     # the halted and the unlisted ones: silence, no error
     finally:
         ws.close()

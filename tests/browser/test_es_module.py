@@ -282,7 +282,7 @@ def test_a_graceful_restart_sends_each_page_back_after_its_own_retry_to_a_new_wo
             old_worker = app.health()["worker"]["id"]
             app.proc.send_signal(signal.SIGHUP)
             for page in pages:
-                wait_until(lambda page=page: len([s for s in record(page)["states"] if s["state"] == "open"]) >= 2,
+                wait_until(lambda: len([s for s in record(page)["states"] if s["state"] == "open"]) >= 2,
                            30, message="the page streaming again after the restart")
             for page in pages:
                 states = record(page)["states"]
@@ -302,7 +302,7 @@ def test_a_graceful_restart_sends_each_page_back_after_its_own_retry_to_a_new_wo
             assert health["worker"]["id"] != old_worker
             for page in pages:
                 count = record(page)["priceEvents"]
-                wait_until(lambda page=page, count=count: record(page)["priceEvents"] > count, 10,
+                wait_until(lambda: record(page)["priceEvents"] > count, 10,
                            message="prices after the restart")
             for page_errors in errors:
                 assert not page_errors.unexpected(), page_errors.unexpected()

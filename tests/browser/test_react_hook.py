@@ -26,8 +26,10 @@ def test_two_components_on_one_pair_in_strict_mode_share_one_stream(chromium, re
         page = context.new_page()
         errors = PageErrors(page)
         page.goto(f"{app.url}/test-pages/react.html?transport={transport}")
-        both = wait_until(lambda: (lambda s: len(s) == 2 and all(v["raw"] for v in s.values()) and s)(shown(page)),
-                          15, message="both components showing a BTC/USD price")
+        def both_showing() -> dict[str, dict] | None:
+            s = shown(page)
+            return s if len(s) == 2 and all(v["raw"] for v in s.values()) else None
+        both = wait_until(both_showing, 15, message="both components showing a BTC/USD price")
         assert all(v["connection"] == "open" for v in both.values())
         assert page.evaluate("window.renders") >= 4, "StrictMode renders every component twice"
         counters = streams(app)

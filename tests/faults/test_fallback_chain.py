@@ -281,7 +281,7 @@ def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(si
             leader, other = (a, b) if a.health()["worker"]["role"] == "leader" else (b, a)
             clients = streams(other, 3) + streams(leader, 3)
             clients[0].wait_for(lambda c: c.of("price"), 10, "a price event")
-            old_epoch = int(clients[0].of("price")[-1].id.split("-")[0])
+            old_epoch = int(clients[0].of("price")[-1].required_id().split("-")[0])
             worker = leader.health()["worker"]["id"]
             status, body = leader.get(f"/api/market-data/_fault/block-hub?seconds=3&worker={worker}",
                                       method="POST", timeout=10)
@@ -293,7 +293,7 @@ def test_a_leader_whose_hub_is_blocked_past_the_renew_deadline_demotes_itself(si
             assert "lost" in leader.output()
             converge(sim, clients)
             for client in clients:
-                epochs = [int(e.id.split("-")[0]) for e in client.of("price")]
+                epochs = [int(e.required_id().split("-")[0]) for e in client.of("price")]
                 assert epochs == sorted(epochs), "an old-epoch tick arrived after a newer one"
                 assert not client.closed
             wait_until(lambda: sim.stats()["connections_open"] == 1, 10, message="one upstream connection")

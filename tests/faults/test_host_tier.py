@@ -23,7 +23,7 @@ def test_a_host_without_redis_holds_one_exchange_connection_for_all_its_workers(
             client.wait_for(lambda c: "local" in mode_sequence(c), 20, "the local tier")
             mark = len(client.of("price"))
             client.wait_for(lambda c: len(c.of("price")) >= mark + 5, 15, "fresh ticks from the host's connection")
-            served_by.add(client.of("price")[-1].id.split("-")[0])
+            served_by.add(client.of("price")[-1].required_id().split("-")[0])
         # The demoted leader kept its connection and shares it: no worker opened another.
         assert sim.stats()["max_concurrent"] == 1, sim.stats()
         assert served_by == {"0"}, "every client is served by the local tier"

@@ -48,7 +48,7 @@ def deployment(topology):
     wait_until(lambda: topology.sim_stats()["connections_open"] == 1, 30, interval=0.2,
                message="one exchange connection")
     for host in APP_HOSTS:
-        wait_until(lambda h=host: topology.health(h)["mode"] == "live", 30, interval=0.2, message=f"{host} live")
+        wait_until(lambda: topology.health(host)["mode"] == "live", 30, interval=0.2, message=f"{host} live")
     clients = {host: topology.open_clients(host, CLIENTS_PER_HOST) for host in APP_HOSTS}
     for client in all_of(clients):
         client.wait_for(lambda c: len(c.of("price")) >= 3 and mode_sequence(c)[-1] == "live", 15,

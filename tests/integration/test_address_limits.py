@@ -19,7 +19,7 @@ from tests.integration.test_overload_and_restart import metric
 from tests.integration.test_public_endpoint import RawHttp
 from tests.support.deployment import SYMBOLS, all_live, instance_env, new_prefix
 from tests.support.gunicorn import GunicornProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, as_text
 from tests.support.simulator import SimulatorProcess
 from tests.support.waiting import wait_until
 
@@ -67,9 +67,10 @@ def holders(redis_server: RedisServer, prefix: str, address: str = VISITOR) -> d
     client = redis_server.client
     result = {}
     for worker in client.zrange(f"{prefix}:addr:streams:workers", 0, -1):
-        count = client.hget(f"{prefix}:addr:streams:w:{worker.decode()}", address)
+        name = as_text(worker)
+        count = client.hget(f"{prefix}:addr:streams:w:{name}", address)
         if count and int(count) > 0:
-            result[int(worker.decode().rsplit(":", 1)[1])] = int(count)
+            result[int(name.rsplit(":", 1)[1])] = int(count)
     return result
 
 
@@ -124,7 +125,7 @@ def test_one_address_holds_the_cap_across_instances_and_a_killed_worker_gives_it
         held.append(other)
 
         # SIGKILL a worker holding some of them: its streams' count vanishes with its listing.
-        victim = max(spread, key=spread.get)
+        victim = max(spread, key=lambda pid: spread[pid])
         instance = a if victim in a_pids else b
         killed_at = time.monotonic()
         instance_pid_before = set(instance.worker_pids())

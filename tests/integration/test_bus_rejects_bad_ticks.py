@@ -60,7 +60,7 @@ def test_a_message_whose_delivery_fails_costs_that_message_only(bus):
 
 def test_a_heartbeat_with_numbers_no_one_can_compute_with_is_skipped(bus):
     _, bus = bus
-    heard = []
+    heard: list[dict] = []
     bus.on_heartbeat = heard.append
     for body in ('{"epoch":1,"live":true,"data_age_s":1' + "0" * 400 + "}", '{"epoch":1,"data_age_s":NaN}',
                  '{"epoch":-1}', '[1]'):

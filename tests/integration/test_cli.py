@@ -116,8 +116,11 @@ def test_status_says_what_is_missing_when_it_cannot_read_anything():
 def test_simulate_runs_the_simulator():
     command = Background("pricefeed", "simulate", "--host", "127.0.0.1", "--port", "0", "--pairs", "BTCUSDT")
     try:
-        line = wait_until(lambda: command.alive() and next(
-            (out for out in command.output().splitlines() if "listening on" in out), None), 15, message="listening")
+        def listening_line() -> str | None:
+            if not command.alive():
+                return None
+            return next((out for out in command.output().splitlines() if "listening on" in out), None)
+        line = wait_until(listening_line, 15, message="listening")
         port = int(line.rsplit(":", 1)[1].split()[0].strip("/"))
         import urllib.request
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/prices", timeout=5) as response:

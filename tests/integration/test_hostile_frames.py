@@ -107,7 +107,7 @@ def test_hostile_frames_are_rejected_by_reason_and_nobody_notices():
             assert {r for _, r in HOSTILE if r} <= set(upstream["rejected"]), upstream["rejected"]
             # The same rules at the bus: a hostile tick published straight into Redis is skipped by
             # every worker's one subscription, which stays the one it was.
-            subscriptions = {}
+            subscriptions: dict[str, int] = {}
             every_worker(instances, lambda h: subscriptions.setdefault(h["worker"]["id"], h["bus"]["subscriptions"]),
                          "subscriptions counted")
             redis_server.client.publish(f"{prefix}:ticks", "T" + json.dumps(

@@ -93,11 +93,11 @@ def test_stream_starts_with_jittered_retry_then_snapshot_then_ordered_price_even
             client.wait_for(lambda c: len(c.of("price")) >= 5, 15, "five prices")
         first = clients[0].events
         assert first[0].retry is not None and 2000 <= first[0].retry <= 5000
-        assert first[1].name == "snapshot" and re.match(r"^[0-9]+-[0-9]+$", first[1].id)
+        assert first[1].name == "snapshot" and re.match(r"^[0-9]+-[0-9]+$", first[1].required_id())
         snapshot = first[1].json()
         assert snapshot["mode"] == "live" and snapshot["simulated"] is True
         assert {p["pair"] for p in snapshot["prices"]} <= set(PAIRS.split(","))
-        seqs = [int(e.id.split("-")[1]) for e in clients[0].of("price")]
+        seqs = [int(e.required_id().split("-")[1]) for e in clients[0].of("price")]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         # Jitter: a restart must not bring every browser back in the same second.
         assert len({c.events[0].retry for c in clients}) > 1

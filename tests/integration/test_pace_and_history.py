@@ -72,7 +72,7 @@ def test_a_one_second_client_and_an_every_tick_client_each_get_their_pace_and_bo
                 gaps = [b - a for a, b in itertools.pairwise(times)]
                 assert gaps and min(gaps) >= 0.9, (pair, gaps)
         # The every-tick client: every tick of the deployment, in order (it reads every pair).
-        ids = [tuple(map(int, e.id.split("-"))) for e in fast.of("price")]
+        ids = [tuple(map(int, e.required_id().split("-"))) for e in fast.of("price")]
         assert len({epoch for epoch, _ in ids}) == 1
         seqs = [seq for _, seq in ids]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -190,8 +190,8 @@ def test_while_shedding_a_malformed_stream_request_is_400_every_request_meets_th
             wait_until(lambda: "refused=at_capacity" in app.output() and "refused=malformed_interval" in app.output()
                        and kept_alive_refusal_logged(), 10, message="the door's refusals in the access log")
             lines = [line for line in app.output().splitlines() if "logger=gunicorn.access" in line]
-            refused = [line for line in lines if "refused=" in line]       # answered at the worker's door
-            assert any(" 503 " in line and "/stream?" in line for line in refused), refused
+            at_the_door = [line for line in lines if "refused=" in line]       # answered at the worker's door
+            assert any(" 503 " in line and "/stream?" in line for line in at_the_door), at_the_door
             # The service's access_log_format ends with the reason, wherever the door stood (the
             # kept-alive requests were refused in the app, by gunicorn's own line).
             assert sum(1 for line in lines if 'at_capacity"' in line and "refused=" not in line) >= 1, lines

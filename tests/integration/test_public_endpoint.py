@@ -183,7 +183,7 @@ def test_one_address_with_2000_streams_hits_its_cap_while_others_and_health_are_
             assert len(refused) == 2000 - limit
             assert {status for status, _, _ in refused} == {429}
             assert {error for _, _, error in refused} == {"too_many_streams"}
-            assert all(int(retry_after) > 0 for _, retry_after, _ in refused)
+            assert all(retry_after is not None and int(retry_after) > 0 for _, retry_after, _ in refused)
 
             # Another address still gets a stream, with its snapshot, and /health answers at once.
             other = RawHttp(app.port, PREFIX + "/stream?pairs=BTC/USD", source="127.0.0.3")

@@ -67,13 +67,13 @@ def lease_lines(instance: GunicornProcess) -> list[str]:
 
 
 def epochs_seen(client: SSEClient) -> list[int]:
-    return [int(e.id.split("-")[0]) for e in client.of("price")]
+    return [int(e.required_id().split("-")[0]) for e in client.of("price")]
 
 
 def assert_every_tick_of_each_epoch_arrived(client: SSEClient) -> None:
     by_epoch: dict[int, list[int]] = {}
     for event in client.of("price"):
-        epoch, seq = map(int, event.id.split("-"))
+        epoch, seq = map(int, event.required_id().split("-"))
         by_epoch.setdefault(epoch, []).append(seq)
     for epoch, seqs in by_epoch.items():
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"epoch {epoch}: missing ticks {seqs}"
@@ -181,7 +181,7 @@ def test_graceful_stop_of_the_leader_hands_over_well_before_the_ttl(two_instance
     sim.reset_stats()
     os.kill(pid, signal.SIGTERM)   # what gunicorn reload and max_requests recycling do
     event = first_tick_after_epoch(client, old_epoch, LEASE_TTL + 5)
-    last_old = max(e.received_at for e in client.of("price") if int(e.id.split("-")[0]) == old_epoch)
+    last_old = max(e.received_at for e in client.of("price") if int(e.required_id().split("-")[0]) == old_epoch)
     handover = event.received_at - last_old
     assert handover < LEASE_TTL / 2, f"handover gap {handover:.2f}s"
     assert sim.stats()["max_concurrent"] == 1
@@ -203,7 +203,7 @@ def test_stopping_the_whole_instance_of_the_leader_hands_over_and_exits_promptly
     doomed.proc.wait(timeout=8)
     exited_after = time.monotonic() - stopping_at
     event = first_tick_after_epoch(client, old_epoch, LEASE_TTL + 5)
-    last_old = max(e.received_at for e in client.of("price") if int(e.id.split("-")[0]) == old_epoch)
+    last_old = max(e.received_at for e in client.of("price") if int(e.required_id().split("-")[0]) == old_epoch)
     gap = event.received_at - last_old
     assert gap < LEASE_TTL / 2, (f"the lease was not released: the TTL ran out ({gap:.2f} s without ticks); "
                                  f"the stopping instance said: {lease_lines(doomed)}; the survivor: "
@@ -220,7 +220,7 @@ def test_redis_work_does_not_grow_with_the_number_of_clients(redis_server, sim):
     clients: list[SSEClient] = []
     try:
         all_live([app])
-        measurements = {}
+        measurements: dict[int, tuple[int, float]] = {}
         for count in (5, 60):
             clients += [SSEClient(app.url + STREAM) for _ in range(count - len(clients))]
             for client in clients:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 from pricefeed.cluster.lease import Lease, LeaseTimings
 from pricefeed.cluster.redis_client import redis_client
@@ -30,7 +31,9 @@ def test_commands_and_the_lease_follow_the_promoted_replica_within_seconds(group
     wait_until(lambda: group.master_port() == group.ports["replica"], 20, interval=0.2, message="a promotion")
     wait_until(lambda: lease.try_acquire(floor=1), 10, interval=0.2, message="the lease on the new master")
     assert lease.epoch == 2
-    assert client.connection_pool.master_address == ("127.0.0.1", group.ports["replica"])
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.master_address == ("127.0.0.1", group.ports["replica"])
 
 
 def test_a_subscription_made_again_after_the_failover_hears_the_new_master(group):

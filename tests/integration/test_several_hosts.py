@@ -28,10 +28,10 @@ def test_two_hosts_share_one_tls_redis_with_their_own_acl_users():
     prefix = new_prefix()
     with SimulatorProcess(pairs=SYMBOLS, rate=20) as sim, TlsRedisServer() as redis_server:
         urls = []
-        for host in ("a", "b"):
-            password = f"pw-{host}-{prefix}"
-            redis_server.add_user(f"pricefeed-{host}", acl_rule(prefix, password))
-            urls.append(redis_server.url(f"pricefeed-{host}", password))
+        for name in ("a", "b"):
+            password = f"pw-{name}-{prefix}"
+            redis_server.add_user(f"pricefeed-{name}", acl_rule(prefix, password))
+            urls.append(redis_server.url(f"pricefeed-{name}", password))
         # The CA is private: OpenSSL's default verify path takes it from SSL_CERT_FILE.
         tls = {"SSL_CERT_FILE": redis_server.ca}
         with GunicornProcess(workers=2, env={**instance_env(sim, urls[0], prefix), **tls}) as host_a, \

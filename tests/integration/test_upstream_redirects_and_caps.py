@@ -16,6 +16,7 @@ from pricefeed.exchange.backoff import ReconnectPolicy
 from pricefeed.exchange.feed import BinanceFeed
 from pricefeed.exchange.rest import RestPoller
 from pricefeed.pairs import PairCatalog
+from pricefeed.ticks import PriceTick
 
 
 @contextmanager
@@ -77,7 +78,7 @@ def test_a_rest_body_over_the_cap_is_malformed_and_publishes_nothing():
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
-    published = []
+    published: list[PriceTick] = []
     with http_server(answer) as (origin, _):
         poller = RestPoller(f"http://{origin}", PairCatalog(["BTC/USD"]), published.append, max_body_bytes=65536)
         assert poller.poll_once() == 0

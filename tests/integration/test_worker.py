@@ -249,7 +249,9 @@ def read_response(sock: socket.socket) -> bytes:
         assert chunk, f"connection closed mid-response: {data[:200]!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+    content_length = re.search(rb"(?i)content-length: *([0-9]+)", head)
+    assert content_length, head
+    length = int(content_length.group(1))
     while len(body) < length:
         chunk = sock.recv(65536)
         assert chunk, "connection closed mid-body"

@@ -11,6 +11,13 @@ import redis
 from .waiting import free_port, wait_until
 
 
+def as_text(reply: object) -> str:
+    """A name or value in the reply of a client without decode_responses (bytes), as text: redis-py
+    types every reply as bytes | str, whichever the client decodes."""
+    assert isinstance(reply, bytes), reply
+    return reply.decode()
+
+
 class RedisServer:
     def __init__(self, port: int | None = None):
         binary = shutil.which("redis-server")

@@ -22,7 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from .waiting import wait_until
 
@@ -73,7 +73,7 @@ class SimulatorProcess:
             return int(match.group(2)) if match else None
         try:
             # wait_until returns the first truthy answer: a port.
-            return cast(int, wait_until(listening, timeout, message="the simulator's 'listening on' line"))
+            return wait_until(listening, timeout, message="the simulator's 'listening on' line")
         except AssertionError as error:
             raise AssertionError(f"{error}\nsimulator stderr:\n{self.stderr()}") from None
 
@@ -103,7 +103,7 @@ class SimulatorProcess:
             raise AssertionError(f"{method} {path} -> {status}: {raw[:500]!r}")
         return json.loads(raw)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return self.get_json("/_sim/stats")
 
     def reset_stats(self) -> dict[str, int]:

@@ -25,6 +25,11 @@ class Event:
     def json(self):
         return json.loads(self.data)
 
+    def required_id(self) -> str:
+        """The id of an event the service always sends with one (a price, a snapshot)."""
+        assert self.id is not None, f"a {self.name!r} event without an id"
+        return self.id
+
 
 def parse_block(block: bytes) -> Event:
     event = Event(raw=block)

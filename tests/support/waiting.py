@@ -13,9 +13,10 @@ class ConditionTimeout(AssertionError):
     """The awaited condition did not become true before its deadline."""
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
+def wait_until(condition: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05,
                message: str = "condition") -> T:
-    """Poll `condition` until it returns a truthy value; return that value.
+    """Poll `condition` until it returns a truthy value; return that value (never None, so a
+    condition that answers None for "not yet" gives its other type).
 
     Exceptions raised by the condition count as "not yet" so that a server still
     starting up (connection refused) does not fail the test; the last one is
