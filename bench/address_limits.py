@@ -21,6 +21,10 @@ from pricefeed.cluster.redis_client import redis_client
 from tests.support.redis_server import RedisServer
 
 
+def named(worker_id: str) -> Callable[[], str]:
+    return lambda: worker_id
+
+
 def per_call(calls: int, operation: Callable[[int], object]) -> float:
     started = time.perf_counter()
     for n in range(calls):
@@ -36,11 +40,13 @@ def main() -> None:
     address = lambda n: f"198.51.100.{n % 200}"   # noqa: E731 - 200 addresses in turn
     with RedisServer() as server:
         client = redis_client(server.url)
-        listed = [RedisAddressCounts(client, "bench", lambda w=w: f"bench-host:{w}") for w in range(args.workers)]
+        listed = [RedisAddressCounts(client, "bench", named(f"bench-host:{w}")) for w in range(args.workers)]
         for counts in listed:
             counts.resync({})
         me = listed[0]
-        me.acquire("warm-up", None), me.release("warm-up"), me.take_new("warm-up", 100.0, 50, 10.0)
+        me.acquire("warm-up", None)
+        me.release("warm-up")
+        me.take_new("warm-up", 100.0, 50, 10.0)
         ping = per_call(args.calls, lambda n: client.ping())
         results = {
             "redis acquire (cap check + count)": per_call(args.calls, lambda n: me.acquire(address(n), 1_000_000)),
@@ -49,13 +55,15 @@ def main() -> None:
         }
     directory = tempfile.mkdtemp(prefix="pricefeed-bench-")
     host, rates = HostAddressCounts("bench", directory=directory), HostAddressRates("bench", directory=directory)
-    host.start(), rates.start()
+    host.start()
+    rates.start()
     try:
         results["host acquire"] = per_call(args.calls, lambda n: host.acquire(address(n), 1_000_000))
         results["host release"] = per_call(args.calls, lambda n: host.add(address(n), -1))
         results["host admission share"] = per_call(args.calls, lambda n: rates.take(address(n), 1e6, 1000, 10.0))
     finally:
-        host.stop(), rates.stop()
+        host.stop()
+        rates.stop()
     print(f"{args.workers} live workers listed, {args.calls} calls each; anchor PING round trip {ping:.0f} µs")
     for name, micros in results.items():
         print(f"  {name:36s} {micros:7.1f} µs  = {micros / ping:5.2f} × PING")

@@ -23,6 +23,7 @@ import time  # noqa: E402
 from urllib.parse import parse_qs, urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
+from gevent.baseserver import BaseServer  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n"
@@ -108,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.pywsgi:
         from gevent.pywsgi import WSGIServer
-        server = WSGIServer((args.host, args.port), wsgi_stream, backlog=4096, log=None)
+        server: BaseServer = WSGIServer((args.host, args.port), wsgi_stream, backlog=4096, log=None)
     else:
         server = StreamServer((args.host, args.port), handle, backlog=4096)
     server.start()

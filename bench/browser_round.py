@@ -33,8 +33,9 @@ CHILD_STARTUP_S = 3
 
 @contextmanager
 def pricefeed(scenario: Scenario, redis_server: RedisServer, sim: SimulatorProcess,
-              workers: int = 2, **env: str) -> Iterator[tuple[GunicornProcess, str]]:
-    """A 2-worker pricefeed instance sized for 20,000 streams; yields it and its Redis key prefix."""
+              workers: int = 2, /, **env: str) -> Iterator[tuple[GunicornProcess, str]]:
+    """A 2-worker pricefeed instance sized for 20,000 streams; yields it and its Redis key prefix.
+    `env` adds settings by name (PRICEFEED_...); `workers` is positional, so no name is taken."""
     prefix = new_prefix()
     settings = instance_env(sim, redis_server.url, prefix, PRICEFEED_PAIRS=",".join(PAIRS),
                             PRICEFEED_MAX_CLIENTS="12000", PRICEFEED_WORKER_CONNECTIONS="12000",

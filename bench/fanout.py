@@ -228,7 +228,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         sampling = gevent.spawn(sampler.run, stop_at + 1)
         pausing = gevent.spawn_later(max(0.0, window_end - time.time()), sim.market, paused=True)
         collecting = [gevent.spawn(_collect, child, stop_at + args.connect_timeout + 30) for child in children]
-        gevent.joinall(collecting + [pausing, sampling])
+        everything: list[gevent.Greenlet] = [*collecting, pausing, sampling]
+        gevent.joinall(everything)
         results = [g.value or {"error": repr(g.exception)} for g in collecting]
         epoch_after = server.epoch()
         exchange = sim.prices()
@@ -302,7 +303,7 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
         "fds_max": {g: sorted(per_pid.values(), reverse=True) for g, per_pid in sampler.fds_max.items()},
         "loadgen_fds_at_window_end": [r.get("fds_at_window_end") for r in ok],
         "worker_restarts": max(0, len(sampler.pids_seen.get("workers", ())) - args.workers),
-        "leadership_changes": None if epoch_before is None else epoch_after - epoch_before,
+        "leadership_changes": None if epoch_before is None or epoch_after is None else epoch_after - epoch_before,
         **server.extra,
         "p99_bound_ms": scenario.p99_bound_ms,
     }
@@ -395,7 +396,9 @@ def _raise_redis_maxclients(redis_server: RedisServer) -> int:
         redis_server.client.config_set("maxclients", limit - 32)
     except redis.ResponseError:
         pass
-    return int(redis_server.client.config_get("maxclients")["maxclients"])
+    maxclients = redis_server.client.config_get("maxclients")["maxclients"]
+    assert maxclients is not None
+    return int(maxclients)
 
 
 def main() -> None:

@@ -369,8 +369,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         clients.append(gevent.spawn(run_client, spec["host"], spec["port"], path,
                                     source_ip, pairs, timeline, spec["connect_timeout"],
                                     0 if in_age_sample(index, spec["sample_every"]) else BATCH_READ_S, stats))
-    gevent.joinall(clients + markers, timeout=max(0.0, timeline[2] - time.time()) + spec["connect_timeout"] + 5)
-    gevent.killall(clients + markers, timeout=5)
+    everything: list[gevent.Greenlet] = [*clients, *markers]
+    gevent.joinall(everything, timeout=max(0.0, timeline[2] - time.time()) + spec["connect_timeout"] + 5)
+    gevent.killall(everything, timeout=5)
     total = LoadStats()
     for stats in groups.values():
         total.add(stats)

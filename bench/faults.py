@@ -174,6 +174,13 @@ def hostile_frames(d: Deployment) -> float:
     return time.time()
 
 
+def exchange_and_rest_down(d: Deployment) -> float:
+    d.sim.fault(fault="rest", status=500, duration=8)
+    d.sim.fault(fault="refuse", status=429, duration=8, retry_after=1)
+    d.sim.fault(fault="drop")
+    return time.time() + 8
+
+
 FAULTS: dict[str, FaultAction] = {
     "drop": upstream_fault({"fault": "drop"}),
     "silence 3 s": upstream_fault({"fault": "silence", "duration": 3}, lasts=3),
@@ -186,7 +193,7 @@ FAULTS: dict[str, FaultAction] = {
                                        then_drop=True),
     "418 handshake x2": upstream_fault({"fault": "refuse", "status": 418, "count": 2, "retry_after": 1},
                                        then_drop=True),
-    "exchange down 8 s + REST 500": None,   # filled below (two faults at once)
+    "exchange down 8 s + REST 500": exchange_and_rest_down,   # two faults at once
     "redis kill -9 + restart": redis_kill,
     "redis SIGSTOP 4 s": redis_freeze,
     "leader hub blocked 3 s": hub_block,
@@ -196,14 +203,6 @@ FAULTS: dict[str, FaultAction] = {
 }
 
 
-def exchange_and_rest_down(d: Deployment) -> float:
-    d.sim.fault(fault="rest", status=500, duration=8)
-    d.sim.fault(fault="refuse", status=429, duration=8, retry_after=1)
-    d.sim.fault(fault="drop")
-    return time.time() + 8
-
-
-FAULTS["exchange down 8 s + REST 500"] = exchange_and_rest_down
 
 
 def run_once(d: Deployment, inject: FaultAction) -> Run:
@@ -213,7 +212,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
         client.wait_for(lambda c: c.of("price"), 15, "prices before the fault")
     upstream_before = d.leader_upstream() or {}
     modes_before = [len(mode_sequence(c)) for c in d.clients]
-    epoch_before = max(int(e.id.split("-")[0]) for c in d.clients for e in c.of("price"))
+    epoch_before = max(int(e.required_id().split("-")[0]) for c in d.clients for e in c.of("price"))
     ids_before = trade_ids(d.sim)
     started = time.time()
     sampling = True
@@ -235,7 +234,7 @@ def run_once(d: Deployment, inject: FaultAction) -> Run:
         upstream counters showing it noticed the fault."""
         if any(len(mode_sequence(c)) > n for c, n in zip(d.clients, modes_before, strict=False)):
             return True
-        if any(int(e.id.split("-")[0]) > epoch_before for c in d.clients for e in c.of("price")[-20:]):
+        if any(int(e.required_id().split("-")[0]) > epoch_before for c in d.clients for e in c.of("price")[-20:]):
             return True
         now = d.leader_upstream()
         if now is None:

@@ -47,6 +47,7 @@ def flusher_at(commit: str) -> type:
     path = Path(tempfile.mkdtemp()) / "flusher_then.py"
     path.write_bytes(source)
     spec = importlib.util.spec_from_file_location("flusher_then", path)
+    assert spec is not None and spec.loader is not None     # a .py path always has a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.Flusher
@@ -80,7 +81,7 @@ def main() -> None:
             except BlockingIOError:
                 pass
 
-    flushers = {"flusher": Flusher}
+    flushers: dict[str, type] = {"flusher": Flusher}
     if args.against:
         flushers[f"flusher at {args.against}"] = flusher_at(args.against)
     hubs = {}

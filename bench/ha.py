@@ -54,6 +54,7 @@ class Generator:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None         # started with stdout=PIPE
         for line in self.proc.stdout:
             message = json.loads(line)
             if message.get("done"):
@@ -123,12 +124,14 @@ def failover_round(topo: Topology, gen: Generator, per_host: int) -> dict:
     port = topo.kill_master()
     wait_until(lambda: gen.first_seen(epoch), 60, interval=0.05, message="a newer epoch at a client")
     first_new = gen.first_seen(epoch)
+    assert first_new is not None                # once seen, a newer epoch stays seen
     wait_until(lambda: exchange_open(topo) == 1, 60, interval=0.2, message="one exchange connection")
     recovered_at = time.time()
     during = topo.sim_stats()["max_concurrent"] - OBSERVER
     epoch_after = gen.newest_epoch()
     topo.restart_as_replica(port)
-    after, until = [], time.time() + 3          # watch a moment longer: does one connection stay one?
+    after: list[tuple[float, int]] = []
+    until = time.time() + 3          # watch a moment longer: does one connection stay one?
     while time.time() < until:
         count = exchange_open(topo)
         if not after or after[-1][1] != count:
@@ -164,9 +167,12 @@ def partition(topo: Topology, gen: Generator, per_host: int, name: str, apply, h
     detection = None
     if detect:
         wait_until(lambda: gen.first_seen(epoch), 90, interval=0.05, message=f"{name}: a newer epoch")
-        detection = round(gen.first_seen(epoch) - started, 2)
+        first_new = gen.first_seen(epoch)
+        assert first_new is not None            # once seen, a newer epoch stays seen
+        detection = round(first_new - started, 2)
     # A bench holds the fault for a fixed time (tests wait on conditions), watching the exchange.
-    single_since, changes = None, []
+    single_since: float | None = None
+    changes: list[tuple[float, int]] = []
     until = time.time() + hold
     while time.time() < until:
         count = exchange_open(topo)

@@ -39,10 +39,10 @@ _MODE = re.compile(rb'event: (?:snapshot|status)\ndata: [^\n]*"mode":"([a-z]+)"'
 
 class Totals:
     def __init__(self, hosts):
-        self.open = Counter()
-        self.ended = Counter()
-        self.failed = Counter()
-        self.modes = {host: Counter() for host in hosts}
+        self.open: Counter[str] = Counter()
+        self.ended: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.modes: dict[str, Counter[str]] = {host: Counter() for host in hosts}
         self.epoch_first_seen: dict[int, float] = {}
         self.last_tick_at = 0.0
         self.last_epoch_tick_at = 0.0
@@ -77,7 +77,8 @@ def stream(host: str, url: str, totals: Totals, sample: bool, kept: list | None 
         totals.failed[host] += 1
         return
     totals.open[host] += 1
-    newest, last_seq, buffer = 0, {}, b""
+    newest, buffer = 0, b""
+    last_seq: dict[int, int] = {}
     try:
         while True:
             chunk = sock.recv(65536)

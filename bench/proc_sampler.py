@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +68,7 @@ class ProcessSampler:
     fds_max: dict[str, dict[int, int]] = field(default_factory=dict)
     pids_seen: dict[str, set[int]] = field(default_factory=dict)
     _last_cpu: dict[int, float] = field(default_factory=dict)
-    _cumulative: Counter[str] = field(default_factory=Counter)
+    _cumulative: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def run(self, until: float) -> None:
         while time.time() < until:

@@ -54,9 +54,13 @@ def main() -> None:
                 epoch_before = int(redis_server.client.get(f"{prefix}:epoch"))
                 commands_before = redis_server.commands_processed()
                 published_before = leader_published(app)
-                connections = []
-                sampler = gevent.spawn(lambda: [connections.append(redis_server.info_clients()) or gevent.sleep(5)
-                                                for _ in range(int(args.duration / 5) + 5)])
+                connections: list[int] = []
+
+                def sample_connections() -> None:
+                    for _ in range(int(args.duration / 5) + 5):
+                        connections.append(redis_server.info_clients())
+                        gevent.sleep(5)
+                sampler = gevent.spawn(sample_connections)
                 gevent.spawn_later(count / 500 + args.duration - 2, sim.market, paused=True)
                 started = time.time()
                 result = run_load(f"{app.url}/api/market-data/stream?pairs={PAIRS}", count, args.duration)

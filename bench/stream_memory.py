@@ -91,7 +91,6 @@ def main() -> None:
                                             opened, stop))
                 if index % 200 == 199:
                     gevent.sleep(0.2)
-            failed = [g.exception for g in holders if g.dead and g.exception]
             wait_until(lambda: len(opened) >= args.clients or [g.exception for g in holders if g.dead], 30,
                        message="every stream open")
             failed = [repr(g.exception) for g in holders if g.dead]
