@@ -74,6 +74,7 @@ class Node:
         parts = assemble(config, self, clock, max_clients=self._max_clients)
         self.catalog = parts.catalog
         self.hub = parts.hub
+        self.history = parts.history
         self.flusher = parts.flusher
         self.shedder = parts.shedder
         self.admission = parts.admission
