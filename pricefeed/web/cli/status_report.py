@@ -72,6 +72,8 @@ def render(report: dict[str, Any]) -> str:
 
 def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
     cluster = config.cluster
+    # The status command reads Redis only when PRICEFEED_REDIS_URL is set (commands.py checks first).
+    assert cluster.redis_url is not None, "status_from_redis needs PRICEFEED_REDIS_URL"
     client = redis.Redis.from_url(cluster.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     lease = Lease(client, cluster.redis_prefix,
                   LeaseTimings(cluster.lease_ttl, cluster.lease_renew_interval, cluster.lease_renew_deadline))
