@@ -141,9 +141,15 @@ class Worker(GeventWorker):
         self.capacity = derive(delivery, self.open_files, self._hosts_worker_connections())
         self.worker_connections = self.capacity.worker_connections
         if self.feed is not None:
+            # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
+            if not self.cfg.is_ssl and self.cfg.protocol != "uwsgi":
+                endpoint = self.feed.config.endpoint
+                self._pending = PendingConnections(endpoint.max_pending_per_ip, endpoint.request_head_timeout,
+                                                   endpoint.trusted_proxies)
             # Chunks straight to the socket need gunicorn's own Response framing (not the uwsgi
             # protocol); each stream still checks its socket (TLS) and its framing.
-            self.door = self.feed.served_by(self.capacity, direct_writes=self.cfg.protocol != "uwsgi")
+            self.door = self.feed.served_by(self.capacity, direct_writes=self.cfg.protocol != "uwsgi",
+                                            pending_connections=self._pending)
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -176,25 +182,10 @@ class Worker(GeventWorker):
             batch = self.feed.config.delivery.accept_batch
         else:
             batch = 1 if self.cfg.workers > 1 else AcceptServer.max_accept    # gunicorn's own choice
-        # Waiting for a head's blank line means plain HTTP: not TLS records, not the uwsgi protocol.
-        pending = None if self.cfg.is_ssl or self.cfg.protocol == "uwsgi" else self.pending_connections()
         # NamedListener stands in for the socket: gunicorn's handle only asks it for getsockname().
         handle = partial(self.handle, NamedListener(listener))  # type: ignore[arg-type]
-        return AcceptServer(listener, handle, Pool(self.worker_connections),
-                            batch, door,
-                            self.keepalive_waits, pending, self._log_refusal, self._hand_off(listener), **ssl_args)
-
-    def pending_connections(self) -> PendingConnections | None:
-        """This worker's limits on connections without a complete first head (pending.py), made
-        once from the app's settings and told to its node, where /metrics reads them."""
-        if self.feed is None:
-            return None
-        if self._pending is None:
-            endpoint = self.feed.config.endpoint
-            self._pending = PendingConnections(endpoint.max_pending_per_ip, endpoint.request_head_timeout,
-                                               endpoint.trusted_proxies)
-            self.feed.node.pending_connections = self._pending
-        return self._pending
+        return AcceptServer(listener, handle, Pool(self.worker_connections), batch, door, self.keepalive_waits,
+                            self._pending, self._log_refusal, self._hand_off(listener), **ssl_args)
 
     def _log_refusal(self, head: bytes, peer: Any, refusal: Any, seconds: float) -> None:
         """The access-log line of a request the door answered before gunicorn's parser: in

@@ -62,8 +62,11 @@ class DeliverySettings(SettingsGroup):
         minimum=1, maximum=1000)
     lag_bound: float = setting(
         float, 0.0,
-        "Seconds the flusher may run late (tick arrival, or slot due, to the end of its flush) before new "
-        "streams get 503 at_capacity. 0: from the pace (0.25 every tick; conflated: half the interval, >= 0.25).",
+        "Seconds the flusher may run late (a tick's arrival at the hub, or a conflated slot falling due, to the "
+        "end of the flush that wrote it) before new streams get 503 at_capacity. 0: from the pace (0.25 s every "
+        "tick; conflated: half MIN_UPDATE_INTERVAL, at least 0.25 s), which keeps every-tick clients well under a "
+        "second. To hold their p99 near its unloaded figure past capacity, set it to that target (e.g. 0.075 with "
+        "SHED_AFTER_SECONDS=0.5; bench/overload.py).",
         minimum=0, maximum=60)
     shed_after_flushes: int = setting(
         int, 3, "Consecutive flushes over the lag bound before shedding starts (it stops below half the bound).",

@@ -42,8 +42,11 @@ class EndpointSettings(SettingsGroup):
         minimum=0.001, maximum=1)
     max_pending_per_ip: int = setting(
         int, 32,
-        "Per worker, connections one address (the TCP peer; IPv6 per /64) may hold before their first request "
-        "head is complete; more are closed at accept. A peer in TRUSTED_PROXIES is exempt. 0: no limit.",
+        "Per worker, connections one address may hold before their first request head is complete (a "
+        "slow-header client); more are closed at accept, before gunicorn's parser (server/pending.py). Keyed on "
+        "the TCP peer (IPv6 per /64): X-Forwarded-For is not known yet, so a peer in TRUSTED_PROXIES is exempt "
+        "and nginx's limit_conn / client_header_timeout bound each visitor. One address holds at most workers x "
+        "this per instance. 0: no limit.",
         minimum=0, maximum=1_000_000)
     request_head_timeout: float = setting(
         float, 5.0,

@@ -9,7 +9,7 @@ from pricefeed.settings.declaration import SettingsGroup, setting
 @dataclass(frozen=True)
 class RestartSettings(SettingsGroup):
     TITLE = "Restart and stop"
-    SUMMARY = ("A graceful stop or restart (server/worker.py, delivery/drain.py): when the streams close, how "
+    SUMMARY = ("A graceful stop or restart (server/worker.py, delivery/farewell.py): when the streams close, how "
                "fast, and when the browsers come back.")
     ATTRIBUTE = "restart"
 

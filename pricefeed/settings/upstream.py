@@ -34,11 +34,13 @@ class UpstreamSettings(SettingsGroup):
         "(binance.com: BTC/USD as BTCUSDT; on Binance.US, BTC/USD is BTCUSD).", kind=OPERATOR)
     simulated: bool = setting(
         parsers.boolean, False,
-        "Label every price as simulated even if the exchange does not identify as the simulator.",
+        "Label every price as simulated even if the exchange does not identify as the simulator (the simulator "
+        "sends `X-Pricefeed-Simulator: 1` on its handshake, which labels prices by itself).",
         kind=OPERATOR)
     allow_insecure_upstream: bool = setting(
         parsers.boolean, False,
-        "Allow ws:// and http:// exchange URLs to hosts other than loopback (TLS is otherwise required).",
+        "Allow ws:// and http:// exchange URLs to hosts other than loopback; otherwise start-up stops with an "
+        "error naming this variable. Certificates are always verified and redirects never followed.",
         kind=OPERATOR)
     upstream_silence_timeout: float = setting(
         float, 15.0, "Seconds without a data message before the upstream connection is replaced.",

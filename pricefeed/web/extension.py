@@ -155,7 +155,10 @@ class PriceFeedState:
         self._in_force: dict = in_force.as_dict()
         self._direct_writes = False
         self.node = Node(self.config, capacity=lambda: self._in_force, direct_writes=lambda: self._direct_writes)
-        self.metrics: NodeMetrics | None = NodeMetrics(self.node) if self.config.observability.metrics else None
+        # The worker's limits on connections without a request yet (served_by), for /metrics.
+        self.pending_connections: object | None = None
+        self.metrics: NodeMetrics | None = (NodeMetrics(self.node, lambda: self.pending_connections)
+                                            if self.config.observability.metrics else None)
         self.door: StreamDoor | None = None      # once a pricefeed worker serves the app (served_by)
         self.gevent_check = GeventRequirement()
         self._start_lock = threading.Lock()
@@ -165,7 +168,8 @@ class PriceFeedState:
         """The host's `@feed.authorize` callback, read from the extension as each stream opens."""
         return self.extension.authorizer
 
-    def served_by(self, in_force: capacity.Capacity, direct_writes: bool) -> StreamDoor:
+    def served_by(self, in_force: capacity.Capacity, direct_writes: bool,
+                  pending_connections: object | None = None) -> StreamDoor:
         """Called once by pricefeed's gunicorn worker (pricefeed/server/worker.py) after it loaded
         the app and before it serves: what the worker offers, and the door it asks the app for.
 
@@ -180,6 +184,7 @@ class PriceFeedState:
         self.config = _with_max_clients(self.config, in_force.max_clients)
         self._in_force = in_force.as_dict()
         self._direct_writes = self.config.delivery.direct_writes and direct_writes
+        self.pending_connections = pending_connections
         self.door = StreamDoor(self.node, [self.config.endpoint.url_prefix.rstrip("/") + "/stream"])
         return self.door
 

@@ -23,7 +23,8 @@ import bisect
 import logging
 import os
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import gevent
 from prometheus_client import (
@@ -64,8 +65,11 @@ def multiprocess_dir() -> str | None:
 class NodeMetrics:
     """The Prometheus series of one worker's node, and the greenlet that keeps them current."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, pending_connections: Callable[[], Any] = lambda: None):
         self.node = node
+        # The worker's limits on connections without a request yet (server/pending.py): known
+        # only under pricefeed's gunicorn worker, once it serves the app; None otherwise.
+        self._pending_connections = pending_connections
         self.multiprocess = multiprocess_dir() is not None
         # Own registry per app (two apps in one process must not collide); in multiprocess mode
         # values live in the shared files and a scrape reads those instead.
@@ -198,7 +202,7 @@ class NodeMetrics:
         self._advance(self.admission_refused.labels("lag"), node.shedder.shed_total)
         self._advance(self.address_refused.labels("too_many_streams"), node.admission.streams.refused)
         self._advance(self.address_refused.labels("too_many_new_streams"), node.admission.refused_address)
-        pending = getattr(node, "pending_connections", None)      # under pricefeed's worker only
+        pending = self._pending_connections()
         if pending is not None:
             self.pending.set(pending.pending)
             self._advance(self.pending_refused.labels("per_address"), pending.refused_per_address)
