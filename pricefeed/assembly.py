@@ -63,6 +63,7 @@ class Parts:
 
     catalog: PairCatalog
     hub: Hub
+    history: PriceHistory               # the hub records every tick in it; /history reads it
     flusher: Flusher
     shedder: LoadShedder
     admission: AdmissionGate
@@ -86,8 +87,9 @@ def assemble(config: Config, hooks: NodeHooks, clock: Callable[[], float],
     upstream, cluster, delivery, endpoint = config.upstream, config.cluster, config.delivery, config.endpoint
     catalog = PairCatalog(upstream.pairs, upstream.stable_quote)
     pairs = [pair.name for pair in catalog.configured]
+    history = PriceHistory(pairs, window_ms=int(delivery.history_window * 1000))
     hub = Hub(pairs, max_clients, delivery.stale_after, delivery.resume_window, delivery.min_update_interval, clock,
-              history=PriceHistory(pairs, window_ms=int(delivery.history_window * 1000)))
+              history=history)
     shedder = LoadShedder(lag_bound(delivery.lag_bound, delivery.min_update_interval),
                           delivery.shed_after_flushes, delivery.shed_retry_after, delivery.shed_retry_jitter,
                           clock, hooks.oldest_unwritten, delivery.shed_after_seconds)
@@ -136,7 +138,7 @@ def assemble(config: Config, hooks: NodeHooks, clock: Callable[[], float],
                               # The cap counts for the whole deployment (Redis), else the host.
                               streams=AddressLimits(endpoint.max_streams_per_ip, host_counts, redis_counts,
                                                     clock=clock, host_rates=host_rates))
-    return Parts(catalog=catalog, hub=hub, flusher=flusher, shedder=shedder, admission=admission,
+    return Parts(catalog=catalog, hub=hub, history=history, flusher=flusher, shedder=shedder, admission=admission,
                  breakers=breakers, access=access, feed=feed, rest_weight=rest_weight, catalogue=catalogue,
                  rest=rest, fallback=FallbackChain(clock), **shared)
 

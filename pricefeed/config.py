@@ -55,7 +55,14 @@ class Config:
              environ: Mapping[str, str] | None = None) -> Config:
         """Build from `app_config` (wins) and then the environment (default: os.environ), validating
         every value. Tests build a config with overrides the same way: `Config.load({...}, environ={})`."""
-        return cls(**{group.ATTRIBUTE: group.load(app_config, environ) for group in GROUPS})
+        # One keyword per group, in GROUPS' order (so the first invalid variable is the one named).
+        return cls(upstream=UpstreamSettings.load(app_config, environ),
+                   cluster=ClusterSettings.load(app_config, environ),
+                   delivery=DeliverySettings.load(app_config, environ),
+                   endpoint=EndpointSettings.load(app_config, environ),
+                   restart=RestartSettings.load(app_config, environ),
+                   websocket=WebSocketSettings.load(app_config, environ),
+                   observability=ObservabilitySettings.load(app_config, environ))
 
     def public(self) -> dict[str, Any]:
         """The settings safe to show in /health (no credentials), by attribute name."""

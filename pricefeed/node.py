@@ -17,6 +17,7 @@ import gevent
 import pybreaker
 
 from pricefeed.assembly import assemble
+from pricefeed.capacity import derive, open_files_limit
 from pricefeed.cluster.fallback import DEGRADED, LIVE, LOCAL, REDIS
 from pricefeed.cluster.role import (
     BUS,
@@ -70,10 +71,10 @@ class Node:
         self._clock = clock
         self._capacity = capacity
         self._direct_writes = direct_writes
-        parts = assemble(config, self, clock,
-                         max_clients=lambda: self.capacity.get("max_clients", config.delivery.max_clients))
+        parts = assemble(config, self, clock, max_clients=self._max_clients)
         self.catalog = parts.catalog
         self.hub = parts.hub
+        self.history = parts.history
         self.flusher = parts.flusher
         self.shedder = parts.shedder
         self.admission = parts.admission
@@ -106,6 +107,15 @@ class Node:
     @property
     def capacity(self) -> dict:
         return self._capacity()
+
+    def _max_clients(self) -> int:
+        """The client cap, asked at each connect: the capacity's, else PRICEFEED_MAX_CLIENTS, else
+        derived from the open-files limit as the extension derives it (a node built without a
+        capacity and without the setting: the hub would otherwise compare with None)."""
+        cap = self.capacity.get("max_clients", self.config.delivery.max_clients)
+        if cap is None:
+            cap = derive(self.config.delivery, open_files_limit()).max_clients
+        return cap
 
     @property
     def direct_writes(self) -> bool:

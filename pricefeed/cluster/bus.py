@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from pricefeed.ticks import PriceTick
 
-Deliver = Callable[[PriceTick], None]
+Deliver = Callable[[PriceTick], object]     # its return (Hub.publish says whether it took the tick) is ignored
 
 
 def _nothing() -> None:

@@ -27,7 +27,7 @@ BATCH = 256
 
 
 class TickPublisher:
-    def __init__(self, publish_many: Callable[[list[PriceTick]], list], on_failed: Callable[[PriceTick], None],
+    def __init__(self, publish_many: Callable[[list[PriceTick]], list], on_failed: Callable[[PriceTick], object],
                  limit: int = 10_000):
         self._publish_many = publish_many
         self._on_failed = on_failed

@@ -97,9 +97,9 @@ class RedisBus(Bus):
         self._subscribed = False
 
     def publish(self, tick: PriceTick) -> PriceTick | None:
-        if not self.lease.held():
+        epoch = self.lease.epoch        # held() leaves it as it is when it says True
+        if epoch is None or not self.lease.held():
             return None
-        epoch = self.lease.epoch
         if epoch != self._seq_epoch:
             self._seq_epoch, self._seq = epoch, itertools.count(1)
         stamped = tick.stamped(epoch, next(self._seq))
@@ -112,7 +112,7 @@ class RedisBus(Bus):
         """Publish ticks in order in one round trip (a pipeline of the fenced script): with 100 ms
         to Redis, one round trip per tick would cap the leader at 10 ticks/s."""
         token, epoch = self.lease.token, self.lease.epoch
-        if not ticks or token is None or not self.lease.held():
+        if not ticks or token is None or epoch is None or not self.lease.held():
             return [None] * len(ticks)
         if epoch != self._seq_epoch:
             self._seq_epoch, self._seq = epoch, itertools.count(1)

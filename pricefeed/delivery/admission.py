@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 # Per-address buckets are forgotten once idle; swept when the table grows past this.
 ADDRESS_SWEEP_SIZE = 4096
@@ -64,7 +65,7 @@ class Admission:
 class AdmissionGate:
     def __init__(self, rate: float, burst: int, max_wait: float, clock: Callable[[], float] = time.monotonic,
                  address_share: float = 1.0, max_streams_per_address: int | None = None,
-                 streams: StreamsPerAddress | None = None):
+                 streams: AddressStreams | None = None):
         if rate <= 0 or burst < 1 or max_wait < 0 or not 0 < address_share <= 1:
             raise ValueError("rate must be > 0, burst >= 1, max_wait >= 0, 0 < address_share <= 1")
         self.rate = rate
@@ -76,7 +77,8 @@ class AdmissionGate:
         self._addresses: dict[str, LeakyBucket] = {}
         # The count of streams per address: this worker's own unless the node passes a wider one
         # (cluster/address_limits.py: the host's or the deployment's, with the same interface).
-        self.streams = streams if streams is not None else StreamsPerAddress(max_streams_per_address)
+        self.streams: AddressStreams = (streams if streams is not None
+                                        else StreamsPerAddress(max_streams_per_address))
         self.admitted = 0
         self.delayed = 0
         self.refused = 0
@@ -153,6 +155,22 @@ class AdmissionGate:
                 "address_share": self.address_share, **self.streams.status()}
 
 
+class AddressStreams(Protocol):
+    """The count of streams per address the gate holds and the node starts and stops: this
+    worker's own (StreamsPerAddress) or the host's or deployment's (cluster/address_limits.py)."""
+
+    limit: int | None                 # streams one address may hold (None: no bound)
+    refused: int                      # streams refused for the bound
+
+    @property
+    def scope(self) -> str: ...       # what the count covers now (shown in /health)
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def acquire(self, address: str) -> bool: ...
+    def release(self, address: str) -> None: ...
+    def status(self) -> dict: ...
+
+
 class StreamsPerAddress:
     """How many streams each client address holds on this worker, bounded by `limit` (None: no bound)."""
 
@@ -162,6 +180,12 @@ class StreamsPerAddress:
         self.limit = limit
         self._open: dict[str, int] = {}
         self.refused = 0
+
+    def start(self) -> None:
+        """Nothing to start: the count is this worker's own."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
 
     def acquire(self, address: str) -> bool:
         """Count one more stream for `address`; False (nothing counted) if it holds its limit already."""

@@ -29,7 +29,7 @@ from pricefeed.web.streams.door import StreamDoor
 from pricefeed.web.streams.gevent_requirement import GeventRequirement
 from pricefeed.web.streams.handoff import StreamHandOff
 from pricefeed.web.streams.routes import StreamRoutes
-from pricefeed.web.streams.server import remember_start_response
+from pricefeed.web.streams.server import RememberStartResponse
 from pricefeed.web.streams.session import Authorizer
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class PriceFeed:
             # The host wrapped app.wsgi_app already: its middleware must see every stream, so
             # streams go through Flask's routes (the same session; a dearer open).
             log.info("pricefeed: app.wsgi_app was wrapped before PriceFeed: streams are served through Flask")
-            app.wsgi_app = remember_start_response(wsgi_app)
+            kept = RememberStartResponse(wsgi_app)
+            app.wsgi_app = kept  # type: ignore[method-assign]  # a method in Flask's types; its docs wrap it
         # `flask pricefeed status|simulate|serve`, as Flask-Migrate registers `flask db`.
         app.cli.add_command(create_cli_group())
         state.gevent_check.explain_if_flask_run()

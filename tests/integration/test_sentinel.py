@@ -1,6 +1,8 @@
 """redis+sentinel:// against real sentinels on loopback: commands and subscriptions follow a promotion."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from redis.sentinel import SentinelConnectionPool
@@ -58,3 +60,15 @@ def _subscribed(client):
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("ticks")
     return pubsub
+
+
+def test_the_status_command_reads_the_lease_through_the_sentinels(group):
+    from tests.integration.test_cli import flask
+    client = redis_client(group.url)
+    lease = Lease(client, "st", LeaseTimings(ttl=30, renew_interval=10, renew_deadline=20))
+    assert lease.try_acquire()
+    result = flask("pricefeed", "status", "--json", PRICEFEED_REDIS_URL=group.url, PRICEFEED_REDIS_PREFIX="st")
+    # Read (not "unreadable", 2); not live (1): a lease with no feed behind it publishes no prices.
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["leader"] == lease.owner and report["epoch"] == lease.epoch

@@ -101,6 +101,14 @@ def test_config_leaves_max_clients_to_the_derivation_and_keeps_an_explicit_one()
     assert Config.load({"PRICEFEED_MAX_CLIENTS": 7}, environ={}).delivery.max_clients == 7
 
 
+def test_a_node_built_without_a_capacity_derives_its_cap():
+    from pricefeed.node import Node
+    config = Config.load({}, environ={})
+    node = Node(config)           # no capacity given and PRICEFEED_MAX_CLIENTS unset
+    assert node.hub.max_clients == capacity.derive(config.delivery, capacity.open_files_limit()).max_clients
+    assert node.hub.full is False
+
+
 def test_the_extension_puts_the_capacity_in_force_with_an_explicit_cap_winning():
     from flask import Flask
 

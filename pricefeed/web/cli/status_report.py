@@ -18,6 +18,7 @@ import redis
 
 from pricefeed.cluster.lease import Lease, LeaseTimings
 from pricefeed.cluster.redis_bus import HEARTBEAT, RedisBus
+from pricefeed.cluster.redis_client import redis_client
 from pricefeed.config import Config
 from pricefeed.shown_urls import reduce_url
 
@@ -72,7 +73,11 @@ def render(report: dict[str, Any]) -> str:
 
 def status_from_redis(config: Config, timeout: float) -> dict[str, Any]:
     cluster = config.cluster
-    client = redis.Redis.from_url(cluster.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    # The status command reads Redis only when PRICEFEED_REDIS_URL is set (commands.py checks first).
+    assert cluster.redis_url is not None, "status_from_redis needs PRICEFEED_REDIS_URL"
+    # The service's own client: Sentinel URLs too, every command run once.
+    client = redis_client(cluster.redis_url, timeout, sentinel_username=cluster.redis_sentinel_username,
+                          sentinel_password=cluster.redis_sentinel_password)
     lease = Lease(client, cluster.redis_prefix,
                   LeaseTimings(cluster.lease_ttl, cluster.lease_renew_interval, cluster.lease_renew_deadline))
     bus = RedisBus(client, cluster.redis_prefix, lease, cluster.bus_heartbeat_interval)

@@ -128,7 +128,7 @@ def create_api_blueprint() -> Blueprint:
         node = current_node()
         pairs = parse_pairs(request.args.get("pairs"), node)
         now_ms = int(time.time() * 1000)
-        store = node.hub.history
+        store = node.history
         response = jsonify({"interval_ms": store.interval_ms, "window_ms": store.window_ms, "server_time": now_ms,
                             "history": store.window(pairs, now_ms)})
         response.headers["Cache-Control"] = "no-cache"

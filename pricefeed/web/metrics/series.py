@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import gevent
 from prometheus_client import (
@@ -43,6 +43,9 @@ from pricefeed.node import Node
 from pricefeed.web.metrics.process_files import MULTIPROC_DIR_VARIABLE
 
 log = logging.getLogger(__name__)
+
+# prometheus_client's multiprocess modes that count only living workers.
+LiveMode = Literal["liveall", "livemin", "livemax", "livesum", "livemostrecent"]
 
 SAMPLE_INTERVAL_S = 1.0
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -71,7 +74,7 @@ class NodeMetrics:
         # Own registry per app (two apps in one process must not collide); in multiprocess mode
         # values live in the shared files and a scrape reads those instead.
         self.registry = None if self.multiprocess else CollectorRegistry()
-        self._last: dict[tuple, float] = {}
+        self._last: dict[int, float] = {}      # id(counter): the node total it last saw
         self._greenlet: gevent.Greenlet | None = None
         self.samples = 0
         registry = self.registry
@@ -81,7 +84,7 @@ class NodeMetrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
-        def live_gauge(name: str, doc: str, labels: tuple[str, ...] = (), mode: str = "livesum") -> Gauge:
+        def live_gauge(name: str, doc: str, labels: tuple[str, ...] = (), mode: LiveMode = "livesum") -> Gauge:
             return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
 
         self.upstream_messages = counter("pricefeed_upstream_messages_total",
@@ -235,7 +238,7 @@ class NodeMetrics:
     def exposition(self) -> bytes:
         """The Prometheus text of every worker (multiprocess) or of this instance."""
         self.sample()   # this worker's figures as of now; the others' are at most a second old
-        if self.multiprocess:
+        if self.registry is None:        # multiprocess mode: read every worker's files
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)

@@ -34,23 +34,23 @@ def peer_left(sock: socket.socket) -> bool:
 def wait_for_turn(hub: Hub, seconds: float, sock: socket.socket | None) -> str:
     """Sleep `seconds`: TURN at the end (the client's turn came), GONE if the client left, CLOSED if the hub closed."""
     deadline = time.monotonic() + seconds
-    watching = sock is not None
+    watched = sock             # None once there is nothing (more) to watch
     while True:
         remaining = deadline - time.monotonic()
         if hub.closed:
             return CLOSED
         if remaining <= 0:
             return TURN
-        if not watching:
+        if watched is None:
             if hub.wait_closed(remaining):
                 return CLOSED
             continue
         try:
-            wait_read(sock.fileno(), timeout=min(remaining, POLL_SECONDS))
+            wait_read(watched.fileno(), timeout=min(remaining, POLL_SECONDS))
         except TimeoutError:
             continue
         except OSError:
             return GONE
-        if peer_left(sock):
+        if peer_left(watched):
             return GONE
-        watching = False      # data, not EOF: stop watching, or we would spin on it
+        watched = None        # data, not EOF: stop watching, or we would spin on it

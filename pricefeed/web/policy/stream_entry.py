@@ -29,7 +29,7 @@ def hold_stream_slot(node: Node, address: str) -> Callable[[], None]:
     streams = node.admission.streams
     if not streams.acquire(address):
         raise too_many_streams(streams.limit)
-    released = []
+    released: list[bool] = []
 
     def release() -> None:
         if not released:

@@ -24,7 +24,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from pricefeed.node import Node
 from pricefeed.web.errors import ApiError
-from pricefeed.web.streams.answers import error_answer
+from pricefeed.web.streams.answers import Headers, error_answer
 from pricefeed.web.streams.server import BELOW_FLASK_KEY, START_RESPONSE_KEY, already_handled, own_head
 from pricefeed.web.streams.session import StreamSession, Transport, open_stream
 from pricefeed.web.streams.sse_transport import SseTransport
@@ -43,7 +43,8 @@ def _wsgi_path(path: str) -> str:
     return path.encode("utf-8").decode("latin-1")
 
 
-def stream_answer(state: PriceFeedState, environ: dict, make_transport: MakeTransport) -> tuple[str, list, Iterable]:
+def stream_answer(state: PriceFeedState, environ: dict,
+                  make_transport: MakeTransport) -> tuple[str, Headers, Iterable[bytes]]:
     """(status, headers, body) of a stream request of the app `state` is of, or an ApiError to answer in JSON."""
     state.start_on_first_request()
     refusal = state.gevent_check.refusal(environ)

@@ -12,7 +12,13 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from gunicorn.http.wsgi import Response
 
 # The server's start_response, kept in the environ by whatever sits first in front of the
 # app's own WSGI callable (routes.py), so a stream can find gunicorn's Response object.
@@ -28,16 +34,19 @@ def direct_socket(direct_writes: bool, sock: socket.socket | None, environ: dict
     return sock
 
 
-def remember_start_response(wsgi_app):
+class RememberStartResponse:
     """WSGI wrapper: keeps the server's start_response in the environ (see START_RESPONSE_KEY)."""
-    def app(environ, start_response):
+
+    def __init__(self, wsgi_app: WSGIApplication):
+        self.wsgi_app = wsgi_app
+        self.__wrapped__ = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[START_RESPONSE_KEY] = start_response
-        return wsgi_app(environ, start_response)
-    app.__wrapped__ = wsgi_app
-    return app
+        return self.wsgi_app(environ, start_response)
 
 
-def server_response(environ: dict) -> object | None:
+def server_response(environ: dict) -> Response | None:
     """gunicorn's own Response object, if nothing stands between gunicorn and this app."""
     from gunicorn.http.wsgi import Response
     responder = getattr(environ.get(START_RESPONSE_KEY), "__self__", None)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Protocol
 
 from pricefeed.delivery.farewell import farewell_retry
@@ -58,7 +58,9 @@ class Transport(Protocol):
     def head(self, environ: dict) -> tuple[str, Headers]: ...
     def head_only(self, environ: dict) -> tuple[str, Headers, list[bytes]]: ...
     def preamble(self, snapshot_json: str, event_id: str) -> bytes: ...
-    def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]: ...
+    # Yields what the server writes; returns True if the flusher writes to the socket directly,
+    # False if not, None if the stream could not start (the session then ends).
+    def start(self, client: StreamClient, preamble: bytes) -> Generator[bytes, None, bool | None]: ...
     def finish_backlog(self) -> bool: ...
     def farewell(self) -> Iterator[bytes]: ...
     def stop(self) -> None: ...
@@ -90,7 +92,7 @@ def authorized(authorizer: Authorizer | None, request: StreamRequest) -> None:
 
 
 def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict], Transport],
-                authorizer: Authorizer | None) -> tuple[str, Headers, object]:
+                authorizer: Authorizer | None) -> tuple[str, Headers, Iterable[bytes]]:
     """Steps 1-5 for one request: (status line, headers, body iterable) for the server, or an
     ApiError to answer in JSON. The body is a StreamSession: iterating it delivers (step 6)."""
     check_public_rules(node, environ)
@@ -133,7 +135,7 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
     return status, headers, StreamSession(node.hub, client, transport, preamble, release)
 
 
-def farewell_only(node: Node, transport: Transport, environ: dict) -> tuple[str, Headers, object]:
+def farewell_only(node: Node, transport: Transport, environ: dict) -> tuple[str, Headers, Iterable[bytes]]:
     """A stopping worker's answer to a stream request that reached it anyway (sent on a kept-alive
     connection as the stop began; the idle ones were closed): what its open streams are told, a
     `retry:` and the end of the stream, so the browser comes back after it to a new worker. A 503
@@ -177,7 +179,7 @@ class StreamSession:
         self._preamble: bytes | None = preamble
         self._release = release
         self._ended = False
-        self._run: Iterator[bytes] | None = None
+        self._run: Generator[bytes, None, None] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         self._run = self._deliver()
@@ -187,7 +189,7 @@ class StreamSession:
         preamble, self._preamble = self._preamble or b"", None
         return preamble
 
-    def _deliver(self) -> Iterator[bytes]:
+    def _deliver(self) -> Generator[bytes, None, None]:
         hub, client, transport = self.hub, self.client, self.transport
         try:
             direct = yield from transport.start(client, self._take_preamble())
@@ -217,7 +219,7 @@ class StreamSession:
         """The server is done with the body (WSGI's close): end the stream however far it got."""
         run, self._run = self._run, None
         if run is not None:
-            run.close()            # type: ignore[attr-defined]  - runs the generator's finally
+            run.close()            # runs the generator's finally
         self._end()
 
     def _end(self) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
 
 import gevent
 
@@ -30,6 +31,9 @@ from pricefeed.web.streams.server import (
 )
 from pricefeed.web.streams.session import stream_lifetime, write_backlog
 
+if TYPE_CHECKING:
+    from gevent._types import _IoWatcher  # gevent's stubs only (type_check_only)
+
 _HEAD = [("Content-Type", sse.CONTENT_TYPE), *sse.HEADERS.items()]
 
 
@@ -45,7 +49,7 @@ class SseTransport:
         self.sock: socket.socket | None = environ.get("gunicorn.socket")
         self.lifetime = stream_lifetime(node)
         self.client: StreamClient | None = None
-        self.watcher = None
+        self.watcher: _IoWatcher | None = None
         if environ.get(HANDED_OFF_KEY):
             # Taken from the worker's accept path (handoff.py): no gunicorn Response; the stream
             # owns its connection whenever it may write to it directly.
@@ -78,7 +82,7 @@ class SseTransport:
         retry_ms = delivery.retry_ms + random.randint(0, delivery.retry_jitter_ms)
         return sse.retry(retry_ms) + sse.event_json("snapshot", snapshot_json, event_id)
 
-    def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
+    def start(self, client: StreamClient, preamble: bytes) -> Generator[bytes, None, bool | None]:
         """Hand the preamble to the server; True if the flusher may write to the socket directly."""
         self.client = client
         if self.owned_head is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import gevent
 
@@ -83,7 +83,7 @@ class OperationRate:
 class WsTransport:
     name = WEBSOCKET
     kind = WS_FRAMING
-    lifetime = None           # a WebSocket is not recycled: its client resubscribes in place
+    lifetime: float | None = None     # a WebSocket is not recycled: its client resubscribes in place
 
     def __init__(self, node: Node, environ: dict):
         self.node, self.config, self.hub = node, node.config, node.hub
@@ -114,14 +114,14 @@ class WsTransport:
     def preamble(self, snapshot_json: str, event_id: str) -> bytes:
         return ws_frames.event_json("snapshot", snapshot_json, event_id)
 
-    def start(self, client: StreamClient, preamble: bytes) -> Iterator[bytes]:
+    def start(self, client: StreamClient, preamble: bytes) -> Generator[bytes, None, bool | None]:
         """Let gunicorn send the 101 head, then take the socket over. None: no WebSocket after all."""
         self.client = client
         yield b""      # gunicorn writes the 101 head (and, for a 1xx, no body)
         responder = self.responder
-        if not (getattr(responder, "headers_sent", False) and getattr(responder, "status_code", 0) == 101):
+        if responder is None or not (responder.headers_sent and responder.status_code == 101):
             return None     # something between gunicorn and us changed the answer: no WebSocket
-        responder.force_close()       # type: ignore[union-attr]  - not HTTP any more after the session
+        responder.force_close()       # not HTTP any more after the session
         client.send_now(preamble)
         self.reader = gevent.spawn(self._read_forever)
         return True
