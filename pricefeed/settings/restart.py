@@ -25,9 +25,9 @@ class RestartSettings(SettingsGroup):
         "ends once another worker of this host leads under a newer epoch: a successor is up).",
         minimum=0, maximum=60)
     restart_closes_per_second: float = setting(
-        float, 1000.0,
+        float, 2000.0,
         "Per worker, streams closed per second by a graceful stop (faster if RESTART_SPREAD would not "
-        "suffice): about what the admission gate lets back in.", minimum=1, maximum=1_000_000)
+        "suffice): what the admission gate (NEW_STREAMS_PER_SECOND) lets back in.", minimum=1, maximum=1_000_000)
     restart_retry_ms: int = setting(
         int, 1000, "Base of the `retry:` sent to each stream closed by a restart, ms.", minimum=0, maximum=600000)
     restart_retry_jitter_ms: int = setting(

@@ -20,19 +20,28 @@ def _overall(node: Node) -> str:
     return "ok" if node.mode == LIVE and not hub.stale_pairs() else "degraded"
 
 
+def _pair_entries(node: Node, now_wall: float, detailed: bool) -> dict[str, dict]:
+    """Each configured pair's age, staleness and standing; `detailed` adds its price and source."""
+    hub = node.hub
+    states = hub.pair_states(pair.name for pair in node.catalog.configured)
+    pairs = {}
+    for pair in node.catalog.configured:
+        entry = hub.book.get(pair.name)
+        if entry is None:
+            shown: dict = {"price": None, "age_s": None} if detailed else {"age_s": None}
+            pairs[pair.name] = {**shown, "stale": True, **states[pair.name]}
+            continue
+        shown = {"price": entry.tick.price, "source": entry.tick.source} if detailed else {}
+        pairs[pair.name] = {**shown, "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3),
+                            "stale": hub.is_stale(entry), **states[pair.name]}
+    return pairs
+
+
 def public_health_report(node: Node) -> tuple[dict, int]:
     """What anyone may see: status, mode, and each pair's age and staleness. Nothing that names a
     host, a process, an upstream or a setting (the detailed report is the operator's, policy/access.py)."""
-    now_wall = time.time()
-    hub = node.hub
     overall = _overall(node)
-    pairs = {}
-    states = hub.pair_states(pair.name for pair in node.catalog.configured)
-    for pair in node.catalog.configured:
-        entry = hub.book.get(pair.name)
-        pairs[pair.name] = {"age_s": None, "stale": True, **states[pair.name]} if entry is None else {
-            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3), "stale": hub.is_stale(entry),
-            **states[pair.name]}
+    pairs = _pair_entries(node, time.time(), detailed=False)
     # `reason`: why the exchange refuses us (region_not_served, blocked_by_exchange_firewall), if it does.
     return ({"status": overall, "mode": node.mode, "reason": node.access.current(), "pairs": pairs},
             503 if overall == "down" else 200)
@@ -43,15 +52,7 @@ def health_report(node: Node) -> tuple[dict, int]:
     now_wall = time.time()
     hub = node.hub
     overall = _overall(node)
-    pairs = {}
-    states = hub.pair_states(pair.name for pair in node.catalog.configured)
-    for pair in node.catalog.configured:
-        entry = hub.book.get(pair.name)
-        pairs[pair.name] = {"price": None, "age_s": None, "stale": True, **states[pair.name]} if entry is None else {
-            "price": entry.tick.price, "source": entry.tick.source,
-            "age_s": round(max(0.0, now_wall - entry.tick.ts / 1000), 3),
-            "stale": hub.is_stale(entry), **states[pair.name],
-        }
+    pairs = _pair_entries(node, now_wall, detailed=True)
     body = {
         "status": overall,
         "mode": node.mode,
