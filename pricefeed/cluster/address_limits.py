@@ -262,7 +262,7 @@ class AddressLimits:
     def _send(self, batch: list[_Queued]) -> None:
         assert self.redis is not None
         wanted = [q for q in batch if q.op.kind == RELEASE or not q.abandoned]
-        if not self._redis_usable():             # failed while these queued
+        if not self._started or not self._redis_usable():     # stopped (left Redis), or failed, while these queued
             self._answer_without_redis(wanted)
             return
         try:

@@ -127,3 +127,14 @@ def test_new_stream_slots_are_paced_for_the_deployment_in_the_same_calls(redis_s
     finally:
         a.stop()
         b.stop()
+
+
+def test_opens_still_queued_when_a_worker_stops_do_not_list_it_again(redis_server):
+    prefix = new_prefix()
+    a = worker(redis_server, prefix, "host:1", 100)
+    opens = [gevent.spawn(a.acquire, ADDRESS) for _ in range(3)]
+    gevent.sleep(0)                        # queued; the sender has not run yet
+    a.stop()                               # leaves Redis at once
+    gevent.joinall(opens, timeout=10, raise_error=True)
+    assert redis_server.client.zscore(f"{prefix}:addr:streams:workers", "host:1") is None
+    assert counted_in_redis(redis_server, prefix, "host:1") == {}
