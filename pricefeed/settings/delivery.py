@@ -49,8 +49,8 @@ class DeliverySettings(SettingsGroup):
     new_streams_per_second: float = setting(
         float, 2000.0,
         "Per worker, new streams admitted per second after a burst (a reconnect storm waits its turn). At the "
-        "default a restart of 20,000 streams on two workers is all back within 10 s, the cores busy but every "
-        "open stream still fed (bench/restart.py).",
+        "default the gate is not what bounds a restart of 20,000 streams on two workers: the CPU is "
+        "(bench/restart.py: all back in 10-13 s on two cores shared with the load generator).",
         minimum=1, maximum=100_000)
     new_streams_burst: int = setting(
         int, 500, "Per worker, new streams admitted at once before pacing starts.", minimum=1, maximum=100_000)
