@@ -52,7 +52,8 @@ def type_text(declared: Setting) -> str:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    """A bound as the reference shows it: 60, not 60.0; 0.2 as written."""
+    return str(int(value)) if value == int(value) else repr(value)
 
 
 def _cell(text: str) -> str:
