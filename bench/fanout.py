@@ -83,7 +83,7 @@ class Server:
 
 @contextmanager
 def serve_pricefeed(scenario: Scenario, workers: int, redis_server: RedisServer,
-                    sim: SimulatorProcess) -> Iterator[Server]:
+                    sim: SimulatorProcess, settings: dict[str, str] | None = None) -> Iterator[Server]:
     prefix = new_prefix()
     env = instance_env(sim, redis_server.url, prefix, PRICEFEED_PAIRS=",".join(PAIRS),
                        PRICEFEED_MAX_CLIENTS=str(PRICEFEED_MAX_CLIENTS),
@@ -91,6 +91,7 @@ def serve_pricefeed(scenario: Scenario, workers: int, redis_server: RedisServer,
                        PRICEFEED_MIN_UPDATE_INTERVAL=f"{scenario.min_update_interval:g}",
                        PRICEFEED_LOG_LEVEL="WARNING",
                        PRICEFEED_HEARTBEAT_INTERVAL="15")   # the production default, not the tests' 1 s
+    env.update(settings or {})
     with GunicornProcess(workers=workers, env=env) as app:
         all_live([app])
         master = app.proc.pid
@@ -99,11 +100,12 @@ def serve_pricefeed(scenario: Scenario, workers: int, redis_server: RedisServer,
 
 
 @contextmanager
-def serve_stock_pricefeed(scenario: Scenario, redis_server: RedisServer, sim: SimulatorProcess) -> Iterator[Server]:
+def serve_stock_pricefeed(scenario: Scenario, redis_server: RedisServer, sim: SimulatorProcess,
+                          settings: dict[str, str] | None = None) -> Iterator[Server]:
     """`./run.sh` with no capacity settings (bench/stock_server.py); /health's `capacity` goes in the report."""
     redis_server.client.delete(f"{STOCK_PREFIX}:lease")   # a previous round's leader, if any
     with stock_pricefeed(redis_server.url, ",".join(PAIRS), scenario.min_update_interval, sim.ws_url,
-                         sim.http_url) as app:
+                         sim.http_url, settings) as app:
         master = app.proc.pid
         yield Server(app.port, lambda: {"master": [master], "workers": children_of(master)},
                      lambda: int(redis_server.client.get(f"{STOCK_PREFIX}:epoch") or 0),
@@ -197,10 +199,11 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
     ramp_s = clients / args.ramp
     round_s = CHILD_STARTUP_S + ramp_s + SETTLE_S + args.duration + PAUSE_S
     sim.market(paused=False)
+    settings = {f"PRICEFEED_{k}": v for k, v in (item.split("=", 1) for item in args.env)}
     if target == "pricefeed" and args.stock:
-        serving = serve_stock_pricefeed(scenario, redis_server, sim)
+        serving = serve_stock_pricefeed(scenario, redis_server, sim, settings)
     elif target == "pricefeed":
-        serving = serve_pricefeed(scenario, args.workers, redis_server, sim)
+        serving = serve_pricefeed(scenario, args.workers, redis_server, sim, settings)
     elif target == "bare":
         serving = serve_bare(args.workers, sim)
     else:
@@ -271,7 +274,7 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
            "p99": _percentile(ages, samples, 0.99),
            "max": max((r["age_max"] for r in ok), default=None), "events": samples}
     report = {
-        "target": target, "transport": args.transport if target == "pricefeed" else "sse",
+        "target": target, "settings": args.env if target == "pricefeed" else [], "transport": args.transport if target == "pricefeed" else "sse",
         "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
         "pairs_per_client": scenario.pairs_per_client, "workers": args.workers, "generators": generators,
         "source_ips": args.source_ips, "ramp_per_s": args.ramp, "connect_timeout_s": args.connect_timeout,
@@ -423,6 +426,8 @@ def main() -> None:
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse",
                         help="pricefeed's transport: SSE (/stream) or WebSocket (/ws)")
+    parser.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a pricefeed setting without its PRICEFEED_ prefix, e.g. MIN_WRITE_SPACING=0.02 (repeatable)")
     parser.add_argument("--stock", action="store_true",
                         help="pricefeed as ./run.sh starts it: only Redis, pairs and the pace set, no capacity "
                              "settings, soft open-files limit 1024 (bench/stock_server.py); --workers is ignored")

@@ -64,10 +64,11 @@ class RunShProcess:
 
 @contextmanager
 def stock_pricefeed(redis_url: str, pairs: str, min_update_interval: float, sim_ws: str,
-                    sim_http: str) -> Iterator[RunShProcess]:
+                    sim_http: str, settings: dict[str, str] | None = None) -> Iterator[RunShProcess]:
+    """`settings`: PRICEFEED_* variables a run sets on top of the stock configuration (bench --env)."""
     env = {"PRICEFEED_REDIS_URL": redis_url, "PRICEFEED_PAIRS": pairs,
            "PRICEFEED_MIN_UPDATE_INTERVAL": f"{min_update_interval:g}",
-           "PRICEFEED_UPSTREAM_URL": sim_ws, "PRICEFEED_REST_URL": sim_http}
+           "PRICEFEED_UPSTREAM_URL": sim_ws, "PRICEFEED_REST_URL": sim_http, **(settings or {})}
     server = RunShProcess(env)
     try:
         def live_everywhere() -> bool:

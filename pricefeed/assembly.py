@@ -93,7 +93,7 @@ def assemble(config: Config, hooks: NodeHooks, clock: Callable[[], float],
     shedder = LoadShedder(lag_bound(delivery.lag_bound, delivery.min_update_interval),
                           delivery.shed_after_flushes, delivery.shed_retry_after, delivery.shed_retry_jitter,
                           clock, hooks.oldest_unwritten, delivery.shed_after_seconds)
-    flusher = Flusher(hub, shedder, clock=clock)
+    flusher = Flusher(hub, shedder, clock=clock, min_write_spacing=delivery.min_write_spacing)
     breakers: dict[str, pybreaker.CircuitBreaker] = {
         # Short: the backoff (with the server's Retry-After) already paces attempts; the
         # breaker only stops a run of doomed handshakes and shows it in /health.

@@ -42,6 +42,13 @@ class DeliverySettings(SettingsGroup):
         "kernel memory a client that stops reading holds, and how long it takes to notice it (a full "
         "buffer, then PRICEFEED_WRITE_TIMEOUT). 0: the kernel's autotuning (up to tcp_wmem's maximum).",
         minimum=0, maximum=16 * 1024 * 1024)
+    min_write_spacing: float = setting(
+        float, 0.02,
+        "Seconds every-tick flushes start apart at the least (0: each as soon as its tick arrives). Ticks "
+        "further apart go out at once; faster ticks share one write per client, each delayed by at most this "
+        "much (a screen shows one frame per 16.7 ms anyway), every tick still sent, in order. On a fast market "
+        "it cuts the writes, and the CPU they cost the server and the clients' network stacks, several-fold "
+        "(bench/fanout.py --scenario mixed).", minimum=0, maximum=1)
     direct_writes: bool = setting(
         parsers.boolean, True,
         "Write stream chunks straight to the socket from the flush loop (plain HTTP/1.1 under gunicorn's "
