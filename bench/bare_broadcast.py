@@ -35,8 +35,13 @@ def chunk(data: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(data), data)
 
 
+SOCKET_OPTIONS: list[tuple[int, int, int]] = []    # --nodelay / --sndbuf: what pricefeed's streams have
+
+
 def serve(sock: socket.socket, _address) -> None:
     """Read the request head, send the response head and a snapshot, then hold the stream until EOF."""
+    for level, option, value in SOCKET_OPTIONS:
+        sock.setsockopt(level, option, value)
     request = b""
     while b"\r\n\r\n" not in request:
         data = sock.recv(4096)
@@ -86,7 +91,13 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="the exchange's WebSocket base, ws://host:port")
     parser.add_argument("--pairs", required=True, help="comma-separated, e.g. BTC/USD,ETH/USD")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--nodelay", action="store_true", help="TCP_NODELAY on each stream (gunicorn sets it)")
+    parser.add_argument("--sndbuf", type=int, default=0, help="SO_SNDBUF of each stream (pricefeed: 32768)")
     args = parser.parse_args()
+    if args.nodelay:
+        SOCKET_OPTIONS.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+    if args.sndbuf:
+        SOCKET_OPTIONS.append((socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf))
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))

@@ -59,7 +59,9 @@ from tests.support.simulator import SimulatorProcess  # noqa: E402
 from tests.support.waiting import free_port, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("pricefeed", "flask-sse", "bare")   # bare: bench/bare_broadcast.py, the delivery anchor
+# bare: bench/bare_broadcast.py, the delivery anchor; bare-matched: the same with the socket options
+# pricefeed's streams have (TCP_NODELAY from gunicorn's listener, SO_SNDBUF 32 KiB).
+TARGETS = ("pricefeed", "flask-sse", "bare", "bare-matched")
 WORKER_CONNECTIONS = 12000           # per gunicorn worker, both targets
 PRICEFEED_MAX_CLIENTS = 12000        # per worker
 MAX_CLIENTS_PER_GENERATOR = 10_000   # each process may open 20,000 files
@@ -122,11 +124,11 @@ def _answers(port: int, path: str) -> bool:
 
 
 @contextmanager
-def serve_bare(workers: int, sim: SimulatorProcess) -> Iterator[Server]:
+def serve_bare(workers: int, sim: SimulatorProcess, options: tuple[str, ...] = ()) -> Iterator[Server]:
     """bench/bare_broadcast.py: `workers` forked gevent processes, each reading the exchange itself."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.bare_broadcast", "--port", str(port), "--upstream",
-                             sim.ws_url, "--pairs", ",".join(PAIRS), "--workers", str(workers)], cwd=ROOT)
+                             sim.ws_url, "--pairs", ",".join(PAIRS), "--workers", str(workers), *options], cwd=ROOT)
     try:
         def ready() -> bool:
             if proc.poll() is not None:
@@ -206,6 +208,8 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
         serving = serve_pricefeed(scenario, args.workers, redis_server, sim, settings)
     elif target == "bare":
         serving = serve_bare(args.workers, sim)
+    elif target == "bare-matched":
+        serving = serve_bare(args.workers, sim, ("--nodelay", "--sndbuf", "32768"))
     else:
         serving = serve_flask_sse(scenario, args.workers, redis_server, sim, args.bridge_publish,
                                   max_seconds=round_s + 60)

@@ -33,6 +33,10 @@ class Scenario:
 SCENARIOS = {
     "widget": Scenario("widget", rate=100, pairs_per_client=3, min_update_interval=1, p99_bound_ms=1000),
     "trader": Scenario("trader", rate=20, pairs_per_client=10, min_update_interval=0, p99_bound_ms=100),
+    # The trader on a five times faster market: every tick of 10 pairs at 100 ticks/s. Where
+    # pricefeed's flushes fold ticks into one write per client (PRICEFEED_MIN_WRITE_SPACING) and a
+    # bare broadcast sends each tick on its own.
+    "fast-trader": Scenario("fast-trader", rate=100, pairs_per_client=10, min_update_interval=0, p99_bound_ms=100),
     # One deployment, two paces: 1 client in 20 a trader on every tick of all pairs, the rest
     # widgets at one update a second on 3 pairs.
     "mixed": Scenario("mixed", rate=100, pairs_per_client=3, min_update_interval=0, p99_bound_ms=1000,

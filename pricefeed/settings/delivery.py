@@ -49,6 +49,11 @@ class DeliverySettings(SettingsGroup):
         "much (a screen shows one frame per 16.7 ms anyway), every tick still sent, in order. On a fast market "
         "it cuts the writes, and the CPU they cost the server and the clients' network stacks, several-fold "
         "(bench/fanout.py --scenario mixed).", minimum=0, maximum=1)
+    stream_nodelay: bool = setting(
+        parsers.boolean, True,
+        "TCP_NODELAY on stream sockets (gunicorn sets it on every connection). false: the kernel also folds "
+        "writes together while earlier ones are unacknowledged (Nagle) — far fewer packets on a fast market, "
+        "at the cost of up to a client's delayed ACK (40 ms on Linux, up to 200 ms on Windows) on a tick.")
     direct_writes: bool = setting(
         parsers.boolean, True,
         "Write stream chunks straight to the socket from the flush loop (plain HTTP/1.1 under gunicorn's "

@@ -137,14 +137,19 @@ def discard_unsent(sock: socket.socket | None) -> None:
             pass
 
 
-def bound_writes(sock: socket.socket | None, write_timeout: float, send_buffer: int = 0) -> None:
+def bound_writes(sock: socket.socket | None, write_timeout: float, send_buffer: int = 0,
+                 nodelay: bool = True) -> None:
     """A client that stops reading blocks only its own greenlet, and only for `write_timeout`;
     the kernel holds at most `send_buffer` (x2) bytes for it (0: the kernel's autotuning, which
-    lets a client that never reads hold megabytes and go unnoticed for minutes)."""
+    lets a client that never reads hold megabytes and go unnoticed for minutes). `nodelay`
+    False turns Nagle back on for the stream (gunicorn sets TCP_NODELAY on its listener, and
+    every accepted connection inherits it): see PRICEFEED_STREAM_NODELAY."""
     if sock is not None:
         sock.settimeout(write_timeout)
-        if send_buffer:
-            try:
+        try:
+            if send_buffer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-            except OSError:
-                pass       # not a TCP socket (a test double, a unix socket): nothing to bound
+            if not nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except OSError:
+            pass       # not a TCP socket (a test double, a unix socket): nothing to set

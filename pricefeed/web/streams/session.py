@@ -120,7 +120,8 @@ def open_stream(node: Node, environ: dict, make_transport: Callable[[Node, dict]
         release()
         raise
     try:
-        bound_writes(transport.sock, node.config.delivery.write_timeout, node.config.delivery.stream_send_buffer)
+        delivery = node.config.delivery
+        bound_writes(transport.sock, delivery.write_timeout, delivery.stream_send_buffer, delivery.stream_nodelay)
         # Registered and snapshotted without yielding in between: no tick falls in the gap.
         extra: dict = {"interval_ms": client.pace_ms}
         if request.resume_from is not None:
