@@ -126,12 +126,18 @@ def test_history_serves_one_point_per_second_per_pair_ending_on_the_latest_price
     sim.market(paused=True)
     final = final_prices(sim)
 
+    seen: list = []
+
     def last_points_final():
         status, later = app.get_json(f"{HISTORY}?pairs={PAIRS}")
+        seen[:] = [{pair: later["history"][pair][-2:] for pair in final}]
         return all(later["history"][pair][-1][1] == final[pair] for pair in final)
     # Asked until both workers have answered with the final prices (requests land on either).
-    wait_until(lambda: last_points_final() and last_points_final() and last_points_final(), 10,
-               message="the last point of each pair is the exchange's last price")
+    try:
+        wait_until(lambda: last_points_final() and last_points_final() and last_points_final(), 10,
+                   message="the last point of each pair is the exchange's last price")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; exchange's final prices {final}; last points seen {seen}") from None
 
 
 @pytest.mark.parametrize("query, error", [("?pairs=", "malformed_pairs"), ("?pairs=NOPE/USD", "unknown_pair"),
