@@ -320,20 +320,22 @@ class Flusher:
             if since < entry.version <= batch.version:
                 add(max(0.0, now - entry.tick.ts / 1000))
 
-    def _spaced(self) -> None:
+    def _spaced(self) -> bool:
         """Wait out the rest of PRICEFEED_MIN_WRITE_SPACING since the previous every-tick flush began.
 
         Writes, not Python, are what a flush costs (os.write is four fifths of a worker's
         samples): at 100 ticks/s a spacing of 20 ms halves them — for the server and for every
         client's network stack — and adds at most 20 ms to a tick. Ticks further apart than the
         spacing are never held. The conflated slots' timer may run late by as much; their pace
-        is a second or more."""
+        is a second or more. True if it waited."""
         spacing, started = self.min_write_spacing, self._every_tick_started
         if spacing <= 0 or started is None:
-            return
+            return False
         wait = started + spacing - time.monotonic()
-        if wait > 0:
-            gevent.sleep(wait)
+        if wait <= 0:
+            return False
+        gevent.sleep(wait)
+        return True
 
     def _run(self) -> None:
         """One loop for every pace: every-tick flushes as soon as there is work, and the
@@ -353,7 +355,10 @@ class Flusher:
                 if hub.closed:
                     break
                 if woken:
-                    self._spaced()
+                    if self._spaced():
+                        # What arrived while it waited rides this batch: consume its wake-up, or
+                        # the loop would come straight back for an empty batch and restart the spacing.
+                        hub.wait_for_work(0)
                     if hub.closed:
                         break
                     self._every_tick_started = time.monotonic()

@@ -321,6 +321,28 @@ def test_min_write_spacing_never_holds_ticks_that_come_further_apart_than_it():
     assert len(chunks) == 8 and all(len(prices(chunk)) == 1 for chunk in chunks)
 
 
+def test_ticks_that_arrive_while_the_spacing_waits_ride_that_flush_and_leave_no_empty_one_behind():
+    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
+    wire = Wire(hub, ("BTC/USD",))
+    flusher = Flusher(hub, min_write_spacing=0.05)
+    flush(hub)
+    flusher.start()
+    try:
+        hub.publish(tick(price="1.00", seq=1))           # goes out at once
+        wait_for = time.monotonic() + 2
+        while hub.counters.flushes < 2:
+            assert time.monotonic() < wait_for
+            gevent.sleep(0.002)
+        hub.publish(tick(price="2.00", seq=2))           # within the spacing: waits ...
+        gevent.sleep(0.01)
+        hub.publish(tick(price="3.00", seq=3))           # ... and this one arrives while it waits
+        gevent.sleep(0.3)
+        assert [prices(c) for c in wire.chunks() if c != sse.PING] == [["1.00"], ["2.00", "3.00"]]
+        assert hub.counters.flushes == 3, "an empty flush after the spaced one (it would restart the spacing)"
+    finally:
+        flusher.stop()
+
+
 # -- status, pings, shutdown -------------------------------------------------------------------
 
 def test_status_reaches_every_client_and_a_ping_only_those_sent_nothing_else():
