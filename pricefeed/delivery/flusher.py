@@ -183,7 +183,8 @@ class Flusher:
         self.hub = hub
         self.shedder = shedder
         self._clock = clock        # the hub's clock: arrival stamps and flush ends must agree
-        # Every-tick flushes start at least this far apart (seconds; 0: as soon as there is work).
+        # Every-tick flushes start at least this far apart (seconds; 0: as soon as there is work;
+        # the deployment's default, PRICEFEED_MIN_WRITE_SPACING, is passed in by assembly.py).
         # A tick that finds the previous flush older than this goes out at once; ticks that come
         # faster ride the next flush together: one write per client for several ticks, every tick
         # still written, in order, each delayed by at most this much (see _spaced).
@@ -326,12 +327,15 @@ class Flusher:
         Writes, not Python, are what a flush costs (os.write is four fifths of a worker's
         samples): at 100 ticks/s a spacing of 20 ms halves them — for the server and for every
         client's network stack — and adds at most 20 ms to a tick. Ticks further apart than the
-        spacing are never held. The conflated slots' timer may run late by as much; their pace
-        is a second or more. True if it waited."""
+        spacing are never held, nor is a conflated slot that falls due meanwhile (the wait ends
+        there; the spacing is bounded below the slots' 50 ms). True if it waited."""
         spacing, started = self.min_write_spacing, self._every_tick_started
         if spacing <= 0 or started is None:
             return False
-        wait = started + spacing - time.monotonic()
+        now = time.monotonic()
+        wait = started + spacing - now
+        if self._next_slot_due is not None:
+            wait = min(wait, self._next_slot_due - now)     # a conflated slot due meanwhile is not held
         if wait <= 0:
             return False
         gevent.sleep(wait)
@@ -361,8 +365,11 @@ class Flusher:
                         hub.wait_for_work(0)
                     if hub.closed:
                         break
-                    self._every_tick_started = time.monotonic()
-                    self.flush(hub.take_batch())
+                    started = time.monotonic()
+                    if self.flush(hub.take_batch()):
+                        # Only a flush that wrote starts a spacing: a wake-up with nothing new
+                        # (a WSGI client taking its chunk, a client catching up) holds no tick.
+                        self._every_tick_started = started
                 if hub.has_conflated and time.monotonic() >= next_at:
                     try:
                         self.flush(hub.take_batch(tick), due_at=next_at, position=tick % AGE_POSITIONS)

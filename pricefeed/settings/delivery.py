@@ -48,7 +48,8 @@ class DeliverySettings(SettingsGroup):
         "further apart go out at once; faster ticks share one write per client, each delayed by at most this "
         "much (a screen shows one frame per 16.7 ms anyway), every tick still sent, in order. On a fast market "
         "it cuts the writes, and the CPU they cost the server and the clients' network stacks, several-fold "
-        "(bench/fanout.py --scenario mixed).", minimum=0, maximum=1)
+        "(bench/fanout.py --scenario mixed). At most 0.04: under the conflated slots' 50 ms and well under the "
+        "lag bound.", minimum=0, maximum=0.04)
     stream_nodelay: bool = setting(
         parsers.boolean, True,
         "TCP_NODELAY on stream sockets (gunicorn sets it on every connection). false: the kernel also folds "
@@ -113,3 +114,7 @@ class DeliverySettings(SettingsGroup):
         if self.min_update_interval >= self.heartbeat_interval:
             raise ConfigError("PRICEFEED_MIN_UPDATE_INTERVAL must be below PRICEFEED_HEARTBEAT_INTERVAL "
                               "(a stream waiting that long would miss its keep-alive)")
+        if self.lag_bound and self.min_write_spacing * 2 > self.lag_bound:
+            raise ConfigError("PRICEFEED_MIN_WRITE_SPACING must be at most half of PRICEFEED_LAG_BOUND "
+                              "(a tick held for the spacing counts as lag: the shedder would refuse streams "
+                              "whenever the market is fast)")

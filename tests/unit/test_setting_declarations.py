@@ -74,3 +74,10 @@ def test_every_setting_belongs_to_one_group_and_its_variable_is_its_attribute_up
 def test_a_rule_across_groups_is_checked_when_a_config_is_built():
     with pytest.raises(ConfigError, match="PRICEFEED_WS_IDLE_TIMEOUT"):
         Config.load({"PRICEFEED_WS_IDLE_TIMEOUT": 5, "PRICEFEED_HEARTBEAT_INTERVAL": 10}, environ={})
+
+
+def test_the_write_spacing_must_stay_well_under_the_lag_bound():
+    with pytest.raises(ConfigError, match="PRICEFEED_MIN_WRITE_SPACING"):
+        Config.load({"PRICEFEED_MIN_WRITE_SPACING": 0.04, "PRICEFEED_LAG_BOUND": 0.05}, environ={})
+    assert Config.load({"PRICEFEED_MIN_WRITE_SPACING": 0.04, "PRICEFEED_LAG_BOUND": 0.08},
+                       environ={}).delivery.min_write_spacing == 0.04
