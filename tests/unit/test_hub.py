@@ -328,53 +328,51 @@ def _wait_for(condition, what: str, timeout: float = 3.0) -> None:
         gevent.sleep(0.002)
 
 
-def test_ticks_that_arrive_while_the_spacing_waits_ride_that_flush_and_leave_no_empty_one_behind():
+@pytest.fixture
+def spaced():
+    """A steady every-tick client and the flusher's own loop with a 0.5 s spacing: given to the
+    Flusher directly (the setting stops at 0.04 s), long enough that a busy machine's stalls do
+    not reorder the steps of a test."""
     hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
     wire = Wire(hub, ("BTC/USD",))
-    # Spacing as the flusher is given it (the setting itself stops at 0.04 s), long enough that a
-    # busy machine's stalls do not reorder the steps below.
     flusher = Flusher(hub, min_write_spacing=0.5)
     flush(hub)
     flusher.start()
+    yield hub, wire
+    flusher.stop()
+
+
+def test_ticks_that_arrive_while_the_spacing_waits_ride_that_flush_and_leave_no_empty_one_behind(spaced):
+    hub, wire = spaced
     chunks: list[list[str]] = []
 
     def read() -> list[list[str]]:
         chunks.extend(prices(c) for c in wire.chunks() if c != sse.PING)
         return chunks
-    try:
-        hub.publish(tick(price="1.00", seq=1))           # goes out at once
-        _wait_for(lambda: read() == [["1.00"]], "the first price at once")
-        hub.publish(tick(price="2.00", seq=2))           # within the spacing: waits ...
-        gevent.sleep(0.05)
-        hub.publish(tick(price="3.00", seq=3))           # ... and this one arrives while it waits
-        _wait_for(lambda: len(read()) == 2, "the spaced flush")
-        flushes = hub.counters.flushes
-        gevent.sleep(0.7)                                # past another spacing
-        assert read() == [["1.00"], ["2.00", "3.00"]]
-        assert hub.counters.flushes == flushes, "an empty flush after the spaced one"
-    finally:
-        flusher.stop()
+    hub.publish(tick(price="1.00", seq=1))               # goes out at once
+    _wait_for(lambda: read() == [["1.00"]], "the first price at once")
+    hub.publish(tick(price="2.00", seq=2))               # within the spacing: waits ...
+    gevent.sleep(0.05)
+    hub.publish(tick(price="3.00", seq=3))               # ... and this one arrives while it waits
+    _wait_for(lambda: len(read()) == 2, "the spaced flush")
+    flushes = hub.counters.flushes
+    gevent.sleep(0.7)                                    # past another spacing
+    assert read() == [["1.00"], ["2.00", "3.00"]]
+    assert hub.counters.flushes == flushes, "an empty flush after the spaced one"
 
 
-def test_a_wake_up_that_writes_nothing_does_not_start_a_spacing():
-    hub = Hub(["BTC/USD"], max_clients=10, stale_after=10)
-    wire = Wire(hub, ("BTC/USD",))
-    flusher = Flusher(hub, min_write_spacing=0.5)
-    flush(hub)
-    flusher.start()
-    try:
-        hub.publish(tick(price="1.00", seq=1))
-        _wait_for(lambda: wire.chunks(), "the first price")
-        gevent.sleep(0.6)                                # the spacing is over
-        flushes = hub.counters.flushes
-        hub.catch_up(wire.client)                        # a wake-up with nothing to write (as a WSGI
-        _wait_for(lambda: hub.counters.flushes > flushes, "the empty flush")   # client's taking its chunk)
-        sent = time.monotonic()
-        hub.publish(tick(price="2.00", seq=2))
-        _wait_for(lambda: any(prices(c) == ["2.00"] for c in wire.chunks()), "the second price")
-        assert time.monotonic() - sent < 0.4, "held by a spacing the empty flush started"
-    finally:
-        flusher.stop()
+def test_a_wake_up_that_writes_nothing_does_not_start_a_spacing(spaced):
+    hub, wire = spaced
+    hub.publish(tick(price="1.00", seq=1))
+    _wait_for(lambda: wire.chunks(), "the first price")
+    gevent.sleep(0.6)                                    # the spacing is over
+    flushes = hub.counters.flushes
+    hub.catch_up(wire.client)         # a wake-up with nothing to write (as a WSGI client's taking its chunk)
+    _wait_for(lambda: hub.counters.flushes > flushes, "the empty flush")
+    sent = time.monotonic()
+    hub.publish(tick(price="2.00", seq=2))
+    _wait_for(lambda: any(prices(c) == ["2.00"] for c in wire.chunks()), "the second price")
+    assert time.monotonic() - sent < 0.4, "held by a spacing the empty flush started"
 
 
 # -- status, pings, shutdown -------------------------------------------------------------------
