@@ -51,7 +51,9 @@ import redis  # noqa: E402
 from bench.fanout_client import BATCH_READ_S, raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import PAIRS, SCENARIOS, SYMBOLS, Scenario, client_group, flask_sse_channels  # noqa: E402
 from bench.proc_sampler import ProcessSampler, children_of  # noqa: E402
+from bench.settings_arg import add_settings_argument, pricefeed_settings  # noqa: E402
 from bench.stock_server import STOCK_PREFIX, stock_pricefeed  # noqa: E402
+from pricefeed.settings.delivery import DeliverySettings  # noqa: E402
 from tests.support.deployment import all_live, instance_env, new_prefix  # noqa: E402
 from tests.support.gunicorn import GunicornProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -60,7 +62,7 @@ from tests.support.waiting import free_port, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # bare: bench/bare_broadcast.py, the delivery anchor; bare-matched: the same with the socket options
-# pricefeed's streams have (TCP_NODELAY from gunicorn's listener, SO_SNDBUF 32 KiB).
+# pricefeed's streams have (TCP_NODELAY from gunicorn's listener, SO_SNDBUF as PRICEFEED_STREAM_SEND_BUFFER).
 TARGETS = ("pricefeed", "flask-sse", "bare", "bare-matched")
 WORKER_CONNECTIONS = 12000           # per gunicorn worker, both targets
 PRICEFEED_MAX_CLIENTS = 12000        # per worker
@@ -201,7 +203,7 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
     ramp_s = clients / args.ramp
     round_s = CHILD_STARTUP_S + ramp_s + SETTLE_S + args.duration + PAUSE_S
     sim.market(paused=False)
-    settings = {f"PRICEFEED_{k}": v for k, v in (item.split("=", 1) for item in args.env)}
+    settings = pricefeed_settings(args.env)
     if target == "pricefeed" and args.stock:
         serving = serve_stock_pricefeed(scenario, redis_server, sim, settings)
     elif target == "pricefeed":
@@ -209,7 +211,7 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
     elif target == "bare":
         serving = serve_bare(args.workers, sim)
     elif target == "bare-matched":
-        serving = serve_bare(args.workers, sim, ("--nodelay", "--sndbuf", "32768"))
+        serving = serve_bare(args.workers, sim, ("--nodelay", "--sndbuf", str(DeliverySettings().stream_send_buffer)))
     else:
         serving = serve_flask_sse(scenario, args.workers, redis_server, sim, args.bridge_publish,
                                   max_seconds=round_s + 60)
@@ -278,7 +280,8 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
            "p99": _percentile(ages, samples, 0.99),
            "max": max((r["age_max"] for r in ok), default=None), "events": samples}
     report = {
-        "target": target, "settings": args.env if target == "pricefeed" else [], "transport": args.transport if target == "pricefeed" else "sse",
+        "target": target, "settings": args.env if target == "pricefeed" else [],
+        "transport": args.transport if target == "pricefeed" else "sse",
         "scenario": scenario.name, "clients": clients, "tick_rate": scenario.rate,
         "pairs_per_client": scenario.pairs_per_client, "workers": args.workers, "generators": generators,
         "source_ips": args.source_ips, "ramp_per_s": args.ramp, "connect_timeout_s": args.connect_timeout,
@@ -430,8 +433,7 @@ def main() -> None:
                              f"every {BATCH_READ_S:g} s (cheaper for the load generator); 1: every client")
     parser.add_argument("--transport", choices=("sse", "ws"), default="sse",
                         help="pricefeed's transport: SSE (/stream) or WebSocket (/ws)")
-    parser.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
-                        help="a pricefeed setting without its PRICEFEED_ prefix, e.g. MIN_WRITE_SPACING=0.02 (repeatable)")
+    add_settings_argument(parser, "every pricefeed round (the anchors run as they are)")
     parser.add_argument("--stock", action="store_true",
                         help="pricefeed as ./run.sh starts it: only Redis, pairs and the pace set, no capacity "
                              "settings, soft open-files limit 1024 (bench/stock_server.py); --workers is ignored")

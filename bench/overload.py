@@ -43,6 +43,7 @@ from bench.browser_round import (  # noqa: E402
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS, client_pairs, stream_path  # noqa: E402
 from bench.proc_sampler import ProcessSampler  # noqa: E402
+from bench.settings_arg import add_settings_argument, pricefeed_settings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 
@@ -101,8 +102,7 @@ def worker_loads(app, tries: int = 8) -> dict:
 def run_round(clients: int, args, redis_server: RedisServer, sim: SimulatorProcess, settings: list[str]) -> dict:
     scenario = SCENARIOS["trader"]
     load_before = loadavg()
-    env = {f"PRICEFEED_{k}": v for k, v in (item.split("=", 1) for item in settings)}
-    with pricefeed(scenario, redis_server, sim, **env) as (app, _):
+    with pricefeed(scenario, redis_server, sim, **pricefeed_settings(settings)) as (app, _):
         start_at = time.time() + CHILD_STARTUP_S
         window_start = start_at + clients / args.ramp + SETTLE_S
         window_end = window_start + args.duration
@@ -149,9 +149,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--ramp", type=float, default=1000)
     parser.add_argument("--sample-every", type=int, default=10)
-    parser.add_argument("--env", action="append", default=[], metavar="SETTING=VALUE",
-                        help="a pricefeed setting for the overloaded round's server, without its PRICEFEED_ "
-                             "prefix (repeatable), e.g. LAG_BOUND=0.075")
+    add_settings_argument(parser, "the overloaded round's server")
     parser.add_argument("--generator", choices=GENERATORS, default="python",
                         help="the load generator: bench/browser_load.py (python) or bench/node/browsers.mjs (node, "
                              "less CPU per stream)")

@@ -48,6 +48,7 @@ from bench.browser_round import (  # noqa: E402
 from bench.fanout_client import raise_open_files_limit  # noqa: E402
 from bench.fanout_scenarios import SCENARIOS, SYMBOLS  # noqa: E402
 from bench.proc_sampler import _cpu_seconds, _machine_busy_seconds  # noqa: E402
+from bench.settings_arg import add_settings_argument, pricefeed_settings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--connect-timeout", type=float, default=30,
                         help="seconds a client waits for a response head (EventSource itself never gives up; "
                              "the admission gate may hold a newcomer up to NEW_STREAM_MAX_WAIT, 10 s)")
-    parser.add_argument("--env", action="append", default=[], help="extra PRICEFEED_X=value for the server")
+    add_settings_argument(parser, "the server")
     parser.add_argument("--generator", choices=GENERATORS, default="python",
                         help="the load generator: bench/browser_load.py (python) or bench/node/browsers.mjs (node, "
                              "less CPU per stream)")
@@ -118,7 +119,7 @@ def main() -> None:
     raise_open_files_limit()
     scenario = SCENARIOS["widget"]
     load_before = loadavg()
-    extra = dict(item.split("=", 1) for item in args.env)
+    extra = pricefeed_settings(args.env)
     with RedisServer() as redis_server, SimulatorProcess(pairs=",".join(SYMBOLS), rate=scenario.rate) as sim:
         redis_server.client.config_set("maxclients", 1000)
         with pricefeed(scenario, redis_server, sim, **extra) as (app, prefix):

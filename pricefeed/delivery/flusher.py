@@ -183,11 +183,8 @@ class Flusher:
         self.hub = hub
         self.shedder = shedder
         self._clock = clock        # the hub's clock: arrival stamps and flush ends must agree
-        # Every-tick flushes start at least this far apart (seconds; 0: as soon as there is work;
-        # the deployment's default, PRICEFEED_MIN_WRITE_SPACING, is passed in by assembly.py).
-        # A tick that finds the previous flush older than this goes out at once; ticks that come
-        # faster ride the next flush together: one write per client for several ticks, every tick
-        # still written, in order, each delayed by at most this much (see _spaced).
+        # PRICEFEED_MIN_WRITE_SPACING, given by assembly.py (0 here: tests and other callers get
+        # every tick flushed at once unless they ask); see _spaced.
         self.min_write_spacing = min_write_spacing
         self._every_tick_started: float | None = None     # when the latest every-tick flush began
         self._greenlet: gevent.Greenlet | None = None
@@ -342,8 +339,8 @@ class Flusher:
         return True
 
     def _run(self) -> None:
-        """One loop for every pace: every-tick flushes as soon as there is work, and the
-        conflated groups' slots on one timer of SLOT_PERIOD (pace.py)."""
+        """One loop for every pace: every-tick flushes as soon as there is work (and the spacing
+        allows), and the conflated groups' slots on one timer of SLOT_PERIOD (pace.py)."""
         hub = self.hub
         tick = 0
         next_at = time.monotonic() + SLOT_PERIOD

@@ -63,7 +63,7 @@ class DeliverySettings(SettingsGroup):
         float, 2000.0,
         "Per worker, new streams admitted per second after a burst (a reconnect storm waits its turn). At the "
         "default the gate is not what bounds a restart of 20,000 streams on two workers: the CPU is "
-        "(bench/restart.py: all back in 10-13 s on two cores shared with the load generator).",
+        "(bench/restart.py: all back in 9-13 s on two cores shared with the load generator).",
         minimum=1, maximum=100_000)
     new_streams_burst: int = setting(
         int, 500, "Per worker, new streams admitted at once before pacing starts.", minimum=1, maximum=100_000)
