@@ -43,17 +43,16 @@ WEBSOCKET = 1
 
 
 class StreamClient:
-    __slots__ = ("pairs", "subscription", "slot", "sent_version", "steady", "ping_round", "ready",
-                 "closed", "gone", "backlog", "outbox", "_sock", "_fd", "_wakeup", "pace_ms", "transport",
+    __slots__ = ("pairs", "subscription", "share", "slot", "sent_version", "steady", "ping_round", "ready",
+                 "closed", "gone", "backlog", "outbox", "_sock", "fd", "_wakeup", "pace_ms", "transport",
                  "behind_since")
 
     def __init__(self, pairs: tuple[str, ...], subscription: int, slot: int, version: int,
                  ping_round: int, sock: socket.socket | None, pace_ms: int = 0, transport: int = SSE):
-        self.pairs = pairs
-        self.subscription = subscription     # clients with the same number share chunks
+        self.transport = transport           # SSE or WEBSOCKET: which framing its chunks use
+        self.subscribe(subscription, pairs)
         self.slot = slot                     # the conflated pace's flush slot
         self.pace_ms = pace_ms               # 0: every tick; else at most one update per pair per this
-        self.transport = transport           # SSE or WEBSOCKET: which framing its chunks use
         self.sent_version = version          # everything of ours up to this version was written
         self.steady = False                  # kept up with every flush since sent_version
         self.ping_round = ping_round
@@ -64,13 +63,21 @@ class StreamClient:
         self.backlog: memoryview | None = None
         self.outbox: bytes | None = None     # a chunk for the greenlet to yield (WSGI path)
         self._sock = sock
-        self._fd = sock.fileno() if sock is not None else -1
+        # The socket the flusher writes to directly (-1: through WSGI). Public for the flusher's
+        # loop, which writes inline rather than call deliver() for a client that is keeping up.
+        self.fd = sock.fileno() if sock is not None else -1
         self._wakeup = gevent.event.Event()
         self.behind_since: float | None = None    # monotonic time of the partial write that began it
 
+    def subscribe(self, subscription: int, pairs: tuple[str, ...]) -> None:
+        self.subscription = subscription     # clients with the same number share chunks
+        self.pairs = pairs
+        # What the flusher keys the chunk of a client that kept up by, with the ping bit: one int.
+        self.share = (subscription << 2) | (self.transport << 1)
+
     @property
     def direct(self) -> bool:
-        return self._fd >= 0
+        return self.fd >= 0
 
     @property
     def busy(self) -> bool:
@@ -79,18 +86,23 @@ class StreamClient:
 
     def deliver(self, framed: bytes, plain: bytes) -> bool:
         """Flusher side: write (or hand over) one chunk. False if it did not all go out now."""
-        if self._fd < 0:
+        if self.fd < 0:
             self.outbox = plain
             self._wakeup.set()
             return True
         try:
             # gevent keeps the socket non-blocking: this never blocks the flusher.
-            written = os.write(self._fd, framed)
+            written = os.write(self.fd, framed)
         except BlockingIOError:
             written = 0
         except OSError:
             self.drop()
             return False
+        return self.wrote(framed, written)
+
+    def wrote(self, framed: bytes, written: int) -> bool:
+        """After a direct write of `framed` that put `written` bytes out: True if it all went out
+        and the client is not behind; else the rest becomes the backlog for its greenlet."""
         if written == len(framed):
             if self.behind_since is not None and self._caught_up():
                 self.behind_since = None
@@ -105,7 +117,7 @@ class StreamClient:
         away if nothing is pending, else after what is. Never splits a flusher's chunk, because
         a partial write becomes the backlog, which makes the flusher skip this client. False if
         the peer is gone."""
-        if self.gone or self._fd < 0:
+        if self.gone or self.fd < 0:
             return False
         if self.busy:
             # Queued behind the backlog: the greenlet writes it next (streams/ws_transport.py). The backlog
@@ -114,7 +126,7 @@ class StreamClient:
             self._wakeup.set()
             return True
         try:
-            written = os.write(self._fd, data)
+            written = os.write(self.fd, data)
         except BlockingIOError:
             written = 0
         except OSError:
@@ -152,7 +164,7 @@ class StreamClient:
         """The kernel's queue for this client is down to under half its send buffer (Linux's
         TIOCOUTQ: bytes not yet acknowledged). Elsewhere: a finished backlog counts as caught up."""
         try:
-            queued = struct.unpack("i", fcntl.ioctl(self._fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            queued = struct.unpack("i", fcntl.ioctl(self.fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
             size = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) if self._sock is not None else 0
         except (OSError, AttributeError):
             return True
@@ -161,7 +173,7 @@ class StreamClient:
     def use_wsgi(self) -> None:
         """Write through the server after all (the web layer found it frames the body its own way)."""
         self._sock = None
-        self._fd = -1
+        self.fd = -1
 
     def drop(self) -> None:
         """The peer is gone (reset, broken pipe): let the greenlet end the response."""
@@ -177,14 +189,14 @@ class StreamClient:
         A WebSocket client gets no SSE farewell: its greenlet sends a close frame instead."""
         self.closed = True
         if farewell is not None and self.transport == SSE and not self.busy and not self.gone:
-            if self._fd < 0:
+            if self.fd < 0:
                 self.outbox = farewell
             else:
                 # The farewell, then the last chunk: the response ends cleanly, as a browser
                 # expects of a server that means to close (it reconnects after `retry:`).
                 framed = b"%X\r\n%s\r\n0\r\n\r\n" % (len(farewell), farewell)
                 try:
-                    os.write(self._fd, framed)   # a few bytes; a full buffer loses only the hint
+                    os.write(self.fd, framed)   # a few bytes; a full buffer loses only the hint
                 except OSError:
                     pass
         if self.backlog is not None and self._sock is not None:

@@ -126,7 +126,7 @@ class SubscriberIndex:
         if client not in self._clients:
             return
         self._unindex(client)
-        client.subscription, client.pairs = self._subscription(pairs)
+        client.subscribe(*self._subscription(pairs))
         self._index(client, client.pairs)
 
     def catch_up(self, client: StreamClient) -> None:
