@@ -231,6 +231,9 @@ def run_round(target: str, scenario: Scenario, clients: int, args: argparse.Name
                                       json.dumps({**spec, "first": k})], cwd=ROOT, stdout=subprocess.PIPE)
                     for k in range(generators)]
         softirq = softirq_threads()
+        if not softirq:
+            print("fanout: no ksoftirqd threads visible in /proc (a PID namespace?): "
+                  "server_and_softirq_us_per_event is the servers' own CPU alone", file=sys.stderr)
         sampler = ProcessSampler(lambda: {**server.groups(), "redis": [redis_server.proc.pid],
                                           "exchange": [sim.proc.pid], "loadgen": [c.pid for c in children],
                                           "softirq": softirq},
@@ -305,6 +308,8 @@ def _report(target: str, scenario: Scenario, clients: int, generators: int, args
         # The same with the kernel's softirq threads (proc_sampler.softirq_threads): network work
         # a server's sends caused but no process was charged for. Busy loopback senders differ in
         # how much of it the kernel defers there, so servers compare fairly only with it counted.
+        # Those threads also carry softirq work the servers did not cause (the generators'
+        # side, timers): about the same for every target, and small beside it.
         "server_and_softirq_us_per_event": round(
             sum(cpu.get(g, 0) for g in (*SERVER_GROUPS, "softirq")) / 100 * 1e6
             / max(1, sum(r["window_events"] for r in ok) / window), 2),

@@ -14,14 +14,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.proc_sampler import softirq_threads
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 40
 
 
 def test_softirq_threads_are_found_on_this_kernel():
-    # One per CPU on Linux; without them the comparison would silently leave them out.
+    # One per CPU on Linux. A PID namespace (a container) or /proc mounted hidepid=2 hides
+    # them: the benchmark then warns that its figure is the servers' own CPU alone.
+    try:
+        kernel_threads_visible = Path("/proc/2/comm").read_text().strip() == "kthreadd"
+    except OSError:
+        kernel_threads_visible = False
+    if not kernel_threads_visible:
+        pytest.skip("this /proc shows no kernel threads (a PID namespace or hidepid)")
     assert softirq_threads(), "no ksoftirqd/N threads in /proc"
 
 
@@ -29,7 +40,7 @@ def test_a_short_trader_round_against_the_bare_broadcast(tmp_path):
     out = tmp_path / "rounds.jsonl"
     run = subprocess.run(
         [sys.executable, "-m", "bench.fanout", "--target", "pricefeed,bare", "--scenario", "trader",
-         "--clients", str(CLIENTS), "--duration", "4", "--ramp", "200", "--json-out", str(out)],
+         "--clients", str(CLIENTS), "--duration", "6", "--ramp", "200", "--json-out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rounds = {r["target"]: r for r in map(json.loads, out.read_text().splitlines())}
@@ -37,8 +48,9 @@ def test_a_short_trader_round_against_the_bare_broadcast(tmp_path):
     for target, r in rounds.items():
         assert r["connected"] == CLIENTS and r["disconnects"] == 0, (target, r)
         assert r["converged_all"], (target, r.get("not_converged_examples"))
-        # The trader scenario: 20 ticks/s, every one to every client.
-        assert 15 <= r["events_per_client_per_s"] <= 25, (target, r["events_per_client_per_s"])
+        # The trader scenario: 20 ticks/s, every one to every client. Wide bounds: the window's
+        # edges cut through deliveries, and the simulator skips ticks after a stall of over 1 s.
+        assert 10 <= r["events_per_client_per_s"] <= 30, (target, r["events_per_client_per_s"])
         assert r["server_us_per_event"] > 0
         assert r["server_and_softirq_us_per_event"] >= r["server_us_per_event"], (target, r)
         assert "softirq" in r["cpu_pct"]
