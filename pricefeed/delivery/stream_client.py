@@ -85,7 +85,9 @@ class StreamClient:
         return self.backlog is not None or self.outbox is not None
 
     def deliver(self, framed: bytes, plain: bytes) -> bool:
-        """Flusher side: write (or hand over) one chunk. False if it did not all go out now."""
+        """Flusher side: write (or hand over) one chunk. False if it did not all go out now.
+        The flusher's loop has the direct branch written out for clients that keep up (flusher.py,
+        Flusher._write): a change to one is a change to both."""
         if self.fd < 0:
             self.outbox = plain
             self._wakeup.set()

@@ -24,16 +24,18 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = 40
 
 
-def test_softirq_threads_are_found_on_this_kernel():
-    # One per CPU on Linux. A PID namespace (a container) or /proc mounted hidepid=2 hides
-    # them: the benchmark then warns that its figure is the servers' own CPU alone.
+def test_softirq_threads_are_found_wherever_proc_shows_kernel_threads():
+    # One per CPU on Linux. A PID namespace (a container) or /proc mounted hidepid=2 hides every
+    # kernel thread: then none may be claimed (the benchmark warns that its figure is the servers'
+    # own CPU alone); otherwise they must be found, or the comparison would silently leave them out.
     try:
         kernel_threads_visible = Path("/proc/2/comm").read_text().strip() == "kthreadd"
     except OSError:
         kernel_threads_visible = False
-    if not kernel_threads_visible:
-        pytest.skip("this /proc shows no kernel threads (a PID namespace or hidepid)")
-    assert softirq_threads(), "no ksoftirqd/N threads in /proc"
+    found = softirq_threads()
+    assert bool(found) == kernel_threads_visible, (found, kernel_threads_visible)
+    for pid in found:
+        assert Path(f"/proc/{pid}/comm").read_text().startswith("ksoftirqd/")
 
 
 def test_a_short_trader_round_against_the_bare_broadcast(tmp_path):
